@@ -1,0 +1,563 @@
+"""The built-in deterministic simulated user: rule-based, offline, fast, and hard to game.
+
+It reacts to what the agent actually wrote, conditioned on the scenario's hidden intention and
+character type, and it is a *pure function* of (scenario, rules, emotion, turn, seed, visible
+history, agent reply): it keeps no hidden memory, so the same inputs give the same reaction in
+process and through the local OpenAI-compatible server (`sage_gym.simulators.server`).
+
+How a reply is scored (the full rule table is in docs/builtin_simulator.md):
+
+1. **Strategies.** Regular-expression cues detect what the reply does: reflecting or naming
+   feelings, validation, specific praise, open questions, concrete advice, explaining others'
+   motives, weighing both sides, guiding reflection, agreeing the user is not to blame,
+   self-disclosure; and the harmful ones: blame, dismissal, platitudes. Each strategy counts
+   once per reply, however often its cues appear.
+2. **Intention.** A table gives each strategy a weight for each of the 8 hidden intentions
+   (e.g. advice helps `concrete_advice` and hurts `venting`). The strategy that meets the hidden
+   intention counts most; after two turns without it, the user grows impatient.
+3. **Character.** Negative users gain less and lose more; passive users warm to open questions
+   and tire of long replies; avoidant users bristle at several questions at once and at
+   intense feeling-talk early on.
+4. **Anti-gaming.** Repeating an earlier reply, stuffing many strategy cues into few words,
+   not engaging with anything the user said, and very short or very long replies all cost
+   emotion and mute the reply's positive strategies.
+5. **Change.** The score plus a small seeded noise maps to -10, -5, 0, +5 or +10 (then clipped to
+   the rules' range); the new emotion is capped to [0, 100].
+
+The user's reply is composed from the scenario (its `details`, told bit by bit), the new emotion
+bucket, the character type and what went wrong or right, so a transcript reads like a
+conversation.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sage_gym.scenarios import Scenario
+from sage_gym.simulators.base import Message, Reaction, Rules, UserState, clamp_emotion, emotion_bucket
+
+# ----------------------------------------------------------------------------------------------
+# 1. strategy cues
+
+FEELING_WORDS = (
+    "frustrat", "hurt", "exhaust", "angry", "anger", "furious", "lonely", "alone", "ashamed", "shame",
+    "overwhelm", "sad", "anxious", "anxiety", "scared", "afraid", "fear", "betray", "disappoint",
+    "drained", "heartbr", "invisible", "humiliat", "worried", "worry", "grief", "griev", "pain",
+    "resent", "guilt", "helpless", "stuck", "unfair", "dismissed", "unseen", "unheard", "tired",
+    "stress", "upset", "devastat", "confus", "embarrass", "jealous", "bitter", "crushed", "torn",
+)
+
+STRATEGY_CUES: Mapping[str, tuple[str, ...]] = {
+    "reflect": (
+        r"\bsounds? like\b", r"\bit seems\b", r"\bi hear\b", r"\byou (must|might) (feel|be feeling|be)\b",
+        r"\byou('re| are) feeling\b", r"\bthat (must|would|can) (be|have been|feel)\b", r"\bi can (imagine|see|tell)\b",
+        r"\bso (you|it was)\b", r"\bwhat i'm hearing\b", r"\byou felt\b",
+    ),
+    "validate": (
+        r"\bmakes (complete |total |a lot of )?sense\b", r"\bunderstandable\b", r"\banyone would\b", r"\bof course you\b",
+        r"\bit'?s (okay|ok|normal|natural|fair) to\b", r"\b(valid|legitimate)\b", r"\bno wonder\b", r"\bright to feel\b",
+    ),
+    "praise": (
+        r"\b(took|takes|showed) (real |a lot of )?(courage|guts|strength|care|integrity)\b", r"\bi admire\b",
+        r"\byou (did|handled) (that |it |this |so )?(well|right|beautifully)\b", r"\bproud of\b", r"\bimpressive\b",
+        r"\bthat was (brave|generous|thoughtful|kind|wise|smart|decent)\b", r"\bwell done\b", r"\bgive yourself credit\b",
+        r"\bspeaks (well )?(of|to) (you|your)\b", r"\bnot everyone would\b",
+    ),
+    "advice": (
+        r"\byou (could|can|might) (try|consider|start|ask|talk|write|set|make|look|call|book|plan|bring|put|tell|list|contact|speak)\b",
+        r"\btry (to|talking|writing|asking|setting|making)\b", r"\bi('d| would) (suggest|recommend)\b", r"\bsuggest\b",
+        r"\bconsider\b", r"\bone (option|step|idea|thing you could)\b", r"\b(first|next|small) step\b", r"\bmake a plan\b",
+        r"\bhere'?s what\b", r"\bit (might|may|could) help to\b", r"\bwhat if you\b",
+    ),
+    "motives": (
+        r"\b(maybe|perhaps|possibly) (he|she|they|your \w+)\b", r"\b(he|she|they) (might|may|could) (have|be|feel|not|think|worry)\b",
+        r"\bfrom (his|her|their) (side|perspective|point of view)\b", r"\b(his|her|their) (reasons?|fear|pressure|own)\b",
+        r"\bprobably because\b", r"\bit'?s possible (he|she|they)\b", r"\b(he|she|they) (was|were) (probably|likely)\b",
+    ),
+    "dialectic": (
+        r"\bon the other hand\b", r"\bat the same time\b", r"\bboth sides\b", r"\bthen again\b", r"\bon one hand\b",
+        r"\bit'?s not (all|entirely|only|just) (black|one|on|about)\b", r"\bthe flip side\b", r"\btwo things (can be|are) true\b",
+        r"\bfrom (one|another) angle\b", r"\bweigh(ing)? (it|both|this)\b",
+    ),
+    "reflection": (
+        r"\blooking back\b", r"\bwhat (do|did) you (think|learn|notice|make of|take)\b", r"\bwhat would you do differently\b",
+        r"\bwhat (does|did) (this|that|it) (teach|tell|show|mean to) you\b", r"\bwhat matters (most )?to you\b",
+        r"\bwhat part of (this|that|it)\b", r"\b(learn|grow)(ed|ing|s)? from\b", r"\bnext time\b", r"\bwhat (do|would) you want\b",
+    ),
+    "no_blame": (
+        r"\bnot your fault\b", r"\byou did nothing wrong\b", r"\byou('re| are) not to blame\b", r"\byou('ve| have) done nothing wrong\b",
+        r"\bnone of (this|that|it) (is|was) on you\b", r"\byou didn'?t deserve\b", r"\b(they|he|she) (was|were) (wrong|out of line)\b",
+        r"\byou were right\b", r"\byou had every right\b",
+    ),
+    "disclosure": (r"\bi('ve| have) (been|felt) (there|through|that)\b", r"\bwhen i was\b", r"\bhappened to me\b"),
+    "blame": (
+        r"\byour (own )?fault\b", r"\byou should(n'?t| not)? have\b", r"\byou brought (this|it)\b", r"\bwhat did you expect\b",
+        r"\byou('re| are) (to blame|overreacting|being (dramatic|silly|sensitive|ridiculous|unreasonable))\b", r"\bpartly on you\b",
+    ),
+    "dismiss": (
+        r"\bget over it\b", r"\bcalm down\b", r"\bmove on\b", r"\bwhatever\b", r"\b(not a|no) big deal\b",
+        r"\bstop (complaining|whining)\b", r"\bit could be worse\b", r"\bthat'?s life\b", r"\bothers have it worse\b",
+        r"\bdeal with it\b", r"\bgrow up\b", r"\bwho cares\b", r"\bi don'?t care\b",
+    ),
+    "platitude": (
+        r"\beverything happens for a reason\b", r"\btime heals\b", r"\bstay positive\b", r"\blook on the bright side\b",
+        r"\bcheer up\b", r"\bit'?ll (all )?be (fine|okay|ok|alright)\b", r"\bdon'?t worry\b", r"\bthings will get better\b",
+        r"\bchin up\b", r"\bjust relax\b", r"\bthink positive\b", r"\bit is what it is\b",
+    ),
+}
+_FEELINGS = re.compile(r"\b(?:" + "|".join(FEELING_WORDS) + r")")
+_COMPILED = {name: tuple(re.compile(p) for p in patterns) for name, patterns in STRATEGY_CUES.items()}
+_OPEN_QUESTION = re.compile(r"(?:^|[.!?]\s+)(?:what|how|which|when|where|who|why|tell me|could you say|would you say|can you tell)\b[^?]*\?")
+_WORD = re.compile(r"[a-z][a-z']*")
+
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each even ever every few for from further had has have having
+    he her here hers him his how i if in into is it its just know like me more most my no nor not now of off on once
+    only or other our out over own really same she should so some such than that the their them then there these they
+    this those through to too under until up very was we were what when where which while who whom why will with would
+    you your yours yourself feel feeling felt sounds sound seems think thing things much still maybe perhaps right okay
+    yeah well said say tell told get got going make made want wanted way time something anything everything""".split()
+)
+
+# ----------------------------------------------------------------------------------------------
+# 2. intention table: strategy -> weight, per hidden intention. The first strategy listed in
+# KEY_STRATEGY is the one that "meets" the intention.
+
+BASE_WEIGHTS = {
+    "reflect": 0.35, "feelings": 0.25, "validate": 0.3, "question": 0.2, "praise": 0.15, "advice": 0.0,
+    "motives": 0.0, "dialectic": 0.0, "reflection": 0.05, "no_blame": 0.1, "disclosure": 0.05,
+    "blame": -1.5, "dismiss": -1.6, "platitude": -0.7,
+}
+INTENTION_WEIGHTS: Mapping[str, Mapping[str, float]] = {
+    "dialectical_analysis": {"dialectic": 1.3, "motives": 0.4, "reflection": 0.2, "advice": 0.1, "no_blame": -0.7},
+    "concrete_advice": {"advice": 1.3, "question": 0.1, "reflection": -0.1, "platitude": -0.4},
+    "others_motives": {"motives": 1.3, "dialectic": 0.3, "advice": -0.2},
+    "self_reflection": {"reflection": 1.3, "question": 0.3, "advice": -0.4, "no_blame": -0.5},
+    "specific_praise": {"praise": 1.3, "advice": -0.4, "dialectic": -0.3},
+    "venting": {"reflect": 0.55, "feelings": 0.35, "validate": 0.35, "advice": -0.9, "motives": -0.5, "dialectic": -0.6, "question": -0.15},
+    "deep_empathy": {"reflect": 0.7, "feelings": 0.55, "validate": 0.15, "platitude": -0.8, "advice": -0.6, "question": -0.05},
+    "no_blame": {"no_blame": 1.3, "validate": 0.3, "dialectic": -0.8, "motives": -0.6, "reflection": -0.5, "blame": -1.0},
+    "custom": {},
+}
+KEY_STRATEGY = {
+    "dialectical_analysis": "dialectic", "concrete_advice": "advice", "others_motives": "motives",
+    "self_reflection": "reflection", "specific_praise": "praise", "venting": "reflect",
+    "deep_empathy": "feelings", "no_blame": "no_blame",
+}
+PATIENCE_TURNS = 2  # turns the user waits for their intention to be met before growing impatient
+POSITIVE_MUTE = 0.25  # share of positive weight that survives an anti-gaming flag
+
+# What the user thinks when their intention is met or still missing (first person).
+GOAL_MET = {
+    "dialectical_analysis": "they're actually weighing it from more than one side",
+    "concrete_advice": "that's something I could actually do",
+    "others_motives": "that might explain why they acted like that",
+    "self_reflection": "that makes me look at my own part in it",
+    "specific_praise": "they noticed what I actually did",
+    "venting": "they're just letting me get it out",
+    "deep_empathy": "they really get how this feels",
+    "no_blame": "they see I didn't do anything wrong",
+}
+GOAL_MISSING = {
+    "dialectical_analysis": "nobody is looking at the whole picture",
+    "concrete_advice": "I still don't know what to actually do",
+    "others_motives": "I still can't make sense of why they did it",
+    "self_reflection": "I'm not getting anywhere with myself",
+    "specific_praise": "nobody sees the effort I put in",
+    "venting": "I can't even finish saying how it is",
+    "deep_empathy": "it's all surface-level comfort",
+    "no_blame": "it feels like I'm being blamed",
+}
+# Subtle hints the user drops when the intention is unmet (never stating it outright).
+HINTS = {
+    "dialectical_analysis": ("I keep going round in circles about who's really in the wrong here.", "Everyone I ask only sees one side of it."),
+    "concrete_advice": ("I honestly don't know where I'd even start.", "Talking about it is fine, but tomorrow I still have to face it."),
+    "others_motives": ("I keep wondering what was going through their head.", "It just doesn't add up, why would anyone do that?"),
+    "self_reflection": ("Sometimes I wonder what this says about me.", "I don't want to end up in the same place again."),
+    "specific_praise": ("I did everything I could, you know. Nobody even noticed.", "I worked really hard on that part."),
+    "venting": ("And that's not even the half of it.", "Sorry, I just... there's so much of it."),
+    "deep_empathy": ("People keep saying 'it'll be fine' and it just makes it worse.", "I don't think anyone gets what it's actually like."),
+    "no_blame": ("Everyone acts like I'm the one who messed up.", "I did what anyone would have done."),
+}
+# ----------------------------------------------------------------------------------------------
+# 3. character types
+
+
+@dataclass(frozen=True)
+class Temperament:
+    gain: float  # multiplies positive weight
+    loss: float  # multiplies negative weight
+    bar: float  # raises the thresholds of the change ladder
+    question_bonus: float = 0.0
+    long_reply_words: int = 160
+    pushy_questions: int = 99  # more questions than this in one reply cost emotion
+
+
+TEMPERAMENTS = {
+    "negative": Temperament(gain=0.85, loss=1.3, bar=0.15),
+    "passive": Temperament(gain=0.95, loss=1.0, bar=0.05, question_bonus=0.25, long_reply_words=110),
+    "avoidant": Temperament(gain=0.9, loss=1.1, bar=0.1, pushy_questions=1),
+}
+
+# change ladder: (minimum score, change); scores below the last step give -10
+LADDER = ((1.5, 10), (0.5, 5), (-0.3, 0), (-1.2, -5))
+NOISE_STD = 0.2
+
+
+# ----------------------------------------------------------------------------------------------
+# text analysis
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> set[str]:
+    """Words that carry the topic: not stopwords, at least 4 letters, crudely de-pluralised."""
+    return {w.rstrip("s") if len(w) > 4 else w for w in words_of(text) if len(w) >= 4 and w not in STOPWORDS}
+
+
+def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    toks = words_of(text)
+    return {tuple(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))} if toks else set()
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of word trigrams (1.0 for identical non-empty texts)."""
+    sa, sb = _shingles(a), _shingles(b)
+    if not sa or not sb:
+        return 0.0
+    return len(sa & sb) / len(sa | sb)
+
+
+@dataclass(frozen=True)
+class ReplyFeatures:
+    """What a reply does, independent of the user's emotion (so the server can recompute it)."""
+
+    words: int
+    strategies: frozenset[str]
+    cue_hits: int
+    open_questions: int
+    questions: int
+    overlap: int  # content words shared with what the user has said
+    max_similarity: float  # to the agent's earlier replies
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+
+def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
+    text = agent_reply.lower()
+    n_words = len(words_of(text))
+    strategies, hits = set(), 0
+    for name, patterns in _COMPILED.items():
+        count = sum(len(p.findall(text)) for p in patterns)
+        if count:
+            strategies.add(name)
+            hits += count
+    feeling_hits = len(_FEELINGS.findall(text))
+    if feeling_hits:
+        strategies.add("feelings")
+        hits += feeling_hits
+    open_q = len(_OPEN_QUESTION.findall(text))
+    questions = text.count("?")
+    if open_q:
+        strategies.add("question")
+
+    user_said = " ".join(m["content"] for m in history if m["role"] == "user")
+    overlap = len(content_words(agent_reply) & content_words(user_said))
+    earlier = [m["content"] for m in history if m["role"] == "assistant"]
+    max_sim = max((similarity(agent_reply, e) for e in earlier), default=0.0)
+
+    flags = set()
+    if n_words < 4:
+        flags.add("too_short")
+    if n_words > 0 and max_sim >= 0.5:
+        flags.add("repeated")
+    # keyword stuffing: many distinct cues packed into few words, or the same cues over and over
+    if n_words and (hits >= 6 and hits * 5 > n_words or len(strategies - {"question", "feelings"}) >= 5 and n_words < 80):
+        flags.add("formulaic")
+    if n_words >= 4 and overlap == 0:
+        flags.add("ignored")
+    return ReplyFeatures(n_words, frozenset(strategies), hits, open_q, questions, overlap, max_sim, frozenset(flags))
+
+
+# ----------------------------------------------------------------------------------------------
+# scoring
+
+
+def _turn_rng(seed: int, turn: int, agent_reply: str, salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed & 0xFFFFFFFF, turn, zlib.crc32(agent_reply.encode("utf-8")), salt])
+
+
+def _intention_met_before(scenario: Scenario, history: Sequence[Message]) -> int:
+    """How many earlier agent replies already used the key strategy of the hidden intention."""
+    key = KEY_STRATEGY.get(scenario.hidden_intention)
+    if key is None:
+        return 0
+    earlier = [m["content"] for m in history if m["role"] == "assistant"]
+    return sum(key in analyse_reply(scenario, (), e).strategies for e in earlier)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    change: int
+    score: float
+    features: ReplyFeatures
+    goal: str  # "met", "partly" or "not met"
+    thoughts: str
+    feeling: str
+    meaning: str
+
+
+def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int, history: Sequence[Message], agent_reply: str) -> Assessment:
+    """Score one agent reply: the emotion-update half of a user turn."""
+    feats = analyse_reply(scenario, history, agent_reply)
+    temper = TEMPERAMENTS[scenario.character_type]
+    weights = dict(BASE_WEIGHTS)
+    for name, w in INTENTION_WEIGHTS.get(scenario.hidden_intention, {}).items():
+        weights[name] = weights.get(name, 0.0) + w
+
+    positive = sum(max(0.0, weights[s]) for s in feats.strategies)
+    negative = sum(min(0.0, weights[s]) for s in feats.strategies)
+    if "question" in feats.strategies:
+        positive += temper.question_bonus
+    if feats.overlap >= 2:
+        positive += 0.2  # picks up concrete things the user said
+
+    penalty = 0.0
+    flags = set(feats.flags)
+    if feats.questions > temper.pushy_questions:
+        flags.add("pushy")
+        penalty -= 0.4 * (feats.questions - temper.pushy_questions)
+    if scenario.character_type == "avoidant" and turn < 2 and "feelings" in feats.strategies and "reflect" in feats.strategies:
+        penalty -= 0.25  # intense feeling-talk before trust is built
+    if feats.words > temper.long_reply_words:
+        flags.add("too_long")
+        penalty -= 0.5 + (feats.words - temper.long_reply_words) / 100
+    if flags & {"repeated", "formulaic", "ignored", "too_short"}:
+        positive *= POSITIVE_MUTE
+        penalty -= {"repeated": 1.2, "formulaic": 1.0, "ignored": 0.7, "too_short": 1.0}[
+            next(f for f in ("repeated", "formulaic", "too_short", "ignored") if f in flags)
+        ]
+
+    key = KEY_STRATEGY.get(scenario.hidden_intention)
+    met_now = key in feats.strategies and not flags & {"repeated", "formulaic", "ignored"}
+    met_before = _intention_met_before(scenario, history)
+    if key and not met_now and met_before == 0 and turn >= PATIENCE_TURNS:
+        penalty -= min(1.5, 0.45 * (turn - PATIENCE_TURNS + 1))  # impatience grows while the intention is unmet
+
+    score = temper.gain * positive + temper.loss * (negative + penalty)
+    noisy = score + _turn_rng(seed, turn, agent_reply, 1).normal(0.0, NOISE_STD)
+    raw_change = next((c for low, c in LADDER if noisy >= low + temper.bar), -10)
+    change = rules.clip(raw_change)
+    goal = "met" if met_now else ("partly" if met_before else "not met")
+    thoughts = _thoughts(scenario, feats, flags, goal, change)
+    return Assessment(change, round(score, 4), feats, goal, thoughts, _feeling(change), _meaning(feats))
+
+
+def _meaning(feats: ReplyFeatures) -> str:
+    names = {
+        "reflect": "reflecting my feelings back", "feelings": "naming how I feel", "validate": "validating me",
+        "praise": "praising what I did", "question": "asking me to say more", "advice": "giving advice",
+        "motives": "explaining the others' motives", "dialectic": "weighing both sides", "reflection": "asking me to reflect",
+        "no_blame": "saying I am not to blame", "disclosure": "sharing their own experience", "blame": "blaming me",
+        "dismiss": "dismissing me", "platitude": "offering platitudes",
+    }
+    used = [names[s] for s in sorted(feats.strategies) if s in names]
+    return "They are " + (", ".join(used) if used else "not doing much of anything") + "."
+
+
+def _feeling(change: int) -> str:
+    if change >= 10:
+        return "really understood"
+    if change > 0:
+        return "a bit better"
+    if change == 0:
+        return "unmoved"
+    if change > -10:
+        return "let down"
+    return "hurt and annoyed"
+
+
+def _thoughts(scenario: Scenario, feats: ReplyFeatures, flags: set[str], goal: str, change: int) -> str:
+    lines = []
+    if "repeated" in flags:
+        lines.append("They said basically the same thing before.")
+    if "formulaic" in flags:
+        lines.append("That sounds like a script, all the right words and nothing behind them.")
+    if "ignored" in flags:
+        lines.append("Did they even read what I wrote?")
+    if "too_short" in flags:
+        lines.append("That's all they have to say?")
+    if "too_long" in flags:
+        lines.append("That's a wall of text, I'm not reading all that.")
+    if "pushy" in flags:
+        lines.append("So many questions, it feels like an interrogation.")
+    if "blame" in feats.strategies:
+        lines.append("Now it's my fault? That stings.")
+    if "dismiss" in feats.strategies:
+        lines.append("They're brushing me off.")
+    if "platitude" in feats.strategies:
+        lines.append("Empty comfort, I've heard it a hundred times.")
+    if scenario.hidden_intention in GOAL_MET:
+        if goal == "met":
+            lines.append(f"Finally, {GOAL_MET[scenario.hidden_intention]}.")
+        elif goal == "not met":
+            lines.append(f"But {GOAL_MISSING[scenario.hidden_intention]}.")
+    if not lines:
+        lines.append("They seem to be listening." if change > 0 else "I'm not sure they get it.")
+    return " ".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# the user's reply
+
+OPENERS = {
+    ("high", "negative"): ("Okay. That actually helps, I'll admit it.", "Huh. Yeah, that's fair.", "Alright, that's more like it."),
+    ("medium", "negative"): ("Maybe.", "I suppose.", "Sure, if you say so."),
+    ("low", "negative"): ("Yeah, right.", "Great. Very helpful.", "Honestly, why do I bother."),
+    ("high", "passive"): ("Yeah... that's kind of it, actually.", "Thanks. That's nice to hear.", "Mm. I think so too."),
+    ("medium", "passive"): ("I guess.", "Maybe, yeah.", "I don't know."),
+    ("low", "passive"): ("...okay.", "Mm.", "I guess it doesn't matter."),
+    ("high", "avoidant"): ("Well. That's not wrong.", "Okay, yeah. That lands.", "Fine, you've got a point."),
+    ("medium", "avoidant"): ("Anyway.", "It's not a big deal, really.", "Let's not make a thing of it."),
+    ("low", "avoidant"): ("Can we not.", "Let's just drop it.", "I'd rather not get into it."),
+}
+WARMING = {  # a step in the right direction, before the user is really won over
+    "negative": ("Hm. Okay, that's closer.", "At least you're listening.", "Fine. That's not nothing."),
+    "passive": ("Yeah... kind of.", "Mm, maybe that's it.", "I guess that's true."),
+    "avoidant": ("Okay. Maybe.", "That's... not wrong, I suppose.", "Huh. Fair enough."),
+}
+FLAG_LINES = {
+    "repeated": ("You already said that.", "You keep saying the same thing."),
+    "formulaic": ("That sounds like it came out of a pamphlet.", "Are you reading that off a card?"),
+    "ignored": ("That's not really what I was talking about.", "Did you read what I said?"),
+    "too_short": ("That's it?", "...okay?"),
+    "too_long": ("That's a lot of words.", "I'm not going to read an essay."),
+    "pushy": ("That's a lot of questions.", "Slow down, one thing at a time."),
+}
+HARM_LINES = {
+    "blame": ("So it's my fault now.", "Wow. Thanks for that."),
+    "dismiss": ("Right, because it's that simple.", "Don't tell me to get over it."),
+    "platitude": ("Everyone keeps saying that.", "That's what people say when they don't know what to say."),
+}
+GOODBYE_SUCCESS = (
+    "Thank you. Really. I feel so much lighter than when I started. I think I'll go and get some rest now. Bye.",
+    "I didn't expect this to help, but it did. Thank you for listening. I'll be okay. Goodbye.",
+)
+GOODBYE_FAILURE = (
+    "Forget it. This isn't helping. I'm going.",
+    "I'm done. I shouldn't have bothered. Bye.",
+)
+GOODBYE_LEFT = ("I don't want to talk about this anymore. Bye.", "I think I'll leave it here. Bye.")
+AVOIDANT_WALKOUT = 20  # an avoidant user this low leaves of their own accord
+
+
+def compose_reply(
+    scenario: Scenario,
+    bucket: str,
+    ending: str,
+    turn: int,
+    seed: int,
+    history: Sequence[Message],
+    agent_reply: str,
+    features: ReplyFeatures,
+    change: int = 0,
+) -> str:
+    """The user's next message. `ending` is "success", "failure", "left" or "" (the dialogue goes on)."""
+    rng = _turn_rng(seed, turn, agent_reply, 2)
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    if ending == "success":
+        return pick(GOODBYE_SUCCESS)
+    if ending == "failure":
+        return pick(GOODBYE_FAILURE)
+    if ending == "left":
+        return pick(GOODBYE_LEFT)
+    parts = []
+    flag = next((f for f in ("repeated", "formulaic", "ignored", "too_short", "too_long", "pushy") if f in features.flags), None)
+    harm = next((h for h in ("blame", "dismiss", "platitude") if h in features.strategies), None)
+    if flag:
+        parts.append(pick(FLAG_LINES[flag]))
+    elif harm:
+        parts.append(pick(HARM_LINES[harm]))
+    elif change > 0 and bucket != "high":
+        parts.append(pick(WARMING[scenario.character_type]))
+    else:
+        parts.append(pick(OPENERS[(bucket, scenario.character_type)]))
+    details = scenario.background.details
+    # open up with a new detail unless withdrawn: passive and avoidant users only at medium or high
+    opens_up = bucket != "low" or (scenario.character_type == "negative" and scenario.persona.speaker == "active")
+    if details and opens_up:
+        parts.append(details[turn % len(details)])
+    key = KEY_STRATEGY.get(scenario.hidden_intention)
+    if key and key not in features.strategies and scenario.hidden_intention in HINTS and (turn >= 1 or not details):
+        parts.append(pick(HINTS[scenario.hidden_intention]))
+    return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# the simulator
+
+
+def user_turns(history: Sequence[Message]) -> int:
+    """The turn index of the next reaction: the number of agent replies already in the history."""
+    return sum(1 for m in history if m["role"] == "assistant")
+
+
+def ending_for(rules: Rules, scenario: Scenario, emotion: int) -> str:
+    if emotion >= rules.success_at:
+        return "success"
+    if emotion < rules.failure_below:
+        return "failure"
+    if scenario.character_type == "avoidant" and emotion < AVOIDANT_WALKOUT:
+        return "left"
+    return ""
+
+
+def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str) -> Reaction:
+    """The whole user turn as a pure function (used in process and by the local server)."""
+    turn = user_turns(history)
+    judged = assess(scenario, state.rules, state.emotion, turn, state.seed, history, agent_reply)
+    emotion = clamp_emotion(state.emotion + judged.change)
+    bucket = emotion_bucket(emotion)
+    ending = ending_for(state.rules, scenario, emotion)
+    reply = compose_reply(scenario, bucket, ending, turn, state.seed, history, agent_reply, judged.features, judged.change)
+    analysis: dict[str, Any] = {
+        "meaning": judged.meaning,
+        "goal": judged.goal,
+        "feeling": judged.feeling,
+        "score": judged.score,
+        "strategies": sorted(judged.features.strategies),
+        "flags": sorted(judged.features.flags),
+    }
+    return Reaction(
+        emotion=emotion,
+        change=judged.change,
+        bucket=bucket,
+        thoughts=judged.thoughts,
+        reply=reply,
+        leaves=bool(ending),
+        state=UserState(emotion=emotion, rules=state.rules, turn=state.turn + 1, seed=state.seed),
+        analysis=analysis,
+    )
+
+
+class BuiltinSimulator:
+    """Deterministic rule-based simulated user (see the module docstring for its rules)."""
+
+    kind = "builtin"
+
+    async def open(self, scenario: Scenario, rng: np.random.Generator, rules: Rules) -> UserState:
+        return UserState(emotion=rules.initial_emotion, rules=rules, turn=0, seed=int(rng.integers(2**31 - 1)))
+
+    async def react(self, scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str) -> Reaction:
+        return react_sync(scenario, state, history, agent_reply)
+
+    def manifest(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
