@@ -175,7 +175,10 @@ class SageDialogueEnv(gym.Env[str, str]):
         # resolve the scenario before touching any state, so a bad id changes nothing
         chosen = options.get("scenario") or (self.scenarios.get(options["scenario_id"]) if "scenario_id" in options else None)
         super().reset(seed=seed)
-        scenario = chosen or self.scenarios.sample(self.np_random)
+        # always draw, even when the scenario is given, so a seed fixes the simulator's randomness
+        # the same way whichever scenario is chosen (a transcript's seed and id replay it exactly)
+        sampled = self.scenarios.sample(self.np_random)
+        scenario = chosen or sampled
         state = await self.simulator.open(scenario, self.np_random, self.rules)
         self._scenario, self._state = scenario, state
         self._history = [{"role": "user", "content": scenario.first_message}]

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, Undefined
 from jinja2.exceptions import TemplateNotFound, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -30,6 +30,8 @@ class PromptError(ValueError):
 
 
 def _to_json(value: Any) -> str:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # raises UndefinedError naming the variable
     # ensure_ascii=False keeps text readable for an LLM (jinja's own tojson HTML-escapes quotes)
     return json.dumps(value, ensure_ascii=False, indent=None)
 

@@ -20,11 +20,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from sage_gym._frozen import FrozenDict, freeze
 from sage_gym.resources import data_path
 
 # The 8 hidden intentions of SAGE, rational group first. Keys are stable identifiers; the value is
@@ -34,7 +34,7 @@ EMOTIONAL_INTENTIONS = ("specific_praise", "venting", "deep_empathy", "no_blame"
 HIDDEN_INTENTIONS = RATIONAL_INTENTIONS + EMOTIONAL_INTENTIONS
 CUSTOM_INTENTION = "custom"  # a free-text intention that is none of the eight
 
-INTENTION_TEXT = MappingProxyType(
+INTENTION_TEXT = FrozenDict(
     {
         "dialectical_analysis": "You want the other person to analyse the problems in the events dialectically, from more than one side.",
         "concrete_advice": "You want real, concrete advice that actually helps you out of your current predicament.",
@@ -48,7 +48,7 @@ INTENTION_TEXT = MappingProxyType(
 )
 
 # SAGE's exact task strings (DESIGN.md section 2), in the order of HIDDEN_INTENTIONS.
-SAGE_TASKS = MappingProxyType(
+SAGE_TASKS = FrozenDict(
     dict(
         zip(
             (
@@ -67,7 +67,7 @@ SAGE_TASKS = MappingProxyType(
 )
 
 CHARACTER_TYPES = ("negative", "passive", "avoidant")
-SAGE_CHARACTER_TYPES = MappingProxyType({"负面型": "negative", "被动型": "passive", "回避型": "avoidant"})
+SAGE_CHARACTER_TYPES = FrozenDict({"负面型": "negative", "被动型": "passive", "回避型": "avoidant"})
 SAGE_THEME_MARKER = "\n####隐藏主题:\n***"
 SPEAKER_STYLES = ("active", "passive")
 SPLITS = ("train", "eval")
@@ -121,13 +121,12 @@ class Scenario:
     intention_text: str = ""  # defaults to INTENTION_TEXT[hidden_intention]
     language: str = "en"
     domain: str = ""
-    extras: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    extras: Mapping[str, Any] = field(default_factory=FrozenDict)
 
     def __post_init__(self) -> None:
         if not self.intention_text and self.hidden_intention in INTENTION_TEXT:
             object.__setattr__(self, "intention_text", INTENTION_TEXT[self.hidden_intention])
-        if not isinstance(self.extras, MappingProxyType):
-            object.__setattr__(self, "extras", MappingProxyType(dict(self.extras)))
+        object.__setattr__(self, "extras", freeze(self.extras))
 
     @property
     def intention_group(self) -> str:
@@ -356,7 +355,11 @@ def resolve_scenarios(source: str | Path | ScenarioSet | Iterable[Scenario]) -> 
     if isinstance(source, ScenarioSet):
         return source
     if isinstance(source, (str, Path)):
-        return load_split(str(source)) if str(source) in SPLITS else load_scenarios(source)
+        if str(source) in SPLITS:
+            return load_split(str(source))
+        if not Path(source).exists() and Path(source).suffix == "":
+            raise ScenarioError(f"unknown split {str(source)!r}; expected one of {SPLITS} or a path to a JSONL file")
+        return load_scenarios(source)
     return ScenarioSet(source)
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sage_gym._frozen import FrozenDict, freeze
 from sage_gym.scenarios import Scenario
 
 # Emotion scale (DESIGN.md section 2). Buckets are what the reply step sees instead of the number;
@@ -84,11 +84,10 @@ class UserState:
     rules: Rules = Rules()
     turn: int = 0
     seed: int = 0
-    memory: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    memory: Mapping[str, Any] = field(default_factory=FrozenDict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.memory, MappingProxyType):
-            object.__setattr__(self, "memory", MappingProxyType(dict(self.memory)))
+        object.__setattr__(self, "memory", freeze(self.memory))
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,10 @@ class Reaction:
     reply: str
     leaves: bool
     state: UserState
-    analysis: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    analysis: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "analysis", freeze(self.analysis))
 
 
 @runtime_checkable

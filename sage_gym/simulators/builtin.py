@@ -55,7 +55,7 @@ FEELING_WORDS = (
 
 STRATEGY_CUES: Mapping[str, tuple[str, ...]] = {
     "reflect": (
-        r"\bsounds? like\b", r"\bit seems\b", r"\bi hear\b", r"\byou (must|might) (feel|be feeling|be)\b",
+        r"\bsounds? like\b", r"\b(that|it|this) sounds\b", r"\bit seems\b", r"\bi hear\b", r"\byou (must|might) (feel|be feeling|be)\b",
         r"\byou('re| are) feeling\b", r"\bthat (must|would|can) (be|have been|feel)\b", r"\bi can (imagine|see|tell)\b",
         r"\bso (you|it was)\b", r"\bwhat i'm hearing\b", r"\byou felt\b",
     ),
@@ -76,7 +76,7 @@ STRATEGY_CUES: Mapping[str, tuple[str, ...]] = {
         r"\bhere'?s what\b", r"\bit (might|may|could) help to\b", r"\bwhat if you\b",
     ),
     "motives": (
-        r"\b(maybe|perhaps|possibly) (he|she|they|your \w+)\b", r"\b(he|she|they) (might|may|could) (have|be|feel|not|think|worry)\b",
+        r"\b(maybe|perhaps|possibly) (he|she|they|the \w+|your \w+|his \w+|her \w+|their \w+)\b", r"\b(he|she|they) (might|may|could) (have|be|feel|not|think|worry)\b",
         r"\bfrom (his|her|their) (side|perspective|point of view)\b", r"\b(his|her|their) (reasons?|fear|pressure|own)\b",
         r"\bprobably because\b", r"\bit'?s possible (he|she|they)\b", r"\b(he|she|they) (was|were) (probably|likely)\b",
     ),
@@ -284,6 +284,11 @@ def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: s
         flags.add("formulaic")
     if n_words >= 4 and overlap == 0:
         flags.add("ignored")
+    temper = TEMPERAMENTS[scenario.character_type]
+    if questions > temper.pushy_questions:
+        flags.add("pushy")
+    if n_words > temper.long_reply_words:
+        flags.add("too_long")
     return ReplyFeatures(n_words, frozenset(strategies), hits, open_q, questions, overlap, max_sim, frozenset(flags))
 
 
@@ -331,14 +336,12 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
         positive += 0.2  # picks up concrete things the user said
 
     penalty = 0.0
-    flags = set(feats.flags)
-    if feats.questions > temper.pushy_questions:
-        flags.add("pushy")
+    flags = feats.flags
+    if "pushy" in flags:
         penalty -= 0.4 * (feats.questions - temper.pushy_questions)
     if scenario.character_type == "avoidant" and turn < 2 and "feelings" in feats.strategies and "reflect" in feats.strategies:
         penalty -= 0.25  # intense feeling-talk before trust is built
-    if feats.words > temper.long_reply_words:
-        flags.add("too_long")
+    if "too_long" in flags:
         penalty -= 0.5 + (feats.words - temper.long_reply_words) / 100
     if flags & {"repeated", "formulaic", "ignored", "too_short"}:
         positive *= POSITIVE_MUTE
@@ -385,7 +388,7 @@ def _feeling(change: int) -> str:
     return "hurt and annoyed"
 
 
-def _thoughts(scenario: Scenario, feats: ReplyFeatures, flags: set[str], goal: str, change: int) -> str:
+def _thoughts(scenario: Scenario, feats: ReplyFeatures, flags: frozenset[str], goal: str, change: int) -> str:
     lines = []
     if "repeated" in flags:
         lines.append("They said basically the same thing before.")
