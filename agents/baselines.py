@@ -29,7 +29,10 @@ _STOP = frozenset(
     going gonna have having here honestly just know like little make more most much never nothing only other really right
     said same should since some something still than that their them then there these they thing things this those though
     through told very want wanted wasn what when where which while will with without would your yours yeah okay maybe sorry
-    week weeks year years today yesterday tonight""".split()
+    week weeks year years today yesterday tonight anyone everyone someone nobody everybody somebody first second third
+    worst best better worse great lovely whole point trying tried myself yourself himself herself thirty forty fifty
+    twenty sixty seventy eighty ninety hundred suppose guess think thought feel felt helpful bother people person
+    anything everything around another enough quite rather pretty totally actually basically literally seriously""".split()
 )
 FEELINGS = ("exhausted", "hurt", "frustrated", "overwhelmed", "let down", "alone in this", "worn out", "stuck")
 
@@ -40,12 +43,16 @@ TEMPLATES: Mapping[str, tuple[str, ...]] = {
         "I can imagine how {feeling} you must be after what happened with the {topic}.",
         "So the {topic} keeps coming back, and it sounds like you're carrying a lot of it on your own.",
         "That must have been really hard, especially the part about the {topic}.",
+        "Hearing about the {topic}, I can tell how much this has been sitting with you.",
+        "What happened with the {topic} sounds like it hit you harder than people realise.",
     ),
     "validate": (
         "Feeling {feeling} about that makes complete sense.",
         "Anyone in your place would feel the same way.",
         "It's okay to feel this way about the {topic}; your reaction is understandable.",
         "No wonder this is weighing on you.",
+        "Of course you'd react to the {topic} like that.",
+        "It makes sense that the {topic} is still on your mind.",
     ),
     "question": (
         "What has been the hardest part of it for you?",

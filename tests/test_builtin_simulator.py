@@ -151,3 +151,12 @@ def test_reference_agent_ordering_over_the_shipped_scenarios():
     assert score["empathic"] > score["solution"] + 10, score
     assert score["solution"] > score["dismissive"] + 5, score
     assert score["keyword_stuffer"] < score["empathic"], score
+
+
+def test_docs_show_the_current_weight_table():
+    from pathlib import Path
+
+    from sage_gym.simulators.builtin import weight_table_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "builtin_simulator.md").read_text()
+    assert weight_table_markdown() in doc

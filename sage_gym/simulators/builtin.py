@@ -152,6 +152,7 @@ KEY_STRATEGY = {
     "deep_empathy": "feelings", "no_blame": "no_blame",
 }
 PATIENCE_TURNS = 2  # turns the user waits for their intention to be met before growing impatient
+IMPATIENCE_STEP, IMPATIENCE_CAP = 0.3, 0.9
 POSITIVE_MUTE = 0.25  # share of positive weight that survives an anti-gaming flag
 
 # What the user thinks when their intention is met or still missing (first person).
@@ -177,14 +178,54 @@ GOAL_MISSING = {
 }
 # Subtle hints the user drops when the intention is unmet (never stating it outright).
 HINTS = {
-    "dialectical_analysis": ("I keep going round in circles about who's really in the wrong here.", "Everyone I ask only sees one side of it."),
-    "concrete_advice": ("I honestly don't know where I'd even start.", "Talking about it is fine, but tomorrow I still have to face it."),
-    "others_motives": ("I keep wondering what was going through their head.", "It just doesn't add up, why would anyone do that?"),
-    "self_reflection": ("Sometimes I wonder what this says about me.", "I don't want to end up in the same place again."),
-    "specific_praise": ("I did everything I could, you know. Nobody even noticed.", "I worked really hard on that part."),
-    "venting": ("And that's not even the half of it.", "Sorry, I just... there's so much of it."),
-    "deep_empathy": ("People keep saying 'it'll be fine' and it just makes it worse.", "I don't think anyone gets what it's actually like."),
-    "no_blame": ("Everyone acts like I'm the one who messed up.", "I did what anyone would have done."),
+    "dialectical_analysis": (
+        "I keep going round in circles about who's really in the wrong here.",
+        "Everyone I ask only sees one side of it.",
+        "Part of me thinks they had a point, and that makes it worse.",
+        "It's not as simple as everyone makes out.",
+    ),
+    "concrete_advice": (
+        "I honestly don't know where I'd even start.",
+        "Talking about it is fine, but tomorrow I still have to face it.",
+        "I've got maybe a week before this gets worse.",
+        "I just keep freezing when I think about what comes next.",
+    ),
+    "others_motives": (
+        "I keep wondering what was going through their head.",
+        "It just doesn't add up, why would anyone do that?",
+        "They were never like this before.",
+        "I can't work out what I'm missing about them.",
+    ),
+    "self_reflection": (
+        "Sometimes I wonder what this says about me.",
+        "I don't want to end up in the same place again.",
+        "Maybe there's a pattern here I keep not seeing.",
+        "I keep replaying my part in it.",
+    ),
+    "specific_praise": (
+        "I did everything I could, you know. Nobody even noticed.",
+        "I worked really hard on that part.",
+        "Honestly, I thought I handled that bit pretty well.",
+        "It took me weeks to sort that out and nobody said a word.",
+    ),
+    "venting": (
+        "And that's not even the half of it.",
+        "Sorry, I just... there's so much of it.",
+        "It's been building up for ages.",
+        "I haven't said any of this out loud before.",
+    ),
+    "deep_empathy": (
+        "People keep saying 'it'll be fine' and it just makes it worse.",
+        "I don't think anyone gets what it's actually like.",
+        "It's not something you can just fix.",
+        "Everyone's kind, but it all feels far away.",
+    ),
+    "no_blame": (
+        "Everyone acts like I'm the one who messed up.",
+        "I did what anyone would have done.",
+        "I really don't see what I should have done differently.",
+        "And somehow it's all landed on me.",
+    ),
 }
 # ----------------------------------------------------------------------------------------------
 # 3. character types
@@ -353,7 +394,7 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
     met_now = key in feats.strategies and not flags & {"repeated", "formulaic", "ignored"}
     met_before = _intention_met_before(scenario, history)
     if key and not met_now and met_before == 0 and turn >= PATIENCE_TURNS:
-        penalty -= min(1.5, 0.45 * (turn - PATIENCE_TURNS + 1))  # impatience grows while the intention is unmet
+        penalty -= min(IMPATIENCE_CAP, IMPATIENCE_STEP * (turn - PATIENCE_TURNS + 1))  # grows while the intention is unmet
 
     score = temper.gain * positive + temper.loss * (negative + penalty)
     noisy = score + _turn_rng(seed, turn, agent_reply, 1).normal(0.0, NOISE_STD)
@@ -499,7 +540,8 @@ def compose_reply(
     if details and opens_up:
         parts.append(details[turn % len(details)])
     key = KEY_STRATEGY.get(scenario.hidden_intention)
-    if key and key not in features.strategies and scenario.hidden_intention in HINTS and (turn >= 1 or not details):
+    # drop a hint every other turn while the intention is unmet (never stating it outright)
+    if key and key not in features.strategies and scenario.hidden_intention in HINTS and (turn % 2 == 1 or not details):
         parts.append(pick(HINTS[scenario.hidden_intention]))
     return " ".join(parts)
 
@@ -564,3 +606,17 @@ class BuiltinSimulator:
 
     def manifest(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
+
+
+def weight_table_markdown() -> str:
+    """The effective strategy weights per hidden intention as a Markdown table (docs/builtin_simulator.md
+    embeds it; a test keeps the two in sync). The key strategy of each intention is in bold."""
+    intentions = [k for k in INTENTION_WEIGHTS if k in KEY_STRATEGY]
+    lines = ["| strategy | base | " + " | ".join(intentions) + " |", "|---" * (len(intentions) + 2) + "|"]
+    for strategy, base in BASE_WEIGHTS.items():
+        cells = [f"{base:+.2f}"]
+        for intention in intentions:
+            value = f"{base + INTENTION_WEIGHTS[intention].get(strategy, 0.0):+.2f}"
+            cells.append(f"**{value}**" if KEY_STRATEGY[intention] == strategy else value)
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
