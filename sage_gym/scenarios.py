@@ -463,3 +463,9 @@ def to_sage(scenario: Scenario) -> dict[str, Any]:
         "task": task,
         "first_talk": scenario.first_message,
     }
+
+
+if __name__ == "__main__":  # python -m sage_gym.scenarios ...
+    from sage_gym.scenario_cli import main
+
+    raise SystemExit(main())
