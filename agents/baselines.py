@@ -70,6 +70,10 @@ TEMPLATES: Mapping[str, tuple[str, ...]] = {
         "You could try setting aside one small, concrete thing about the {topic} to tackle this week.",
         "I'd suggest making a short plan for the {topic}: what you want, who to talk to, and when.",
         "It might help to talk to someone you trust about the {topic} and ask for one specific thing.",
+        "What if you put the {topic} in writing first, so you have a record before the next conversation?",
+        "A small step: this week, find out who actually decides about the {topic} and book ten minutes with them.",
+        "Consider splitting the {topic} into what you can change now and what has to wait, and start with the first.",
+        "You could ask for help with the {topic} from someone who has dealt with it before, even just for one call.",
     ),
     "motives": (
         "Maybe they were dealing with their own pressure around the {topic} and didn't see how it landed on you.",
@@ -107,10 +111,11 @@ def topic_words(history: Sequence[Mapping[str, str]], limit: int = 3) -> list[st
     return ["situation"]
 
 
-def render_strategy(strategy: str, history: Sequence[Mapping[str, str]], rng: np.random.Generator, turn: int = 0) -> str:
-    """One sentence of `strategy`, filled with the user's own words; varies with the turn and rng."""
+def render_strategy(strategy: str, history: Sequence[Mapping[str, str]], rng: np.random.Generator, index: int | None = None) -> str:
+    """One sentence of `strategy`, filled with the user's own words; `index` picks the template
+    (cycled), otherwise the rng does."""
     options = TEMPLATES[strategy]
-    template = options[(turn + int(rng.integers(len(options)))) % len(options)]
+    template = options[(index if index is not None else int(rng.integers(len(options)))) % len(options)]
     topics = topic_words(history)
     return template.format(topic=topics[int(rng.integers(len(topics)))], feeling=FEELINGS[int(rng.integers(len(FEELINGS)))])
 
@@ -131,10 +136,16 @@ class TemplateAgent:
 
     def reset(self, seed: int | None = None) -> None:
         self._rng = np.random.default_rng(seed)
+        # each strategy cycles through its templates from a random start, so a template comes
+        # back only after all the others have been used
+        self._next = {name: int(self._rng.integers(len(options))) for name, options in TEMPLATES.items()}
 
     def __call__(self, history: Sequence[Mapping[str, str]]) -> str:
-        turn = turn_index(history)
-        return " ".join(render_strategy(s, history, self._rng, turn) for s in self._plan(turn, self._rng))
+        sentences = []
+        for strategy in self._plan(turn_index(history), self._rng):
+            sentences.append(render_strategy(strategy, history, self._rng, self._next[strategy]))
+            self._next[strategy] += 1
+        return " ".join(sentences)
 
     def manifest(self) -> dict[str, str]:
         return {"kind": "reference", "name": self.name}
