@@ -12,11 +12,35 @@ This package never imports torch.
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import gymnasium
 
-from sage_gym.env import SageDialogueEnv
-from sage_gym.scenarios import Scenario, ScenarioSet, load_scenarios, load_split
-from sage_gym.simulators import BuiltinSimulator, Reaction, Rules, Simulator, SimulatorError, UserState, make_simulator
+# Public names, imported on first use (PEP 562) so that `import sage_gym` stays light and
+# `python -m sage_gym.scenarios` does not import its own module twice.
+_EXPORTS = {
+    "SageDialogueEnv": "sage_gym.env",
+    "Scenario": "sage_gym.scenarios",
+    "ScenarioSet": "sage_gym.scenarios",
+    "load_scenarios": "sage_gym.scenarios",
+    "load_split": "sage_gym.scenarios",
+    "BuiltinSimulator": "sage_gym.simulators",
+    "Reaction": "sage_gym.simulators",
+    "Rules": "sage_gym.simulators",
+    "Simulator": "sage_gym.simulators",
+    "SimulatorError": "sage_gym.simulators",
+    "UserState": "sage_gym.simulators",
+    "make_simulator": "sage_gym.simulators",
+    "SageVectorEnv": "sage_gym.vector",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sage_gym' has no attribute {name!r}")
+
 
 ENV_ID = "SageDialogue-v0"
 
@@ -30,6 +54,7 @@ if ENV_ID not in gymnasium.registry:
 
 __all__ = [
     "ENV_ID",
+    "SageVectorEnv",
     "BuiltinSimulator",
     "Reaction",
     "Rules",
