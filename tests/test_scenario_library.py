@@ -80,3 +80,13 @@ def test_validate_command_line_reports_errors(tmp_path):
     bad.write_text('{"id": 1}\n')
     out = subprocess.run([sys.executable, "-m", "sage_gym.scenarios", "validate", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "bad.jsonl:1" in out.stderr
+
+
+def test_docs_show_the_current_balance_tables(splits):
+    from pathlib import Path
+
+    from sage_gym.scenario_checks import balance_table, format_balance
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md").read_text()
+    for name, split in zip(("train", "eval"), splits):
+        assert format_balance(balance_table(split), name) in doc
