@@ -1,0 +1,387 @@
+"""A local OpenAI-compatible server that plays the built-in simulated user, with fault injection.
+
+    python -m sage_gym.simulators.server --port 8011
+    # then: OpenAISimulator(base_url="http://127.0.0.1:8011/v1", model="sage_gym.builtin")
+
+It answers the prompts `OpenAISimulator` sends (see `sage_gym.simulators.prompting`) in all three
+response modes (json_schema, json_object, tagged) by reading the scenario, rules, emotion,
+history and agent reply back out of them and running the built-in simulator
+(`sage_gym.simulators.builtin`) with the request's `seed`. So an episode through the whole HTTP
+path matches the in-process `BuiltinSimulator` turn by turn. Requests it cannot read get HTTP 400
+with a message that says what does not fit.
+
+| route                       | what                                                            |
+|-----------------------------|-----------------------------------------------------------------|
+| `POST /v1/chat/completions` | the simulator (non-streaming chat completions)                  |
+| `GET /v1/models`            | the one model it serves                                         |
+| `GET /health`               | `{"status": "ok"}`                                              |
+| `GET /stats`                | requests served and faults injected, by kind                    |
+
+Faults, for testing clients and benchmarks (`FaultConfig`, or the CLI flags of the same names):
+added latency; a share of requests answered 429 (with Retry-After) or 500; a share that hang
+past any sensible client timeout; a share answered with malformed output (truncated at
+"max_tokens", prose without fields, wrong types, or nothing); `--reject-json-schema` and
+`--reject-json-object` answer 400 to those response formats, like servers without structured
+output; `--api-key` demands a key and, like some real servers, echoes a wrong one in its 401.
+Fault draws come from a RNG seeded with `--seed`.
+
+`run_server_in_thread(port=0, **faults)` runs it in a background thread for tests and
+benchmarks and yields its base URL. It binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sage_gym.simulators.base import UserState, clamp_emotion, emotion_bucket
+from sage_gym.simulators.builtin import assess, compose_reply, ending_for, react_sync, user_turns
+from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, read_request, render_answer
+
+DEFAULT_MODEL = "sage_gym.builtin"
+FAULT_KINDS = ("rate_429", "rate_500", "hang", "malformed")
+
+
+@dataclass
+class FaultConfig:
+    """What goes wrong, and how often. Mutable: a test may change it while the server runs.
+
+    Rates are probabilities per chat request and must sum to at most 1.
+    """
+
+    latency_ms: float = 0.0
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    hang_rate: float = 0.0
+    hang_seconds: float = 30.0
+    malformed_rate: float = 0.0
+    retry_after: float = 0.0  # the Retry-After header of 429 answers, in seconds
+    seed: int = 0
+    reject_json_schema: bool = False
+    reject_json_object: bool = False
+    api_key: str | None = None  # if set, requests must carry it as a bearer token
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        rates = {"rate_429": self.rate_429, "rate_500": self.rate_500, "hang_rate": self.hang_rate, "malformed_rate": self.malformed_rate}
+        for name, value in rates.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError(f"the fault rates sum to {sum(rates.values()):g}, more than 1")
+        for name in ("latency_ms", "hang_seconds", "retry_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    def draw(self, rng: random.Random) -> str:
+        """One request's fault: one of FAULT_KINDS, or "" for none."""
+        u = rng.random()
+        for kind, rate in zip(FAULT_KINDS, (self.rate_429, self.rate_500, self.hang_rate, self.malformed_rate)):
+            if u < rate:
+                return kind
+            u -= rate
+        return ""
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    answered: int = 0
+    rejected: int = 0  # 400s: unreadable requests and refused response formats
+    in_flight: int = 0  # chat requests being served now
+    peak_in_flight: int = 0
+    response_formats: dict[str, int] = field(default_factory=dict)  # "json_schema", "json_object", "json_object+schema", "none"
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
+
+
+class BadRequest(Exception):
+    """Answered with HTTP 400 (or `status`) and an OpenAI-style error body."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message, self.param, self.status = message, param, status
+
+
+# ----------------------------------------------------------------------------------------------
+# the simulator behind the endpoint (pure: request body in, answer text out)
+
+
+def answer_text(body: dict[str, Any]) -> str:
+    """The built-in simulator's answer to one chat-completions request body, in the format asked for."""
+    seed = body.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadRequest("this server plays the built-in simulator, which needs the request's integer 'seed' (the dialogue's seed)", "seed")
+    try:
+        turn = read_request(body.get("messages"))
+    except PromptMismatch as err:
+        raise BadRequest(f"cannot read the simulator prompts: {err}", "messages") from None
+    mode = _answer_mode(body.get("response_format"), turn.output_format)
+    if turn.kind == "emotion_update":
+        return render_answer(_emotion_fields(turn, seed), mode)
+    if turn.kind == "user_reply":
+        return render_answer(_reply_fields(turn, seed), mode)
+    reaction = react_sync(turn.scenario, UserState(emotion=turn.emotion, rules=turn.rules, seed=seed), turn.history, turn.agent_reply)
+    analysis = reaction.analysis
+    fields = {"meaning": analysis["meaning"], "goal": analysis["goal"], "thoughts": reaction.thoughts, "feeling": analysis["feeling"]}
+    return render_answer({**fields, "change": reaction.change, "leaves": reaction.leaves, "reply": reaction.reply}, mode)
+
+
+def _answer_mode(response_format: Any, prompt_format: str) -> str:
+    if response_format is None:
+        return "json_schema" if prompt_format == "json" else "tagged"
+    if not isinstance(response_format, dict) or response_format.get("type") not in ("json_schema", "json_object", "text"):
+        raise BadRequest("response_format must be an object with type 'json_schema', 'json_object' or 'text'", "response_format")
+    kind = response_format["type"]
+    if kind == "text":
+        return "json_schema" if prompt_format == "json" else "tagged"
+    return kind
+
+
+def _emotion_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
+    judged = assess(turn.scenario, turn.rules, turn.emotion, user_turns(turn.history), seed, turn.history, turn.agent_reply)
+    return {"meaning": judged.meaning, "goal": judged.goal, "thoughts": judged.thoughts, "feeling": judged.feeling, "change": judged.change}
+
+
+def _reply_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
+    """The reply step, checked against the emotion-update exchange it continues."""
+    index = user_turns(turn.history)
+    judged = assess(turn.scenario, turn.rules, turn.emotion, index, seed, turn.history, turn.agent_reply)
+    assert turn.update is not None
+    if turn.update.change != judged.change:
+        raise BadRequest(f"the replayed change {turn.update.change:+d} is not the built-in simulator's {judged.change:+d} for this seed and turn", "messages")
+    emotion = clamp_emotion(turn.emotion + judged.change)
+    bucket = emotion_bucket(emotion)
+    if turn.bucket != bucket:
+        raise BadRequest(f"the reply prompt says the emotion is {turn.bucket!r}, but {turn.emotion} {judged.change:+d} = {emotion} is {bucket!r}", "messages")
+    ending = ending_for(turn.rules, turn.scenario, emotion)
+    told = ending if ending in ("success", "failure") else ""  # "left" is the user's own choice, not the client's
+    if turn.ending != told:
+        raise BadRequest(f"the reply prompt's ending is {turn.ending!r}, but at emotion {emotion} it should be {told!r}", "messages")
+    reply = compose_reply(turn.scenario, bucket, ending, index, seed, turn.history, turn.agent_reply, judged.features, judged.change)
+    return {"leaves": bool(ending), "reply": reply}
+
+
+def malformed(text: str, rng: random.Random) -> tuple[str, str]:
+    """A broken version of an answer, as (content, finish_reason); none of them is a valid answer."""
+    kind = rng.choice(("truncated", "prose", "wrong_types", "empty"))
+    if kind == "truncated":  # ran out of max_tokens mid-answer
+        return text[: len(text) // 2], "length"
+    if kind == "prose":
+        return "I'm sorry, but I can't continue with this role-play. Is there anything else I can help you with?", "stop"
+    if kind == "wrong_types":
+        return json.dumps({"change": "quite a lot", "reply": "", "leaves": "perhaps"}), "stop"
+    return "", "stop"
+
+
+# ----------------------------------------------------------------------------------------------
+# HTTP
+
+
+def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) -> Starlette:
+    """The Starlette app; `app.state.faults` and `app.state.stats` are live."""
+    faults = faults or FaultConfig()
+    stats = ServerStats()
+    rng = random.Random(faults.seed)
+
+    async def chat_completions(request: Request) -> JSONResponse:
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            return await _complete(request)
+        except BadRequest as err:
+            if err.status == 400:
+                stats.rejected += 1
+            return _error(err.status, err.message, err.param)
+        finally:
+            stats.in_flight -= 1
+
+    async def _complete(request: Request) -> JSONResponse:
+        try:  # read the body first: a hang then watches the connection for the client giving up
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            raise BadRequest("the request body is not valid JSON") from None
+        if faults.api_key is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if given != faults.api_key:
+                # like some real servers, echo the key: clients must keep it out of their errors
+                raise BadRequest(f"Incorrect API key provided: {given}", None, status=401)
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000.0)
+        fault = faults.draw(rng)
+        if fault:
+            stats.faults[fault] += 1
+        if fault == "rate_429":
+            return _error(429, "Rate limit reached (injected fault)", None, headers={"Retry-After": f"{faults.retry_after:g}"})
+        if fault == "rate_500":
+            return _error(500, "Internal server error (injected fault)", None)
+        if fault == "hang" and not await _hang(request, faults.hang_seconds):
+            return JSONResponse({}, status_code=499)  # nobody is listening any more
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        if body.get("stream"):
+            raise BadRequest("streaming is not supported by this server", "stream")
+        requested = _requested_format(body)
+        stats.response_formats[requested] = stats.response_formats.get(requested, 0) + 1
+        if (requested == "json_schema" and faults.reject_json_schema) or (requested.startswith("json_object") and faults.reject_json_object):
+            raise BadRequest(f"response_format type {requested.split('+')[0]!r} is not supported by this server", "response_format")
+        text = answer_text(body)
+        finish_reason = "stop"
+        if fault == "malformed":
+            text, finish_reason = malformed(text, rng)
+        stats.answered += 1
+        return JSONResponse(_completion(body.get("model") or model, text, finish_reason, body.get("messages")))
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "sage_gym"}]})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def server_stats(request: Request) -> JSONResponse:
+        return JSONResponse(asdict(stats))
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/stats", server_stats, methods=["GET"]),
+        ]
+    )
+    app.state.faults, app.state.stats = faults, stats
+    return app
+
+
+def _requested_format(body: dict[str, Any]) -> str:
+    """The response_format type asked for: "json_schema", "json_object", "json_object+schema", "text" or "none"."""
+    response_format = body.get("response_format")
+    if not isinstance(response_format, dict):
+        return "none"
+    kind = str(response_format.get("type"))
+    return f"{kind}+schema" if kind == "json_object" and "schema" in response_format else kind
+
+
+async def _hang(request: Request, seconds: float) -> bool:
+    """Sleep `seconds`, or until the client hangs up (it timed out); True if the client is still there."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return False  # stop early, so hung requests do not pile up
+        await asyncio.sleep(min(0.05, deadline - time.monotonic()))
+    return not await request.is_disconnected()
+
+
+def _completion(model: str, text: str, finish_reason: str, messages: Any) -> dict[str, Any]:
+    prompt_words = sum(len(str(m.get("content", "")).split()) for m in messages) if isinstance(messages, list) else 0
+    completion_words = len(text.split())
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": prompt_words, "completion_tokens": completion_words, "total_tokens": prompt_words + completion_words},
+    }
+
+
+def _error(status: int, message: str, param: str | None, headers: dict[str, str] | None = None) -> JSONResponse:
+    kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}.get(status, "server_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status, headers=headers)
+
+
+# ----------------------------------------------------------------------------------------------
+# running it
+
+
+@contextmanager
+def run_server_in_thread(
+    port: int = 0, host: str = "127.0.0.1", *, faults: FaultConfig | None = None, model: str = DEFAULT_MODEL, **fault_options: Any
+) -> Iterator[str]:
+    """Serve in a background thread; yields the base URL (`http://host:port/v1`). `port=0` takes a free port.
+
+    Fault options are `FaultConfig` fields (`rate_429=0.1, hang_rate=0.05, ...`), or pass a
+    `FaultConfig` as `faults` to change it while the server runs.
+    """
+    if faults is not None and fault_options:
+        raise ValueError("pass either faults=FaultConfig(...) or fault keyword arguments, not both")
+    faults = faults or FaultConfig(**fault_options)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for such sockets;
+    # without it every small answer waits ~40 ms for a delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(create_app(faults, model), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sage-gym-sim-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30.0
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError(f"the simulator server did not start on {host}:{port}")
+        time.sleep(0.01)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        yield f"http://{shown}:{bound}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10.0)
+        sock.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sage_gym.simulators.server",
+        description="Serve the built-in simulated user on an OpenAI-compatible endpoint, with optional fault injection.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; the server has no authentication unless --api-key)")
+    parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the model id /v1/models lists (requests may name any model)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per chat request")
+    parser.add_argument("--rate-429", type=float, default=0.0, help="share of requests answered 429 with Retry-After")
+    parser.add_argument("--rate-500", type=float, default=0.0, help="share of requests answered 500")
+    parser.add_argument("--hang-rate", type=float, default=0.0, help="share of requests that hang for --hang-seconds first")
+    parser.add_argument("--hang-seconds", type=float, default=30.0, help="how long a hanging request sleeps (longer than the client timeout)")
+    parser.add_argument("--malformed-rate", type=float, default=0.0, help="share of requests answered with malformed or truncated output")
+    parser.add_argument("--retry-after", type=float, default=0.0, help="Retry-After seconds sent with 429 answers")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
+    parser.add_argument("--reject-json-schema", action="store_true", help="answer 400 to response_format json_schema")
+    parser.add_argument("--reject-json-object", action="store_true", help="answer 400 to response_format json_object")
+    parser.add_argument("--api-key", default=None, help="require this bearer token")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    options = {f.name: getattr(args, f.name) for f in fields(FaultConfig)}
+    try:
+        faults = FaultConfig(**options)
+    except ValueError as err:
+        build_parser().error(str(err))
+    print(f"sage_gym simulator server: base_url http://{args.host}:{args.port}/v1 model {args.model}", flush=True)
+    uvicorn.run(create_app(faults, args.model), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=2)
+
+
+if __name__ == "__main__":
+    main()
