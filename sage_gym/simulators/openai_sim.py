@@ -332,6 +332,15 @@ class OpenAISimulator:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def complete(self, name: str, build: Callable[[str], list[dict[str, str]]], parse: Callable[[str], T], seed: int = 0) -> T:
+        """One chat call through this endpoint's client, limits, retries and response-format fallback.
+
+        `name` picks the JSON schema (`sage_gym.simulators.prompting.SCHEMAS`), `build(mode)` makes
+        the messages and `parse(text)` reads the answer (a ParseError is retried). The scenario
+        generator uses this, so every call to an LLM endpoint goes through one code path.
+        """
+        return await self._call(name, build, parse, seed, _TurnLog())
+
     # ------------------------------------------------------------------ one call, with retries
 
     async def _call(self, name: str, build: Callable[[str], list[dict[str, str]]], parse: Callable[[str], T], seed: int, turn: _TurnLog) -> T:

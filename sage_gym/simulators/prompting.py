@@ -71,7 +71,32 @@ SINGLE_CALL_SCHEMA = {
     "required": EMOTION_SCHEMA["required"] + REPLY_SCHEMA["required"],
     "additionalProperties": False,
 }
-SCHEMAS = {"emotion_update": EMOTION_SCHEMA, "user_reply": REPLY_SCHEMA, "single_call": SINGLE_CALL_SCHEMA}
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+_TEXT, _TEXTS = {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+SCENARIO_SCHEMA = _object(
+    {
+        "id": _TEXT,
+        "persona": _object(
+            {"name": _TEXT, "age": {"type": "integer"}, "sex": _TEXT, "occupation": _TEXT, "hobbies": _TEXTS, "habits": _TEXTS,
+             "speaking_style": _TEXT, "speaker": {"type": "string", "enum": ["active", "passive"]}}
+        ),
+        "background": _object(
+            {"story": _TEXT, "conflict": _TEXT, "tried": _TEXT, "talk_high": _TEXT, "talk_medium": _TEXT, "talk_low": _TEXT,
+             "lifts": _TEXT, "sinks": _TEXT, "details": _TEXTS}
+        ),
+        "character_type": _TEXT,
+        "character_traits": _TEXTS,
+        "hidden_intention": _TEXT,
+        "first_message": _TEXT,
+        "domain": _TEXT,
+        "language": _TEXT,
+    }
+)
+
+SCHEMAS = {"emotion_update": EMOTION_SCHEMA, "user_reply": REPLY_SCHEMA, "single_call": SINGLE_CALL_SCHEMA, "scenario": SCENARIO_SCHEMA}
 
 # Fixed lines of the templates (kept in step with prompts/*.j2; tests render and read them back).
 HEADINGS = {

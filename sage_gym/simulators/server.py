@@ -51,6 +51,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sage_gym.simulators.base import UserState, clamp_emotion, emotion_bucket
+from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
 from sage_gym.simulators.builtin import assess, compose_reply, ending_for, react_sync, user_turns
 from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, read_request, render_answer
 
@@ -129,6 +130,12 @@ def answer_text(body: dict[str, Any]) -> str:
     seed = body.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise BadRequest("this server plays the built-in simulator, which needs the request's integer 'seed' (the dialogue's seed)", "seed")
+    try:  # the scenario generator's prompt: answer as a (formulaic, deterministic) scenario writer
+        writer_request = read_writer_request(body.get("messages"))
+    except ValueError as err:
+        raise BadRequest(f"cannot read the scenario-writer request: {err}", "messages") from None
+    if writer_request is not None:
+        return json.dumps(write_scenario(writer_request, seed), ensure_ascii=False)
     try:
         turn = read_request(body.get("messages"))
     except PromptMismatch as err:
