@@ -114,7 +114,10 @@ class SageDialogueEnv(gym.Env[str, str]):
             failure_below=failure_below,
         )
         self.scenarios = resolve_scenarios(scenarios)
-        self.simulator = make_simulator(simulator, **dict(simulator_kwargs or {}))
+        simulator_kwargs = dict(simulator_kwargs or {})
+        if simulator == "openai" and prompts is not None:
+            simulator_kwargs.setdefault("prompts", prompts)  # custom templates reach the LLM simulator too
+        self.simulator = make_simulator(simulator, **simulator_kwargs)
         self.prompts = prompts if isinstance(prompts, PromptLibrary) else (PromptLibrary(prompts) if prompts else default_prompts())
         self.reward_mode = reward_mode
         self.max_turns = max_turns

@@ -2,7 +2,8 @@
 
 SB3's algorithms want an observation vector and a discrete (or box) action, not text. A
 `NumericDialogue` says how to get them: an *encoder* turns the user's message and the step's
-info into a vector, a *decoder* turns an action index into the agent's message. Two views use it:
+info into a vector, a *decoder* turns an action index (and the dialogue it answers) into the
+agent's message. Two views use it:
 
 | view | what it is |
 |---|---|
@@ -10,7 +11,7 @@ info into a vector, a *decoder* turns an action index into the agent's message. 
 | `SB3VecEnv(venv, numeric)` | a `stable_baselines3` `VecEnv` over a `SageVectorEnv`: every step's simulator calls run concurrently |
 
     from sage_gym.sb3 import NumericDialogue, make_sb3_vec_env
-    numeric = NumericDialogue(observation_space, action_space, encode=my_features, decode=my_templates.__getitem__)
+    numeric = NumericDialogue(observation_space, action_space, encode=my_features, decode=lambda i, info: my_templates[i])
     venv = make_sb3_vec_env(16, numeric, max_turns=8)
     model = PPO("MlpPolicy", venv, n_steps=32).learn(10_000)
 
@@ -49,14 +50,15 @@ class NumericDialogue:
 
     `encode(text, info)` gets the user's latest message and the single-env info of that step
     (`emotion`, `turn`, `history`, ...; see `SageDialogueEnv`) and returns an array in
-    `observation_space` (a `Box`). `decode(index)` returns the agent's message for an action
-    index in `action_space` (a `Discrete`).
+    `observation_space` (a `Box`). `decode(index, info)` returns the agent's message for an action
+    index in `action_space` (a `Discrete`), given the info of the observation the action answers
+    (so a template can be filled with the user's own words from `info["history"]`).
     """
 
     observation_space: spaces.Box
     action_space: spaces.Discrete
     encode: Callable[[str, Mapping[str, Any]], np.ndarray]
-    decode: Callable[[int], str]
+    decode: Callable[[int, Mapping[str, Any]], str]
 
     def __post_init__(self) -> None:
         if not isinstance(self.observation_space, spaces.Box):
@@ -76,7 +78,7 @@ class NumericDialogue:
             )
         return observation
 
-    def act(self, action: Any) -> str:
+    def act(self, action: Any, info: Mapping[str, Any]) -> str:
         """The agent's message for an action index, checked against `action_space`."""
         index = np.asarray(action)
         if index.size != 1 or not np.issubdtype(index.dtype, np.integer):
@@ -84,7 +86,7 @@ class NumericDialogue:
         index = int(index.reshape(()))
         if not self.action_space.contains(index):
             raise ValueError(f"action {index} is outside {self.action_space}")
-        text = self.decode(index)
+        text = self.decode(index, info)
         if not isinstance(text, str):
             raise TypeError(f"the decoder must return the agent's message as a str, got {type(text).__name__} for action {index}")
         return text
@@ -96,15 +98,18 @@ class NumericDialogueEnv(gym.Wrapper):
     def __init__(self, env: gym.Env, numeric: NumericDialogue) -> None:
         super().__init__(env)
         self.numeric = numeric
+        self._info: Mapping[str, Any] = {}  # the info of the current observation (what the decoder sees)
         self.observation_space = numeric.observation_space
         self.action_space = numeric.action_space
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         text, info = self.env.reset(seed=seed, options=options)
+        self._info = info
         return self.numeric.observe(text, info), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        text, reward, terminated, truncated, info = self.env.step(self.numeric.act(action))
+        text, reward, terminated, truncated, info = self.env.step(self.numeric.act(action, self._info))
+        self._info = info
         return self.numeric.observe(text, info), reward, terminated, truncated, info
 
 
@@ -125,6 +130,7 @@ class SB3VecEnv(VecEnv):
         self.venv = venv
         self.numeric = numeric
         self._texts: list[str] | None = None
+        self._infos: list[dict[str, Any]] = []  # per env, the info of its current observation (what the decoder sees)
         super().__init__(venv.num_envs, numeric.observation_space, numeric.action_space)
 
     # ------------------------------------------------------------------ reset and step
@@ -134,6 +140,7 @@ class SB3VecEnv(VecEnv):
         options = self._vector_options(self._options)
         texts, infos = self.venv.reset(seed=seeds, options=options)
         self.reset_infos = unbatch_infos(infos, self.num_envs)
+        self._infos = list(self.reset_infos)
         self._reset_seeds()
         self._reset_options()
         return np.stack([self.numeric.observe(t, i) for t, i in zip(texts, self.reset_infos)])
@@ -142,8 +149,10 @@ class SB3VecEnv(VecEnv):
         actions = np.asarray(actions)
         if actions.shape[:1] != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got an array of shape {actions.shape}")
+        if len(self._infos) != self.num_envs:
+            raise RuntimeError("step_async() called before reset()")
         # decode now, so a bad action fails before any simulator call
-        self._texts = [self.numeric.act(a) for a in actions]
+        self._texts = [self.numeric.act(a, info) for a, info in zip(actions, self._infos)]
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._texts is None:
@@ -163,6 +172,7 @@ class SB3VecEnv(VecEnv):
             for i in np.flatnonzero(dones):
                 encoded[i] = self.numeric.observe(restarted[i], restart_infos[i])
                 self.reset_infos[i] = restart_infos[i]
+        self._infos = [self.reset_infos[i] if dones[i] else info for i, info in enumerate(step_infos)]
         return np.stack(encoded), rewards.astype(np.float32), dones, step_infos
 
     def close(self) -> None:

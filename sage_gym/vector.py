@@ -59,8 +59,14 @@ the seed `seed + i` (Gymnasium's convention), so the same seed gives the same ba
 - **Bad input** (wrong number of actions, a non-string action, one longer than the action space,
   stepping before `reset`) raises before any simulator call runs, and changes nothing.
 
-The synchronous `reset`/`step` run on sage_gym's background event loop (so they work inside a
-notebook that has its own loop); `areset`/`astep` can be awaited directly.
+## Concurrency
+
+Every step's simulator calls are awaited together, at most `max_concurrency` at a time. An LLM
+simulator may bound its own calls too (`OpenAISimulator(max_concurrency=32)`); when the vector env
+builds it from the name `"openai"` it passes its own `max_concurrency` on unless
+`simulator_kwargs` sets one. The synchronous `reset`/`step` run on sage_gym's background event
+loop (so they work inside a notebook that has its own loop); `areset`/`astep` can be awaited
+directly. `close()` closes the simulator's connections if the vector env built it.
 """
 
 from __future__ import annotations
@@ -143,7 +149,12 @@ class SageVectorEnv(gym.vector.VectorEnv):
         # Load the scenarios and build the simulator once: every sub-env shares them, so an LLM
         # simulator keeps one connection pool for the whole batch.
         self.scenarios = resolve_scenarios(scenarios)
-        self.simulator = make_simulator(simulator, **dict(simulator_kwargs or {}))
+        simulator_kwargs = dict(simulator_kwargs or {})
+        if simulator == "openai":
+            # its own limit on calls in flight would otherwise cap the batch below max_concurrency
+            simulator_kwargs.setdefault("max_concurrency", self.max_concurrency)
+        self.simulator = make_simulator(simulator, **simulator_kwargs)
+        self._owns_simulator = isinstance(simulator, str)  # made here, so closed here
         self.envs = [SageDialogueEnv(self.scenarios, self.simulator, **env_kwargs) for _ in range(self.num_envs)]
 
         self.render_mode = self.envs[0].render_mode
@@ -251,6 +262,11 @@ class SageVectorEnv(gym.vector.VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
+        # A simulator built from a name belongs to this env: close its connection pool. One passed
+        # in as an instance belongs to the caller, who may share it with other environments.
+        aclose = getattr(self.simulator, "aclose", None)
+        if self._owns_simulator and aclose is not None:
+            run_sync(aclose())
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Call method `name` of every sub-env (or read attribute `name` if it is not callable)."""
@@ -354,22 +370,25 @@ class SageVectorEnv(gym.vector.VectorEnv):
             if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
                 raise TypeError(f"options['scenario_ids'] must be a list of scenario ids, got {type(ids).__name__}")
             ids = list(ids)
+            groups = n // group_size
+            if len(ids) not in (groups, n):
+                raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(ids)}")
             for sid in ids:
                 if sid is not None and not isinstance(sid, str):
                     raise TypeError(f"scenario ids must be strings (or None), got {sid!r}")
                 if sid is not None and sid not in self.scenarios:
                     self.scenarios.get(sid)  # raises KeyError naming the id and similar ones
-            groups = n // group_size
             if len(ids) == groups:
                 scenario_ids = [ids[i // group_size] for i in range(n)]
-            elif len(ids) == n:
+            else:
                 for k in range(groups):
                     members = set(ids[k * group_size : (k + 1) * group_size])
                     if len(members) > 1:
-                        raise ValueError(f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) different scenarios {sorted(map(str, members))}")
+                        raise ValueError(
+                            f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) "
+                            f"different scenarios {sorted(map(str, members))}"
+                        )
                 scenario_ids = ids
-            else:
-                raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(ids)}")
         return mask, scenario_ids, group_size
 
     def _checked_actions(self, actions: Sequence[str | None]) -> list[str | None]:

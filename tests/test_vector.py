@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
 from agents.baselines import make_reference_agent
 from sage_gym import SageDialogueEnv
-from sage_gym.scenarios import ScenarioSet, load_split
+from sage_gym.scenarios import CHARACTER_TYPES, HIDDEN_INTENTIONS, INTENTION_TEXT, ScenarioSet, load_split
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from sage_gym.transcripts import read_jsonl
 from sage_gym.vector import SageVectorEnv, parse_autoreset_mode, unbatch_infos
@@ -79,10 +79,25 @@ class LeavingSimulator(BuiltinSimulator):
         return dataclasses.replace(reaction, leaves=True) if scenario.id == self.leaver_id else reaction
 
 
-@pytest.fixture
-def distinct_set(small_set) -> ScenarioSet:
-    """The small scenario set with a different first message per scenario."""
-    return ScenarioSet([dataclasses.replace(s, first_message=f"{s.first_message} [{s.id}]") for s in small_set], name="distinct")
+@pytest.fixture(scope="module")
+def distinct_set() -> ScenarioSet:
+    """24 scenarios (every intention x character type) with a different first message each."""
+    template = load_split("train")[0]
+    return ScenarioSet(
+        [
+            dataclasses.replace(
+                template,
+                id=f"v-{intention}-{character}",
+                hidden_intention=intention,
+                intention_text=INTENTION_TEXT[intention],
+                character_type=character,
+                first_message=f"{template.first_message} [{intention}, {character}]",
+            )
+            for intention in HIDDEN_INTENTIONS
+            for character in CHARACTER_TYPES
+        ],
+        name="distinct",
+    )
 
 
 def run_to_the_end(envs: SageVectorEnv, agents, seed, options=None):
@@ -229,18 +244,21 @@ def test_scenario_ids_per_group_and_per_env(distinct_set):
     [
         ({"group_size": 3}, ValueError),  # 4 is not a multiple of 3
         ({"group_size": 0}, ValueError),
-        ({"scenario_ids": ["a", "b", "c"]}, ValueError),  # wrong length
-        ({"group_size": 2, "scenario_ids": ["x", "y", "x", "y"]}, ValueError),  # differs within a group
+        ({"scenario_ids": [0, 1, 2]}, ValueError),  # neither one per group nor one per sub-env
+        ({"group_size": 2, "scenario_ids": [0, 1, 0, 1]}, ValueError),  # differs within a group
         ({"scenario_ids": "abcd"}, TypeError),
-        ({"scenario_ids": [1, 2, 3, 4]}, TypeError),
+        ({"scenario_ids": [b"a", b"b", b"c", b"d"]}, TypeError),
         ({"scenario_ids": ["no-such-scenario"] * 4}, KeyError),
-        ({"scenario_id": "x"}, ValueError),  # the single env's option, not the vector env's
-        ({"reset_mask": [True] * 4}, TypeError),
+        ({"scenario_id": 0}, ValueError),  # the single env's option, not the vector env's
+        ({"reset_mask": [True] * 4}, TypeError),  # Gymnasium wants a bool np.ndarray
     ],
 )
 def test_bad_reset_options(distinct_set, options, error):
-    ids = list(distinct_set.ids)
-    options = {k: ([ids[0] if v == "x" else ids[1] if v == "y" else v for v in val] if k == "scenario_ids" and isinstance(val, list) else val) for k, val in options.items()}
+    def real_id(value):  # integers in the table stand for real scenario ids
+        return distinct_set.ids[value] if isinstance(value, int) else value
+
+    if isinstance(options.get("scenario_ids"), list):
+        options = {**options, "scenario_ids": [real_id(v) for v in options["scenario_ids"]]}
     envs = SageVectorEnv(4, distinct_set)
     with pytest.raises(error):
         envs.reset(seed=0, options=options)
@@ -364,7 +382,7 @@ def test_other_exceptions_propagate_after_the_others_are_applied(distinct_set):
 
 def test_bad_actions_fail_before_any_simulator_call(distinct_set):
     slow = SlowSimulator(latency=0.0)
-    envs = SageVectorEnv(3, distinct_set, slow, max_action_chars=50)
+    envs = SageVectorEnv(3, distinct_set, slow, max_action_chars=100)
     with pytest.raises(ResetNeeded):
         envs.step([REPLY] * 3)
     envs.reset(seed=0)
@@ -372,7 +390,7 @@ def test_bad_actions_fail_before_any_simulator_call(distinct_set):
         ([REPLY] * 2, ValueError, "expected 3 actions"),
         (REPLY, TypeError, "sequence of 3 strings"),
         ([REPLY, 7, REPLY], TypeError, "action 1"),
-        ([REPLY, REPLY, "x" * 51], ValueError, "action 2"),
+        ([REPLY, REPLY, "x" * 101], ValueError, "action 2"),
         ([REPLY, None, REPLY], TypeError, "action 1"),
     ]:
         with pytest.raises(error, match=match):
@@ -423,6 +441,30 @@ def test_concurrent_steps_take_about_one_latency_not_n(distinct_set):
     elapsed = time.perf_counter() - start
     sequential_lower_bound = n * turns * latency  # a sequential loop waits for every call in turn
     assert elapsed / sequential_lower_bound < 0.5
+
+
+def test_concurrent_steps_against_the_local_server_with_latency(distinct_set):
+    """Through the whole HTTP path: N dialogues take about one latency per call, not N."""
+    import httpx
+
+    from sage_gym.simulators.server import run_server_in_thread
+
+    latency, n, turns, calls_per_turn = 0.1, 16, 2, 2
+    with run_server_in_thread(latency_ms=latency * 1000) as base_url:
+        envs = SageVectorEnv(
+            n, distinct_set, "openai", {"base_url": base_url, "model": "sage_gym.builtin"}, autoreset_mode="disabled", max_turns=turns
+        )
+        envs.reset(seed=0)
+        start = time.perf_counter()
+        for _ in range(turns):
+            _, _, _, _, infos = envs.step([REPLY] * n)
+        elapsed = time.perf_counter() - start
+        peak = httpx.get(base_url.removesuffix("/v1") + "/stats").json()["peak_in_flight"]
+        envs.close()
+    assert infos["error"].tolist() == [None] * n and infos["turn"].tolist() == [turns] * n
+    sequential_lower_bound = n * turns * calls_per_turn * latency
+    assert elapsed / sequential_lower_bound < 0.5
+    assert peak > n // 2  # a sequential loop never has more than one request in flight
 
 
 def test_async_api_on_the_callers_own_loop(distinct_set):
