@@ -196,7 +196,8 @@ class SageVectorEnv(gym.vector.VectorEnv):
         # Round 1: every sub-env whose scenario is known, and each group's first sub-env, which
         # draws the group's scenario from its own seed. Round 2: the rest of those groups copy it.
         first_round = [i for i in indices if scenario_ids[i] is not None or i % group_size == 0]
-        second_round = [i for i in indices if i not in set(first_round)]
+        leaders = set(first_round)
+        second_round = [i for i in indices if i not in leaders]
 
         def start(i: int, scenario_id: str | None) -> Awaitable[tuple[str, dict[str, Any]]]:
             options = {"scenario_id": scenario_id} if scenario_id is not None else None
