@@ -1,0 +1,172 @@
+"""`python -m agents.train_sb3`: train a stable-baselines3 PPO strategy agent on the built-in simulator.
+
+    python -m agents.train_sb3                        # a few minutes on 2 CPU cores, then evaluates
+    python -m agents.evaluate --agent sb3 --model runs/sb3/model.zip
+
+The agent (`agents.sb3_agent`) sees hashed text features, the emotion bucket and the turn, and
+picks one of a fixed set of response plans rendered from templates. PPO learns it through the SB3
+adapter of the vectorized environment (`sage_gym.sb3.make_sb3_vec_env`): each step's simulator
+calls for all dialogues run concurrently. Training uses SAGE's evaluation rules (initial emotion
+40, 10 turns, change clipped to [-10, 10]) on the `train` split with the per-turn `delta` reward
+and a discount below 1, so each reply is credited with the change it caused.
+
+Afterwards the model is evaluated with `agents.evaluate` on the `eval` split next to the
+reference `random` strategy agent, and the comparison is printed.
+
+| output | what it is |
+|---|---|
+| `model.zip` | the SB3 model (`PPO.load`) |
+| `sb3_agent.json` | the settings the agent needs at evaluation time (max turns), and the training run's settings |
+| `eval-sb3/`, `eval-random/` | the two evaluation folders (`report.json`, `summary.md`, plots, transcripts) |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
+
+from agents.sb3_agent import PLANS, numeric_dialogue
+from sage_gym.sb3 import make_sb3_vec_env
+
+
+@dataclass(frozen=True)
+class SB3Config:
+    output: str = "runs/sb3"
+    scenarios: str = "train"
+    timesteps: int = 60_000
+    num_envs: int = 16
+    max_turns: int = 10
+    initial_emotion: int = 40
+    seed: int = 0
+    # PPO
+    n_steps: int = 64  # per env: 16 x 64 = 1024 transitions per update
+    batch_size: int = 256
+    n_epochs: int = 6
+    learning_rate: float = 1e-3
+    gamma: float = 0.9  # a dialogue is 10 turns: credit a reply with the next few changes
+    gae_lambda: float = 0.9
+    ent_coef: float = 0.01
+    net_arch: tuple[int, ...] = (64, 64)
+    # evaluation afterwards
+    eval_scenarios: str = "eval"
+    evaluate: bool = True
+
+
+def train(config: SB3Config, log: Any = print) -> Path:
+    """Train PPO, save `model.zip` and `sb3_agent.json` into `config.output`; returns the model path."""
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # a small MLP: more threads only add overhead (and contend on a busy machine)
+    venv = make_sb3_vec_env(
+        config.num_envs,
+        numeric_dialogue(config.max_turns),
+        scenarios=config.scenarios,
+        max_turns=config.max_turns,
+        initial_emotion=config.initial_emotion,
+        reward_mode="delta",
+    )
+    venv.seed(config.seed)
+    model = PPO(
+        "MlpPolicy",
+        VecMonitor(venv),
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        learning_rate=config.learning_rate,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        ent_coef=config.ent_coef,
+        policy_kwargs={"net_arch": list(config.net_arch)},
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+    )
+    started = time.time()
+    log(f"training PPO for {config.timesteps} steps on {config.num_envs} dialogues at once ({len(PLANS)} response plans)")
+    model.learn(total_timesteps=config.timesteps, callback=ProgressLog(log))
+    seconds = time.time() - started
+    path = out / "model.zip"
+    model.save(str(path))
+    meta = {"algorithm": "PPO", "max_turns": config.max_turns, "config": asdict(config), "train_seconds": round(seconds, 1)}
+    (out / "sb3_agent.json").write_text(json.dumps(meta, indent=1) + "\n")
+    venv.close()
+    log(f"trained in {seconds:.0f} s; saved {path}")
+    return path
+
+
+class ProgressLog(BaseCallback):
+    """Logs the mean final emotion of the most recent training dialogues after each rollout."""
+
+    def __init__(self, log: Any, window: int = 200) -> None:
+        super().__init__()
+        self.log = log
+        self.finals: deque[int] = deque(maxlen=window)
+
+    def _on_step(self) -> bool:
+        for info, done in zip(self.locals["infos"], self.locals["dones"]):
+            if done and info.get("outcome") not in (None, "error"):  # a failed dialogue is no result
+                self.finals.append(info["emotion"])
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.finals:
+            mean = sum(self.finals) / len(self.finals)
+            self.log(f"  step {self.num_timesteps:>7d}: mean final emotion of the last {len(self.finals)} training dialogues {mean:5.1f}")
+
+
+def evaluate_against_random(model_path: Path, config: SB3Config, log: Any = print) -> str:
+    """Evaluate the trained agent and the reference random-strategy agent on `eval_scenarios`; the comparison table."""
+    from agents.agent_api import ReferenceAgent
+    from agents.evaluate import EvalSettings, compare_reports, evaluate
+    from agents.sb3_agent import SB3StrategyAgent
+
+    settings = EvalSettings(scenarios=config.eval_scenarios, max_turns=config.max_turns, initial_emotion=config.initial_emotion, seed=config.seed)
+    out = model_path.parent
+    evaluate(SB3StrategyAgent(str(model_path)), out / "eval-sb3", settings, overwrite=True)
+    evaluate(ReferenceAgent("random"), out / "eval-random", settings, overwrite=True)
+    table = compare_reports([out / "eval-sb3", out / "eval-random"])
+    log(table)
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.train_sb3",
+        description="Train a stable-baselines3 PPO strategy agent on the built-in simulator, then evaluate it against the random-strategy agent.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = SB3Config()
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=f"skip: {name}")
+        elif isinstance(value, tuple):
+            parser.add_argument(flag, type=int, nargs="+", default=list(value))
+        else:
+            parser.add_argument(flag, type=type(value), default=value)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = vars(build_parser().parse_args(argv))
+    args["net_arch"] = tuple(args["net_arch"])
+    config = SB3Config(**args)
+    path = train(config)
+    if config.evaluate:
+        evaluate_against_random(path, config)
+    return path
+
+
+if __name__ == "__main__":
+    main()
