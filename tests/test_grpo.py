@@ -1,0 +1,191 @@
+"""The GRPO trainer end to end: config/CLI, schedule, KL against an identical reference, resume, learning."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from agents.config import TrainConfig, build_parser, load_config_file, make_config, parse_config
+from agents.grpo import GRPOTrainer, derive_seed, lr_factor
+from agents.logging_utils import MetricSums, read_metrics
+from agents.policy import LoraSettings, Policy
+from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+
+SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(tokenizer_corpus([]), 1024)
+
+
+def tiny_policy(tokenizer, template: str = "direct", lora: bool = False, seed: int = 0) -> Policy:
+    model = tiny_random_model(tokenizer, SMALL, seed=seed)
+    return Policy.from_model(model, tokenizer, system_prompt=system_prompts()[template], lora=LoraSettings(r=4) if lora else None)
+
+
+def small_config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(
+        model="in-memory", template="direct", steps=3, group_size=2, scenarios_per_step=2, max_turns=2, max_new_tokens=8,
+        lr=1e-3, output_dir=str(tmp_path / "run"), save_every=0, progress=False, tensorboard=False, transcripts=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def params(policy: Policy) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in policy.model.named_parameters()}
+
+
+# ----------------------------------------------------------------------------------------------
+# configuration and small helpers
+
+
+def test_every_option_is_on_the_command_line_with_help() -> None:
+    text = build_parser().format_help()
+    for field in TrainConfig.__dataclass_fields__:
+        assert "--" + field.replace("_", "-") in text, field
+
+
+def test_precedence_defaults_then_file_then_cli(tmp_path) -> None:
+    (tmp_path / "run.yaml").write_text("group-size: 4\nlr: 0.01\nlora: true\n")
+    cfg = parse_config(["--config", str(tmp_path / "run.yaml"), "--lr", "0.02", "--no-lora"])
+    assert (cfg.group_size, cfg.lr, cfg.lora, cfg.steps) == (4, 0.02, False, TrainConfig().steps)
+    (tmp_path / "run.toml").write_text('beta = 0.1\ntemplate = "direct"\n')
+    (tmp_path / "run.json").write_text(json.dumps({"max_turns": 8}))
+    assert load_config_file(tmp_path / "run.toml") == {"beta": 0.1, "template": "direct"}
+    assert parse_config(["--config", str(tmp_path / "run.json")]).max_turns == 8
+
+
+def test_config_values_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown option"):
+        make_config(TrainConfig, {"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="group_size must be int"):
+        make_config(TrainConfig, {"group_size": "8"})
+    with pytest.raises(ValueError, match="one of"):
+        make_config(TrainConfig, {"loss_agg": "sum"})
+    assert make_config(TrainConfig, {"lr": 1}).lr == 1.0
+    with pytest.raises(SystemExit):
+        parse_config(["--template", "shout"])
+
+
+def test_learning_rate_schedule() -> None:
+    assert [lr_factor(u, 2, 10, "constant", 0.1) for u in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(2, 2, 10, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 2, 10, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(6, 2, 10, "cosine", 0.0) == pytest.approx(0.5)
+    assert lr_factor(6, 2, 10, "linear", 0.0) == pytest.approx(0.5)
+
+
+def test_metric_sums_reduce_like_a_global_batch() -> None:
+    rank0, rank1 = MetricSums(), MetricSums()
+    rank0.add("return", 1.0, 2)  # two dialogues on rank 0 whose returns sum to 1
+    rank1.add("return", 2.0, 1)  # one dialogue on rank 1
+    other = [rank1.sums["return"], rank1.counts["return"]]
+    reduced = rank0.reduce(lambda flat: [x + y for x, y in zip(flat, other)])
+    assert reduced.means()["return"] == pytest.approx(3.0 / 3)
+    assert rank0.reduce(None) is rank0
+    assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(2, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer
+
+
+def test_few_steps_end_to_end(tokenizer, tmp_path) -> None:
+    cfg = small_config(tmp_path, steps=3, save_every=2, tensorboard=True, transcripts=True, epochs=2, minibatches=2, loss_agg="seq-mean-token-mean")
+    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer))
+    before = params(trainer.policy)
+    history = trainer.fit()
+    trainer.close()
+    assert len(history) == 3
+    required = {"return", "emotion", "success_rate", "failure_rate", "clip_fraction", "entropy", "grad_norm", "rollout_tokens_per_s",
+                "rollout_seconds", "update_seconds", "dropped_errors", "skipped_groups", "lr"}
+    assert required <= set(history[0])
+    assert all(math.isfinite(m["return"]) for m in history)
+    out = tmp_path / "run"
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    assert any((out / "tensorboard").iterdir())
+    assert sum(1 for _ in (out / "transcripts.jsonl").open()) == 3 * 4
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step-000003"
+    assert (out / "checkpoints" / "step-000002" / "trainer.pt").is_file()
+    # some update moved the weights (skipped groups aside, 3 steps x 4 updates)
+    after = params(trainer.policy)
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    # the first update of a step starts on-policy: the importance ratio is exactly 1 there
+    assert history[0]["ratio"] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_kl_is_zero_against_an_identical_reference(tokenizer, tmp_path, lora: bool) -> None:
+    cfg = small_config(tmp_path, steps=1, beta=0.5, kl_estimator="k3", lr=0.0 if not lora else 1e-3)
+    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer, lora=lora))
+    assert trainer.reference == ("adapters" if lora else trainer.reference)
+    metrics = trainer.train_step()
+    trainer.close()
+    assert metrics["kl"] == pytest.approx(0.0, abs=1e-7)  # the first update: policy == reference
+
+
+def test_no_reference_is_loaded_when_beta_is_zero(tokenizer, tmp_path) -> None:
+    trainer = GRPOTrainer(small_config(tmp_path, beta=0.0), policy=tiny_policy(tokenizer))
+    assert trainer.reference is None
+    trainer.close()
+
+
+def test_kl_grows_once_the_policy_moves(tokenizer, tmp_path) -> None:
+    cfg = small_config(tmp_path, steps=3, beta=0.1, lr=5e-3, minibatches=2)
+    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer))
+    history = trainer.fit()
+    trainer.close()
+    assert history[-1]["kl"] > 0
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_resume_continues_exactly(tokenizer, tmp_path, lora: bool) -> None:
+    """N steps straight equal K steps, a restart with --resume, and N - K more (same parameters)."""
+    straight_cfg = small_config(tmp_path / "a", steps=3, lr_schedule="cosine", warmup_steps=1)
+    straight = GRPOTrainer(straight_cfg, policy=tiny_policy(tokenizer, lora=lora))
+    straight_history = straight.fit()
+    straight.close()
+
+    split_cfg = small_config(tmp_path / "b", steps=3, lr_schedule="cosine", warmup_steps=1)
+    first = GRPOTrainer(split_cfg, policy=tiny_policy(tokenizer, lora=lora))
+    first.fit(until=1)
+    first.close()
+    resumed_cfg = small_config(tmp_path / "b", steps=3, lr_schedule="cosine", warmup_steps=1, resume="auto")
+    resumed = GRPOTrainer(resumed_cfg, policy=tiny_policy(tokenizer, lora=lora, seed=123))  # other init: the checkpoint must win
+    assert resumed.step == 1
+    resumed_history = resumed.fit()
+    resumed.close()
+
+    a, b = params(straight.policy), params(resumed.policy)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert [m["return"] for m in straight_history[1:]] == [m["return"] for m in resumed_history]
+    assert straight.scheduler.get_last_lr() == resumed.scheduler.get_last_lr()
+    assert [r["step"] for r in read_metrics(tmp_path / "b" / "run" / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_trainer_rejects_bad_settings(tokenizer, tmp_path) -> None:
+    with pytest.raises(ValueError, match="group_size"):
+        GRPOTrainer(small_config(tmp_path, group_size=1), policy=tiny_policy(tokenizer))
+
+
+# ----------------------------------------------------------------------------------------------
+# learning (slow)
+
+
+@pytest.mark.slow
+def test_grpo_raises_the_return_of_the_embedded_model(tmp_path) -> None:
+    """The default run (embedded tiny model, built-in simulator) improves the mean episode return."""
+    cfg = TrainConfig(steps=30, output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0)
+    trainer = GRPOTrainer(cfg)
+    history = trainer.fit()
+    trainer.close()
+    first = sum(m["return"] for m in history[:6]) / 6
+    last = sum(m["return"] for m in history[-6:]) / 6
+    assert last > first + 0.05, (first, last)
