@@ -50,10 +50,11 @@ class TrainConfig:
     simulator_temperature: float | None = option(0.7, "simulator sampling temperature")
     simulator_kwargs: str | None = option(None, "extra simulator arguments as JSON, e.g. '{\"timeout\": 30, \"single_call\": true}'")
     scenarios: str = option("train", "scenario split (train, eval) or a JSONL file")
+    scenario_limit: int | None = option(None, "use only the first N scenarios of the set; default: all of them, or the 16 the embedded tiny model was warm-started on")
     max_turns: int = option(6, "agent replies per dialogue (RLVER trained with 8, SAGE evaluates 10)")
     initial_emotion: int = option(40, "the simulated user's starting emotion (SAGE 40, RLVER training 30)")
     reward_mode: str = option("delta", "delta: (e_t - e_{t-1})/100 per turn; final: e_T/100 at the end (RLVER)", choices=("delta", "final"))
-    template: str = option("think", "agent system prompt: think (think-then-say, <think>...</think>) or direct", choices=("think", "direct"))
+    template: str = option("direct", "agent system prompt: think (think-then-say, <think>...</think>) or direct", choices=("think", "direct"))
     max_concurrency: int = option(64, "simulator calls in flight at once")
     transcripts: bool = option(True, "record every dialogue to <output-dir>/transcripts.jsonl")
 
@@ -75,11 +76,11 @@ class TrainConfig:
     kl_estimator: str = option("k3", "KL estimator: k1, k2 or k3", choices=("k1", "k2", "k3"))
 
     # --- optimisation
-    steps: int = option(40, "training steps (each: one rollout, then the update)")
+    steps: int = option(50, "training steps (each: one rollout, then the update)")
     epochs: int = option(1, "passes over each step's dialogues")
-    minibatches: int = option(1, "optimizer steps per epoch (the dialogues are split into this many mini-batches)")
+    minibatches: int = option(2, "optimizer steps per epoch (the dialogues are split into this many mini-batches)")
     micro_batch_tokens: int = option(8192, "padded tokens per forward/backward micro-batch (gradient accumulation)")
-    lr: float | None = option(None, "learning rate; default 1e-3 for the embedded tiny model, 1e-6 otherwise")
+    lr: float | None = option(None, "learning rate; default 3e-4 for the embedded tiny model, 1e-6 otherwise")
     weight_decay: float = option(0.0, "AdamW weight decay")
     adam_beta1: float = option(0.9, "AdamW beta1")
     adam_beta2: float = option(0.99, "AdamW beta2")
@@ -96,15 +97,39 @@ class TrainConfig:
     resume: str | None = option(None, "continue a run: 'auto' (latest checkpoint in --output-dir) or a checkpoint folder")
     tensorboard: bool = option(True, "write TensorBoard scalars to <output-dir>/tensorboard")
     progress: bool = option(True, "show a progress bar")
-    threads: int | None = option(None, "torch CPU threads (default: torch's choice)")
+    threads: int | None = option(None, "torch CPU threads; default: 1 for the embedded tiny model on CPU (its many small ops lose more to thread synchronisation than they gain, badly so on shared cores), torch's choice otherwise")
+
+    @property
+    def embedded_model(self) -> bool:
+        return self.model is None and self.gguf_file is None
 
     def resolved_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return 1e-3 if self.model is None else 1e-6
+        return 3e-4 if self.embedded_model else 1e-6
+
+    def resolved_threads(self) -> int | None:
+        if self.threads is not None:
+            return self.threads
+        return 1 if self.embedded_model and self.device in ("auto", "cpu") and not _cuda() else None
+
+    def resolved_scenario_limit(self) -> int | None:
+        if self.scenario_limit is not None:
+            return self.scenario_limit
+        if self.embedded_model:
+            from agents.tiny_model import TinyModelSpec
+
+            return TinyModelSpec().scenario_limit
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------------------------

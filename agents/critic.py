@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,8 +47,9 @@ class ValueHead(nn.Module):
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.proj = nn.Linear(hidden_size, 1)
-        # small weights: the first values are near 0, yet gradients reach the backbone from step one
-        nn.init.normal_(self.proj.weight, std=0.1 / math.sqrt(hidden_size))
+        # the first values are exactly 0 (explained variance 0, not noise the size of the returns);
+        # the head's own gradient is not 0, so it starts learning on the first update
+        nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

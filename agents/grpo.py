@@ -106,7 +106,7 @@ def system_prompt(template: str) -> str:
 def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print) -> Policy:
     """The policy of a config: the named model, or the embedded tiny chat model (built once, cached)."""
     model = cfg.model
-    if model is None and cfg.gguf_file is None:
+    if cfg.embedded_model:
         from agents.tiny_model import build_tiny_model
 
         model = str(build_tiny_model(log=log))
@@ -140,11 +140,12 @@ def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def make_envs(cfg: TrainConfig, num_envs: int, transcript_path: Path | None) -> Any:
+    from agents.tiny_model import limited_scenarios
     from sage_gym.vector import SageVectorEnv
 
     return SageVectorEnv(
         num_envs,
-        scenarios=cfg.scenarios,
+        scenarios=limited_scenarios(cfg.scenarios, cfg.resolved_scenario_limit()),
         simulator=cfg.simulator,
         simulator_kwargs=simulator_kwargs(cfg),
         autoreset_mode="disabled",
@@ -171,8 +172,9 @@ class GRPOTrainer:
         self.dist = dist or Distributed()
         self.log = log if self.dist.is_main else (lambda message: None)
         self._check_config()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        threads = cfg.resolved_threads()
+        if threads:
+            torch.set_num_threads(threads)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         self.output_dir = Path(cfg.output_dir)
@@ -287,18 +289,20 @@ class GRPOTrainer:
                     reference[index] = ref[row, : len(episodes[index])]
         for epoch in range(cfg.epochs):
             order = rng.permutation(trainable).tolist() if trainable else []
-            for part in np.array_split(np.asarray(order, dtype=int), cfg.minibatches):
+            for k, part in enumerate(np.array_split(np.asarray(order, dtype=int), cfg.minibatches)):
                 indices = part.tolist()
                 if indices:
-                    self._optimizer_step(episodes, indices, advantages, reference, metrics, pad, temperature, first=(epoch == 0))
+                    self._optimizer_step(episodes, indices, advantages, reference, metrics, pad, temperature, epoch=epoch, first_update=(epoch == 0 and k == 0))
                 self.scheduler.step()  # the schedule follows planned updates, so skipped groups do not shift it
         return metrics
 
     def _optimizer_step(
         self, episodes: list, indices: list[int], advantages: torch.Tensor, reference: dict[int, torch.Tensor],
-        metrics: MetricSums, pad: int, temperature: float, first: bool,
+        metrics: MetricSums, pad: int, temperature: float, epoch: int, first_update: bool,
     ) -> None:
         cfg, policy = self.cfg, self.policy
+        # the loss divides by the mini-batch totals over all ranks; a DDP wrapper, which averages
+        # gradients over ranks, must scale each rank's loss by world_size to keep this sum
         local = [float(sum(episodes[i].num_policy_tokens for i in indices)), float(len(indices))]
         tokens, sequences = self.dist.sum(local)
         totals = Totals(tokens=tokens, sequences=sequences, norm_tokens=float(cfg.max_turns * cfg.max_new_tokens))
@@ -323,8 +327,14 @@ class GRPOTrainer:
             metrics.add("ratio", float(result.ratio_sum), n_tokens)
             if ref is not None:
                 metrics.add("kl", float(result.kl_sum), n_tokens)
-            if first:  # entropy of the rollout policy, before it moved
+            if epoch == 0:  # entropy of the rollout policy on its own tokens
                 metrics.add("entropy", float((out.entropy.detach() * micro.loss_mask).sum()), n_tokens)
+            if first_update:
+                # before any weight change the recomputed log-probs must equal the rollout's (token in,
+                # token out): ~1e-6 in float32; a large value means the rollout and the learner disagree
+                gap = ((out.logprobs.detach() - micro.old_logprobs).abs() * micro.loss_mask).max()
+                metrics.sums["logprob_mismatch"] = max(metrics.sums.get("logprob_mismatch", 0.0), float(gap))
+                metrics.counts["logprob_mismatch"] = 1.0
             metrics.add("update_tokens", float(micro.num_tokens), 0.0)
         # the per-micro-batch pg shares add up to the mini-batch loss: count it once per update
         metrics.counts["pg_loss"] += 1.0

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,11 @@ class PPOConfig(TrainConfig):
     # --- defaults that differ from GRPO
     group_size: int = option(4, "dialogues per scenario (PPO needs no groups: 1 is fine; copies of a scenario still help the critic)")
     scenarios_per_step: int = option(8, "scenarios per step; a step plays scenarios-per-step x group-size dialogues")
+    minibatches: int = option(4, "optimizer steps per epoch (the dialogues are split into this many mini-batches); PPO's critic needs more than one step per rollout")
     output_dir: str = option("runs/ppo", "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go")
 
     # --- critic
-    critic: str = option("head", "head: a value head on the policy's backbone; separate: its own model initialised from a causal LM", choices=CRITIC_KINDS)
+    critic: str = option("separate", "head: a value head on the policy's backbone; separate: its own model initialised from a causal LM", choices=CRITIC_KINDS)
     critic_model: str | None = option(None, "separate critic: model folder or hub id with the policy's tokenizer (may be smaller); default: a copy of the policy's initial weights")
     critic_backbone_grad: bool = option(False, "head critic: let the value loss train the shared backbone too (at the policy's lr; only LoRA adapters under --lora)")
     critic_lr: float | None = option(None, "critic learning rate; default 3e-3 for the embedded tiny model, else 1e-4 (head) or 1e-5 (separate)")
@@ -67,14 +69,14 @@ class PPOConfig(TrainConfig):
 
     # --- advantages and policy objective
     gamma: float = option(1.0, "discount per policy token (user and template tokens are not steps)")
-    lam: float = option(0.95, "GAE lambda: 1 is Monte Carlo (returns-to-go minus V), 0 is one-step TD")
+    lam: float = option(1.0, "GAE lambda: 1 is Monte Carlo (returns-to-go minus V), 0 is one-step TD")
     whiten_advantages: bool = option(True, "whiten the advantages over all policy tokens of the batch (mean 0, std 1)")
     ent_coef: float = option(0.0, "entropy bonus coefficient (the loss subtracts ent_coef x the aggregated entropy)")
 
     def resolved_critic_lr(self) -> float:
         if self.critic_lr is not None:
             return self.critic_lr
-        if self.model is None:
+        if self.model is None and self.gguf_file is None:  # the embedded tiny model
             return 3e-3
         return 1e-4 if self.critic == "head" else 1e-5
 
@@ -89,9 +91,9 @@ class TokenAdvantages:
     trainable: list[int]  # episodes with at least one policy token
     groups: int
     skipped_groups: int = 0  # PPO skips no group; kept so the shared metrics read the same
-    explained_variance: float = float("nan")
+    explained_variance: float = float("nan")  # of the rollout critic, against the discounted returns-to-go
     value_mean: float = float("nan")
-    return_mean: float = float("nan")
+    return_mean: float = float("nan")  # mean discounted return-to-go over policy tokens
     raw_advantage_std: float = float("nan")
     seconds: float = 0.0
 
@@ -233,22 +235,25 @@ class PPOTrainer(GRPOTrainer):
         episodes = batch.episodes
         trainable = [i for i, e in enumerate(episodes) if e.num_policy_tokens > 0]
         values = self.rollout_values(episodes, trainable)
-        advantages, returns, masks = {}, {}, {}
+        advantages, returns, masks, to_go = {}, {}, {}, {}
         for i in trainable:
             e = episodes[i]
             masks[i] = torch.tensor(e.loss_mask, dtype=torch.float32)
-            advantages[i], returns[i] = token_gae(torch.tensor(e.token_rewards()), values[i], masks[i], cfg.gamma, cfg.lam)
+            rewards = torch.tensor(e.token_rewards())
+            advantages[i], returns[i] = token_gae(rewards, values[i], masks[i], cfg.gamma, cfg.lam)
+            to_go[i] = token_gae(rewards, values[i], masks[i], cfg.gamma, 1.0)[1]  # lam = 1: the discounted return-to-go
         out = TokenAdvantages(advantages, returns, values, trainable, groups=len({e.group for e in episodes}))
         if trainable:
             flat_adv = torch.cat([advantages[i] for i in trainable])
             flat_mask = torch.cat([masks[i] for i in trainable])
-            flat_ret = torch.cat([returns[i] for i in trainable])
+            flat_to_go = torch.cat([to_go[i] for i in trainable])
             flat_val = torch.cat([values[i] * masks[i] for i in trainable])
             tokens = flat_mask.sum().clamp(min=1)
             out.raw_advantage_std = float(((flat_adv - (flat_adv * flat_mask).sum() / tokens).square() * flat_mask).sum() / tokens) ** 0.5
             out.value_mean = float((flat_val * flat_mask).sum() / tokens)
-            out.return_mean = float((flat_ret * flat_mask).sum() / tokens)
-            out.explained_variance = explained_variance(flat_ret, flat_val, flat_mask, self.dist.all_reduce)
+            out.return_mean = float((flat_to_go * flat_mask).sum() / tokens)
+            # against what actually followed, not the GAE targets (which contain V itself when lam < 1)
+            out.explained_variance = explained_variance(flat_to_go, flat_val, flat_mask, self.dist.all_reduce)
             if cfg.whiten_advantages:
                 whitened = whiten(flat_adv, flat_mask, self.dist.all_reduce)
                 for i, part in zip(trainable, torch.split(whitened, [len(episodes[i]) for i in trainable])):
@@ -277,11 +282,16 @@ class PPOTrainer(GRPOTrainer):
                     reference[index] = ref[row, : len(episodes[index])].cpu()
         for epoch in range(cfg.epochs):
             order = rng.permutation(trainable).tolist() if trainable else []
-            for part in np.array_split(np.asarray(order, dtype=int), cfg.minibatches):
+            for k, part in enumerate(np.array_split(np.asarray(order, dtype=int), cfg.minibatches)):
                 indices = part.tolist()
                 if indices:
-                    self._ppo_step(episodes, indices, adv, reference, metrics, pad, first=(epoch == 0), train_policy=train_policy)
-                self.scheduler.step()  # planned updates, as in GRPO: warm-up steps count too
+                    self._ppo_step(
+                        episodes, indices, adv, reference, metrics, pad, epoch=epoch, first_update=(epoch == 0 and k == 0), train_policy=train_policy
+                    )
+                with warnings.catch_warnings():
+                    # in critic warm-up the policy's optimizer does not step, and torch warns about that
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                    self.scheduler.step()  # planned updates, as in GRPO: warm-up steps count too
                 self.critic_scheduler.step()
         metrics.add("explained_variance", adv.explained_variance, 1.0)
         metrics.add("value_mean", adv.value_mean, 1.0)
@@ -293,7 +303,7 @@ class PPOTrainer(GRPOTrainer):
 
     def _ppo_step(
         self, episodes: list[Episode], indices: list[int], adv: TokenAdvantages, reference: dict[int, torch.Tensor],
-        metrics: MetricSums, pad: int, first: bool, train_policy: bool,
+        metrics: MetricSums, pad: int, epoch: int, first_update: bool, train_policy: bool,
     ) -> None:
         cfg, policy, device = self.cfg, self.policy, self.policy.device
         local = [float(sum(episodes[i].num_policy_tokens for i in indices)), float(len(indices))]
@@ -327,14 +337,18 @@ class PPOTrainer(GRPOTrainer):
                 metrics.add("ratio", float(result.ratio_sum), n_tokens)
                 if ref is not None:
                     metrics.add("kl", float(result.kl_sum), n_tokens)
-                if first:  # entropy of the rollout policy, before it moved
+                if epoch == 0:  # entropy of the rollout policy on its own tokens, as GRPO logs it
                     metrics.add("entropy", float((out.entropy.detach() * mask).sum()), n_tokens)
+                if first_update:  # as in GRPO: before any weight change, recomputed == rollout log-probs
+                    gap = ((out.logprobs.detach() - micro.old_logprobs).abs() * mask).max()
+                    metrics.sums["logprob_mismatch"] = max(metrics.sums.get("logprob_mismatch", 0.0), float(gap))
+                    metrics.counts["logprob_mismatch"] = 1.0
             values = self.critic.values(micro.input_ids, micro.attention_mask, hidden=hidden, backbone_grad=train_policy)
             returns = _rows(micro, adv.returns, device)
             vl = value_loss(values, _rows(micro, adv.values, device), returns, mask, totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
             loss = loss + cfg.vf_coef * vl.loss
             loss.backward()
-            metrics.add("value_loss", float(vl.loss), 0.0)
+            metrics.add("value_loss", float(vl.loss.detach()), 0.0)
             metrics.add("value_clip_fraction", float(vl.clip_fraction_sum), n_tokens)
             metrics.add("value_error", float(vl.error_sum), n_tokens)
             metrics.add("update_tokens", float(micro.num_tokens), 0.0)

@@ -293,23 +293,3 @@ def make_micro_batches(episodes: Sequence[Episode], indices: Sequence[int], toke
             token_rewards[r, :L] = torch.tensor(e.token_rewards(), dtype=torch.float32)
         batches.append(MicroBatch([indices[j] for j in group], input_ids, attention, loss_mask, old, token_rewards))
     return batches
-
-
-def rollout_metrics(batch: RolloutBatch) -> dict[str, float]:
-    """Means over the kept episodes: return, final emotion, outcome rates, turns, lengths."""
-    episodes = batch.episodes
-    kept = max(1, len(episodes))
-    outcomes = [e.outcome for e in episodes]
-    metrics = {
-        "return": float(np.mean([e.episode_return for e in episodes])) if episodes else float("nan"),
-        "emotion": float(np.nanmean([e.final_emotion for e in episodes])) if episodes else float("nan"),
-        "turns": float(np.mean([e.turns for e in episodes])) if episodes else 0.0,
-        "episode_tokens": float(np.mean([len(e) for e in episodes])) if episodes else 0.0,
-        "policy_tokens": float(np.mean([e.num_policy_tokens for e in episodes])) if episodes else 0.0,
-        "dropped_errors": float(batch.dropped_errors),
-        "overlong": float(batch.overlong),
-        "sampled_tokens": float(batch.sampled_tokens),
-    }
-    for name in ("success", "failure", "left", "truncated"):
-        metrics[f"{name}_rate"] = outcomes.count(name) / kept
-    return metrics

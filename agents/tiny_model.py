@@ -12,7 +12,8 @@ shift. This module builds one, deterministically, and caches it:
 2. **Tokenizer.** A byte-level BPE (the `tokenizers` library) trained on those dialogues, the
    personas and the agent system prompts, wrapped as a `PreTrainedTokenizerFast` with a ChatML
    chat template (`<|im_start|>role ... <|im_end|>`).
-3. **Model.** A small Qwen2-architecture causal LM (3 layers, width 128, about 0.8M parameters).
+3. **Model.** A small Qwen2-architecture causal LM (2 layers, width 128, about 0.9M parameters,
+   half of them the tied embedding).
 4. **Warm start.** A short supervised run on the dialogues, loss only on the agent's tokens
    (the same mask the RL loss uses), through the same `Policy.token_logprobs` path.
 
@@ -73,15 +74,15 @@ class TinyModelSpec:
 
     seed: int = 0
     dialogues: int = 240
-    max_turns: int = 6
-    vocab_size: int = 2048
+    max_turns: int = 3
+    vocab_size: int = 4096
     hidden_size: int = 128
-    layers: int = 3
+    layers: int = 2
     heads: int = 4
     kv_heads: int = 2
     intermediate_size: int = 384
-    sft_steps: int = 120
-    sft_batch: int = 8
+    sft_steps: int = 200
+    sft_batch: int = 16
     sft_lr: float = 6e-3
     split: str = "train"
     scenario_limit: int = 16  # the first N scenarios of the split: the default run trains on these
@@ -336,7 +337,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="Build the default tiny chat model (cached) and print its folder.")
     parser.add_argument("--output", default=None, help="folder to write (default: the cache)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for a model this small)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     print(build_tiny_model(args.output))
 
 

