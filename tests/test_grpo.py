@@ -13,22 +13,7 @@ from agents.grpo import GRPOTrainer, derive_seed, lr_factor
 from agents.logging_utils import MetricSums, read_metrics
 from agents.policy import LoraSettings, Policy
 from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
-
-SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Models this small run fastest on one thread, and then never fight other processes for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(tokenizer_corpus([]), 1024)
+from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 
 def tiny_policy(tokenizer, template: str = "direct", lora: bool = False, seed: int = 0) -> Policy:

@@ -11,24 +11,9 @@ from hypothesis import strategies as st
 from agents.policy import Policy, Sampling
 from agents.rollout import Episode, apply_length_budget, collect_rollouts, make_micro_batches, pack_length_sorted
 from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from sage_gym.vector import SageVectorEnv
-
-SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Models this small run fastest on one thread, and then never fight other processes for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(tokenizer_corpus([]), 1024)
 
 
 class RecordingPolicy(Policy):
