@@ -55,6 +55,7 @@ class PPOConfig(TrainConfig):
     # --- defaults that differ from GRPO
     group_size: int = option(4, "dialogues per scenario (PPO needs no groups: 1 is fine; copies of a scenario still help the critic)")
     scenarios_per_step: int = option(8, "scenarios per step; a step plays scenarios-per-step x group-size dialogues")
+    steps: int = option(40, "training steps (each: one rollout, then the update); 40 keeps the default CPU run under 10 minutes with its critic")
     minibatches: int = option(4, "optimizer steps per epoch (the dialogues are split into this many mini-batches); PPO's critic needs more than one step per rollout")
     output_dir: str = option("runs/ppo", "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go")
 
