@@ -5,12 +5,14 @@ A checkpoint is a folder `checkpoints/step-000010/` holding:
 | file | content |
 |---|---|
 | `policy/` | the model weights, or only the LoRA adapter, and the tokenizer (`Policy.save`) |
-| `trainer.pt` | optimizer and LR-scheduler state, the step, the RNG states (Python, NumPy, torch CPU and CUDA), and any extra state of the learner (a critic's, for PPO) |
+| `trainer.pt` | optimizer state (whole, keyed by parameter name) and LR-scheduler state, the step, the RNG states (Python, NumPy, torch CPU and CUDA), and any extra state of the learner (a critic's, for PPO) |
 | `config.json` | the run's configuration, for the record |
 
 It is written to a temporary folder next to its final place and renamed into place, so a crash
 while saving never leaves a half-written checkpoint where `--resume` would find it; the file
-`checkpoints/latest` (replaced atomically too) names the newest. Only rank 0 writes.
+`checkpoints/latest` (replaced atomically too) names the newest. Only rank 0 writes; weights
+and optimizer states are whole (unsharded), so a checkpoint resumes on any number of ranks with
+either wrapper (`agents.distributed`).
 """
 
 from __future__ import annotations
@@ -52,30 +54,25 @@ def save_checkpoint(
     output_dir: str | Path,
     step: int,
     policy: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    trainer_state: dict[str, Any],
     config: dict[str, Any],
-    extra: dict[str, Any] | None = None,
     keep: int = 2,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint of `step` atomically; keep the newest `keep` checkpoints."""
+    """Write the checkpoint of `step` atomically; keep the newest `keep` checkpoints.
+
+    `trainer_state`: optimizer and scheduler states and the learner's extra state (saved with
+    the step and the RNG states in `trainer.pt`); `weights`: the policy's whole weights when
+    its live ones are sharded.
+    """
     final = checkpoint_dir(output_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    policy.save(tmp / "policy")
-    torch.save(
-        {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-            "extra": extra or {},
-        },
-        tmp / "trainer.pt",
-    )
+    policy.save(tmp / "policy", state_dict=weights)
+    torch.save({**trainer_state, "step": step, "rng": rng_state()}, tmp / "trainer.pt")
     (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
     if final.exists():  # the same step saved again (a resumed run): replace it
         shutil.rmtree(final)
@@ -116,13 +113,13 @@ def find_checkpoint(output_dir: str | Path, resume: str) -> Path:
     return candidates[-1]
 
 
-def load_checkpoint(path: str | Path, policy: Any, optimizer: torch.optim.Optimizer, scheduler: Any, restore_rng: bool = True) -> dict[str, Any]:
-    """Load weights, optimizer, scheduler and RNG states in place; returns the trainer state (step, extra)."""
-    path = Path(path)
-    policy.load_weights(path / "policy")
-    state = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+def load_trainer_state(path: str | Path, restore_rng: bool = True) -> dict[str, Any]:
+    """The `trainer.pt` of a checkpoint (step, optimizer, scheduler, extra), restoring the RNG states.
+
+    The policy's weights are loaded separately (`Policy.load_weights(path / "policy")`), before
+    the model is wrapped for torchrun; the optimizer state after the optimizer is built.
+    """
+    state = torch.load(Path(path) / "trainer.pt", map_location="cpu", weights_only=False)
     if restore_rng:
         set_rng_state(state["rng"])
     return state

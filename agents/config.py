@@ -89,6 +89,11 @@ class TrainConfig:
     lr_schedule: str = option("constant", "after warm-up: constant, cosine or linear decay", choices=("constant", "cosine", "linear"))
     min_lr_ratio: float = option(0.1, "cosine/linear decay ends at lr * min_lr_ratio")
 
+    # --- scale (see docs/scaling.md)
+    parallel: str = option("ddp", "under torchrun: ddp (every rank holds the whole model) or fsdp2 (weights, gradients and optimizer state sharded over ranks)", choices=("ddp", "fsdp2"))
+    rollout_engine: str = option("hf", "what generates the rollouts: hf (the policy itself, any device) or vllm (a colocated vLLM engine synced after every update; the [vllm] extra and a CUDA GPU)", choices=("hf", "vllm"))
+    vllm_gpu_memory_utilization: float = option(0.3, "share of the GPU's memory the vLLM engine may take (weights + KV cache); the rest is the learner's")
+
     # --- run
     seed: int = option(0, "seed of everything random (scenarios, simulator, sampling, batching)")
     output_dir: str = option("runs/grpo", "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curve go")

@@ -67,6 +67,10 @@ class Critic(nn.Module):
         """[B, L] float32 values. `hidden`: the policy's final hidden states, for a `head` critic."""
         raise NotImplementedError
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor | None = None, backbone_grad: bool = True) -> torch.Tensor:
+        # `values` as the module's forward: what a DDP or FSDP2 wrapper sees and syncs
+        return self.values(input_ids, attention_mask, hidden=hidden, backbone_grad=backbone_grad)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
@@ -91,8 +95,7 @@ class HeadCritic(Critic):
         grad = self.backbone_grad and backbone_grad
         if hidden is None:
             with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-                decoder = self.policy.base.get_decoder()
-                hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask), use_cache=False).last_hidden_state
+                hidden = self.policy.hidden_states(input_ids, attention_mask)
         # without backbone_grad the head is a probe on the policy's features: the value loss must not move them
         return self.head(hidden if grad else hidden.detach())
 

@@ -16,10 +16,11 @@ Each step:
    gradient clipping, AdamW and a warm-up + constant/cosine/linear LR schedule.
 
 `GRPOTrainer` owns the policy, the optional reference, the optimizer, the envs, logging and
-checkpoints. PPO subclasses it and replaces `compute_advantages` and `update` (adding a critic);
-a torchrun launcher passes a `Distributed` with its rank, world size and an all-reduce, and each
-rank then plays its share of the scenarios (groups never split) and reduces its metrics and loss
-normalisers across ranks.
+checkpoints. PPO subclasses it and replaces `compute_advantages` and `update` (adding a critic).
+Under torchrun (`agents.distributed`) each rank plays its share of the scenarios (groups never
+split), every rank draws the same global mini-batch plan and takes its own episodes of each
+mini-batch, losses are normalised by global counts and metrics reduced across ranks: the run is
+the single-process run up to floating-point noise, whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,39 +36,18 @@ import numpy as np
 import torch
 
 from agents.advantages import GroupAdvantages, group_advantages
-from agents.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from agents.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
 from agents.config import TrainConfig
+from agents.distributed import (
+    Distributed, full_model_state, full_optimizer_state, gradient_sync, is_sharded, load_optimizer_state, rank_device, shard_frozen, wrap_module,
+)
 from agents.logging_utils import MetricSums, MetricsWriter, plot_learning_curve
 from agents.losses import Totals, policy_loss
 from agents.policy import LoraSettings, Policy, Sampling
-from agents.rollout import MicroBatch, RolloutBatch, collect_rollouts, make_micro_batches
+from agents.rollout import MicroBatch, RolloutBatch, collect_rollouts, derive_seed, make_micro_batches
 
 # ----------------------------------------------------------------------------------------------
 # small pieces every learner shares
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed from integers (run seed, step, purpose...), stable across runs and platforms."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """Where this process sits in a torchrun job. The defaults are a single process.
-
-    `all_reduce` sums a flat list of floats over ranks (None: a single process).
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    all_reduce: Callable[[list[float]], list[float]] | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: list[float]) -> list[float]:
-        return self.all_reduce(values) if self.all_reduce is not None else values
 
 
 def lr_factor(update: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
@@ -97,13 +76,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_up
     )
 
 
+def clip_gradients(parameters: list[torch.nn.Parameter], max_grad_norm: float) -> float:
+    """Clip the global gradient norm (over all ranks' shards under FSDP2); returns the norm before clipping."""
+    norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
 def system_prompt(template: str) -> str:
     from sage_gym.prompts import default_prompts
 
     return default_prompts().agent_system_prompt(template)
 
 
-def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print) -> Policy:
+def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: str | None = None) -> Policy:
     """The policy of a config: the named model, or the embedded tiny chat model (built once, cached)."""
     model = cfg.model
     if cfg.embedded_model:
@@ -117,7 +102,7 @@ def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print) -> Policy:
         gguf_file=cfg.gguf_file,
         tokenizer=cfg.tokenizer,
         dtype=cfg.dtype,
-        device=cfg.device,
+        device=device or cfg.device,
         lora=lora,
         gradient_checkpointing=cfg.gradient_checkpointing,
         chat_template=cfg.chat_template,
@@ -180,19 +165,27 @@ class GRPOTrainer:
         self.output_dir = Path(cfg.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
-        self.policy = policy if policy is not None else load_policy(cfg, log=self.log)
+        self.device = policy.device if policy is not None else rank_device(cfg.device, self.dist)
+        self.policy = policy if policy is not None else load_policy(cfg, log=self.log, device=str(self.device))
         self.sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-        self.reference = self._make_reference()  # before any resume: the reference is the initial policy
-        self.optimizer = build_optimizer(self.policy.trainable_parameters(), cfg)
-        self.updates_per_step = cfg.epochs * cfg.minibatches
-        self.scheduler = build_scheduler(self.optimizer, cfg, cfg.steps * self.updates_per_step)
         self.step = 0
+        state, path = None, None
         if cfg.resume:
             path = find_checkpoint(self.output_dir, cfg.resume)
-            state = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+            state = load_trainer_state(path)
             self.step = int(state["step"])
-            self.load_extra_state(state.get("extra", {}))
+        # order matters: models copied from the initial policy first (the KL reference, PPO's
+        # critic), then the checkpoint's weights, then the torchrun wrappers, then the optimizers
+        self.setup_models(state)
+        if path is not None:
+            self.policy.load_weights(path / "policy")
+        self.wrap_models()
+        self.updates_per_step = cfg.epochs * cfg.minibatches
+        self.build_optimizers()
+        if state is not None:
+            self.load_state(state)
             self.log(f"resumed from {path} at step {self.step}")
+        self.engine = self._make_engine()
 
         self.groups_per_rank = cfg.scenarios_per_step // self.dist.world_size
         transcripts = None
@@ -203,17 +196,44 @@ class GRPOTrainer:
         self.scenario_ids = list(self.envs.scenarios.ids)
         self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.tensorboard, purge_step=self.step + 1 if cfg.resume else None) if self.dist.is_main else None
 
-    # -------------------------------------------------------------------- setup helpers
+    # -------------------------------------------------------------------- setup (hooks PPO extends)
 
     def _check_config(self) -> None:
         cfg = self.cfg
-        if cfg.group_size < 2:
-            raise ValueError(f"group_size must be at least 2 (a group is its own baseline), got {cfg.group_size}")
+        if cfg.group_size < self.min_group_size:
+            raise ValueError(f"group_size must be at least {self.min_group_size} (a group is its own baseline), got {cfg.group_size}")
         if cfg.scenarios_per_step < 1 or cfg.scenarios_per_step % self.dist.world_size:
             raise ValueError(f"scenarios_per_step ({cfg.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
         for name in ("steps", "epochs", "minibatches", "micro_batch_tokens", "max_turns", "max_new_tokens"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.rollout_engine == "vllm" and self.dist.is_distributed and cfg.parallel == "fsdp2":
+            raise ValueError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
+
+    min_group_size = 2
+
+    def setup_models(self, state: dict[str, Any] | None) -> None:
+        """Models derived from the initial policy, before any checkpoint weights are loaded."""
+        self.reference = self._make_reference()
+
+    def wrap_models(self) -> None:
+        """Under torchrun: DDP or FSDP2 around the policy (and the reference under FSDP2)."""
+        if not self.dist.is_distributed:
+            return
+        self.policy.train_module = wrap_module(self.policy.forward_module, self.cfg.parallel, self.dist, self.device)
+        self.policy.device = self.device
+        if isinstance(self.reference, Policy):
+            shard_frozen(self.reference.forward_module, self.cfg.parallel, self.dist, self.device)
+            self.reference.device = self.device
+
+    def build_optimizers(self) -> None:
+        self.optimizer = build_optimizer(self.policy.trainable_parameters(), self.cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg, self.cfg.steps * self.updates_per_step)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore optimizer and schedule (after `build_optimizers`) from a checkpoint's trainer state."""
+        load_optimizer_state(self.policy.forward_module, self.optimizer, state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
 
     def _make_reference(self) -> Policy | str | None:
         """None when beta is 0 (nothing loaded); "adapters" with LoRA; else a frozen copy of the policy."""
@@ -225,12 +245,23 @@ class GRPOTrainer:
         frozen.requires_grad_(False)
         return Policy(model=frozen, tokenizer=self.policy.tokenizer, chat=self.policy.chat, device=self.policy.device)
 
-    def extra_state(self) -> dict[str, Any]:
-        """State a subclass adds to checkpoints (PPO: its critic)."""
-        return {}
+    def _make_engine(self) -> Any:
+        """None: the policy samples its own rollouts; otherwise a separate engine (vLLM) kept in sync."""
+        if self.cfg.rollout_engine == "hf":
+            return None
+        from agents.vllm_engine import build_rollout_engine
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore what `extra_state` saved."""
+        return build_rollout_engine(
+            self.cfg.rollout_engine, self.policy, gpu_memory_utilization=self.cfg.vllm_gpu_memory_utilization,
+            seed=self.cfg.seed, work_dir=self.output_dir / "vllm",
+        )
+
+    def trainer_state(self) -> dict[str, Any]:
+        """What `trainer.pt` holds besides the step and RNG states (collective under FSDP2; PPO adds its critic)."""
+        return {
+            "optimizer": full_optimizer_state(self.policy.forward_module, self.optimizer),
+            "scheduler": self.scheduler.state_dict(),
+        }
 
     # -------------------------------------------------------------------- one step
 
@@ -244,18 +275,61 @@ class GRPOTrainer:
 
     def rollout(self, step: int) -> RolloutBatch:
         ids, first_group = self.scenario_plan(step)
-        generator = torch.Generator(device=self.policy.device).manual_seed(derive_seed(self.cfg.seed, step, 2, self.dist.rank))
-        # sub-env i is reset with seed + i: offsetting by the global index keeps dialogues rank-independent
+        # sub-env i is reset with seed + i and dialogue d samples from its own stream: offsetting
+        # both by the global index makes every dialogue independent of the number of ranks
         env_seed = derive_seed(self.cfg.seed, step, 3) + first_group * self.cfg.group_size
         return collect_rollouts(
             self.policy, self.envs, self.sampling, group_size=self.cfg.group_size, seed=env_seed, scenario_ids=ids,
-            generator=generator, max_seq_len=self.cfg.max_seq_len, overlong=self.cfg.overlong, group_offset=first_group,
+            sample_seed=derive_seed(self.cfg.seed, step, 2), max_seq_len=self.cfg.max_seq_len, overlong=self.cfg.overlong,
+            group_offset=first_group, engine=self.engine,
         )
 
     def compute_advantages(self, batch: RolloutBatch) -> GroupAdvantages:
         returns = [e.episode_return for e in batch.episodes]
         groups = [e.group for e in batch.episodes]
         return group_advantages(returns, groups, normalize=self.cfg.adv_norm)
+
+    def minibatch_plan(self, episodes: list, trainable: list[int], step: int) -> list[tuple[int, int, list[int], int]]:
+        """(epoch, k, this rank's positions in `episodes`, global size) for every planned optimizer step.
+
+        One permutation of the *global* trainable dialogues, drawn alike on every rank, is cut into
+        `minibatches` parts; each rank keeps its own dialogues of each part. So the mini-batches
+        are those of a single process, and a part that is empty everywhere is seen as such by all.
+        """
+        cfg = self.cfg
+        total = cfg.scenarios_per_step * cfg.group_size
+        flags = [0.0] * total
+        position = {episodes[i].dialogue: i for i in trainable}
+        for dialogue in position:
+            flags[dialogue] = 1.0
+        flags = self.dist.sum(flags)
+        global_trainable = [d for d in range(total) if flags[d] > 0]
+        rng = np.random.default_rng(derive_seed(cfg.seed, step, 4))
+        plan = []
+        for epoch in range(cfg.epochs):
+            order = rng.permutation(global_trainable) if global_trainable else np.zeros(0, dtype=int)
+            for k, part in enumerate(np.array_split(order, cfg.minibatches)):
+                plan.append((epoch, k, [position[d] for d in part.tolist() if d in position], len(part)))
+        return plan
+
+    def lockstep(self, micros: list[MicroBatch]) -> list[MicroBatch | None]:
+        """`micros`, padded with None (a zero-weight dummy pass) to the most any rank has.
+
+        Every forward under FSDP2 gathers parameters and every synced backward under DDP reduces
+        gradients: both are collectives, so every rank must run the same number of passes.
+        """
+        if not self.dist.is_distributed:
+            return list(micros)
+        most = int(self.dist.max([float(len(micros))])[0])
+        return list(micros) + [None] * (most - len(micros))
+
+    def dummy_batch(self) -> MicroBatch:
+        """Two tokens, one scored: a pass that touches every weight, for a rank with nothing left to do."""
+        eos = int(self.policy.tokenizer.pad_token_id)
+        ids = torch.full((1, 2), eos, dtype=torch.long, device=self.device)
+        zeros = torch.zeros((1, 2), dtype=torch.float32, device=self.device)
+        mask = torch.tensor([[0.0, 1.0]], device=self.device)
+        return MicroBatch([], ids, torch.ones_like(ids), mask, zeros, zeros)
 
     def reference_logprobs(self, micro: MicroBatch) -> torch.Tensor | None:
         if self.reference is None:
@@ -269,58 +343,73 @@ class GRPOTrainer:
                 out = self.reference.token_logprobs(micro.input_ids, micro.attention_mask, micro.loss_mask, self.sampling.logprob_temperature)
         return out.logprobs
 
+    def all_reference_logprobs(self, episodes: list, indices: list[int]) -> dict[int, torch.Tensor]:
+        """The reference's log-probs of `episodes[indices]` (once per step: the reference does not change)."""
+        reference: dict[int, torch.Tensor] = {}
+        if self.reference is None:
+            return reference
+        pad = int(self.policy.tokenizer.pad_token_id)
+        for micro in self.lockstep(make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, pad)):
+            ref = self.reference_logprobs(micro.to(self.device) if micro is not None else self.dummy_batch())
+            for row, index in enumerate(micro.indices if micro is not None else []):
+                reference[index] = ref[row, : len(episodes[index])].cpu()
+        return reference
+
     def update(self, batch: RolloutBatch, adv: GroupAdvantages, step: int) -> MetricSums:
         """`epochs` x `minibatches` optimizer steps on this step's dialogues; returns metric sums."""
-        cfg, policy = self.cfg, self.policy
         metrics = MetricSums()
         episodes = batch.episodes
         trainable = [i for i, e in enumerate(episodes) if bool(adv.trainable[i]) and e.num_policy_tokens > 0]
-        advantages = adv.advantages.to(policy.device)
-        rng = np.random.default_rng(derive_seed(cfg.seed, step, 4, self.dist.rank))
-        pad = int(policy.tokenizer.pad_token_id)
-        temperature = self.sampling.logprob_temperature
-        policy.model.train()
-        # reference log-probs once per step (the reference does not change)
-        reference: dict[int, torch.Tensor] = {}
-        if self.reference is not None and trainable:
-            for micro in make_micro_batches(episodes, trainable, cfg.micro_batch_tokens, pad):
-                ref = self.reference_logprobs(micro.to(policy.device))
-                for row, index in enumerate(micro.indices):
-                    reference[index] = ref[row, : len(episodes[index])]
-        for epoch in range(cfg.epochs):
-            order = rng.permutation(trainable).tolist() if trainable else []
-            for k, part in enumerate(np.array_split(np.asarray(order, dtype=int), cfg.minibatches)):
-                indices = part.tolist()
-                if indices:
-                    self._optimizer_step(episodes, indices, advantages, reference, metrics, pad, temperature, epoch=epoch, first_update=(epoch == 0 and k == 0))
-                self.scheduler.step()  # the schedule follows planned updates, so skipped groups do not shift it
+        advantages = adv.advantages.to(self.device)
+        self.policy.model.train()
+        reference = self.all_reference_logprobs(episodes, trainable)
+        for epoch, k, indices, global_size in self.minibatch_plan(episodes, trainable, step):
+            if global_size:
+                self._optimizer_step(episodes, indices, advantages, reference, metrics, epoch=epoch, first_update=(epoch == 0 and k == 0))
+            self.scheduler.step()  # the schedule follows planned updates, so skipped groups do not shift it
         return metrics
+
+    def global_totals(self, episodes: list, indices: list[int]) -> Totals:
+        """The loss normalisers of a mini-batch over all ranks (each rank's loss is its share of the global loss)."""
+        local = [float(sum(episodes[i].num_policy_tokens for i in indices)), float(len(indices))]
+        tokens, sequences = self.dist.sum(local)
+        return Totals(tokens=tokens, sequences=sequences, norm_tokens=float(self.cfg.max_turns * self.cfg.max_new_tokens))
+
+    @property
+    def loss_scale(self) -> float:
+        """DDP and FSDP2 average gradients over ranks; the loss is already a share of the global sum."""
+        return float(self.dist.world_size)
 
     def _optimizer_step(
         self, episodes: list, indices: list[int], advantages: torch.Tensor, reference: dict[int, torch.Tensor],
-        metrics: MetricSums, pad: int, temperature: float, epoch: int, first_update: bool,
+        metrics: MetricSums, epoch: int, first_update: bool,
     ) -> None:
         cfg, policy = self.cfg, self.policy
-        # the loss divides by the mini-batch totals over all ranks; a DDP wrapper, which averages
-        # gradients over ranks, must scale each rank's loss by world_size to keep this sum
-        local = [float(sum(episodes[i].num_policy_tokens for i in indices)), float(len(indices))]
-        tokens, sequences = self.dist.sum(local)
-        totals = Totals(tokens=tokens, sequences=sequences, norm_tokens=float(cfg.max_turns * cfg.max_new_tokens))
+        totals = self.global_totals(episodes, indices)
+        temperature = self.sampling.logprob_temperature
+        pad = int(policy.tokenizer.pad_token_id)
         self.optimizer.zero_grad(set_to_none=True)
-        for micro in make_micro_batches(episodes, indices, cfg.micro_batch_tokens, pad):
-            micro = micro.to(policy.device)
-            out = policy.token_logprobs(micro.input_ids, micro.attention_mask, micro.loss_mask, temperature, with_entropy=True)
-            token_adv = advantages[micro.indices][:, None] * micro.loss_mask
-            ref = None
-            if self.reference is not None:
-                ref = torch.zeros_like(out.logprobs)
-                for row, index in enumerate(micro.indices):
-                    ref[row, : len(episodes[index])] = reference[index]
-            result = policy_loss(
-                out.logprobs, micro.old_logprobs, token_adv, micro.loss_mask, totals, aggregation=cfg.loss_agg,
-                clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,
-            )
-            result.loss.backward()
+        micros = self.lockstep(make_micro_batches(episodes, indices, cfg.micro_batch_tokens, pad))
+        for j, micro in enumerate(micros):
+            with gradient_sync(policy.train_module, j == len(micros) - 1):
+                if micro is None:
+                    dummy = self.dummy_batch()
+                    out = policy.token_logprobs(dummy.input_ids, dummy.attention_mask, dummy.loss_mask, temperature)
+                    (out.logprobs.sum() * 0.0).backward()
+                    continue
+                micro = micro.to(policy.device)
+                out = policy.token_logprobs(micro.input_ids, micro.attention_mask, micro.loss_mask, temperature, with_entropy=True)
+                token_adv = advantages[micro.indices][:, None] * micro.loss_mask
+                ref = None
+                if self.reference is not None:
+                    ref = torch.zeros_like(out.logprobs)
+                    for row, index in enumerate(micro.indices):
+                        ref[row, : len(episodes[index])] = reference[index]
+                result = policy_loss(
+                    out.logprobs, micro.old_logprobs, token_adv, micro.loss_mask, totals, aggregation=cfg.loss_agg,
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,
+                )
+                (result.loss * self.loss_scale).backward()
             n_tokens = float(micro.loss_mask.sum())
             metrics.add("pg_loss", float(result.pg_loss), 0.0)
             metrics.add("clip_fraction", float(result.clip_fraction_sum), n_tokens)
@@ -338,15 +427,9 @@ class GRPOTrainer:
             metrics.add("update_tokens", float(micro.num_tokens), 0.0)
         # the per-micro-batch pg shares add up to the mini-batch loss: count it once per update
         metrics.counts["pg_loss"] += 1.0
-        norm = self._clip_gradients()
-        metrics.add("grad_norm", norm, 1.0)
+        metrics.add("grad_norm", clip_gradients(policy.trainable_parameters(), cfg.max_grad_norm), 1.0)
         metrics.add("lr", self.scheduler.get_last_lr()[0], 1.0)
         self.optimizer.step()
-
-    def _clip_gradients(self) -> float:
-        params = self.policy.trainable_parameters()
-        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
     def train_step(self) -> dict[str, float]:
         """One rollout and one update; returns the step's metrics (reduced across ranks)."""
@@ -358,6 +441,8 @@ class GRPOTrainer:
         adv = self.compute_advantages(batch)
         started_update = time.perf_counter()
         sums = self.update(batch, adv, step)
+        if self.engine is not None:
+            self.engine.sync_weights(self.policy)  # the next rollout samples from the updated weights
         update_seconds = time.perf_counter() - started_update
 
         episodes = batch.episodes
@@ -377,7 +462,7 @@ class GRPOTrainer:
         sums.add("generate_seconds", batch.generate_seconds, 1.0)
         sums.add("env_seconds", batch.env_seconds, 1.0)
         sums.add("update_seconds", update_seconds, 1.0)
-        reduced = sums.reduce(self.dist.all_reduce)
+        reduced = sums.reduce(self.dist.all_reduce, self.dist.all_gather)
         metrics = reduced.means()
         for total in ("dropped_errors", "overlong", "skipped_groups", "groups", "sampled_tokens", "update_tokens"):
             metrics[total] = reduced.sums.get(total, 0.0)
@@ -421,14 +506,22 @@ class GRPOTrainer:
         return history
 
     def save(self) -> Path | None:
+        """Every rank calls this (gathering sharded state is collective); rank 0 writes."""
+        module = self.policy.forward_module
+        weights = _strip_prefix(full_model_state(module), "model.") if is_sharded(module) else None
+        state = self.trainer_state()
         if not self.dist.is_main:
             return None
-        return save_checkpoint(
-            self.output_dir, self.step, self.policy, self.optimizer, self.scheduler, self.cfg.to_dict(),
-            extra=self.extra_state(), keep=self.cfg.keep_checkpoints,
-        )
+        return save_checkpoint(self.output_dir, self.step, self.policy, state, self.cfg.to_dict(), keep=self.cfg.keep_checkpoints, weights=weights)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.engine is not None:
+            self.engine.close()
         self.envs.close()
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The HF model's own keys from those of the module that holds it as `model`."""
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}

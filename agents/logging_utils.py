@@ -32,11 +32,17 @@ class MetricSums:
     def add_mean(self, name: str, mean: float, count: float) -> None:
         self.add(name, mean * count, count)
 
-    def reduce(self, all_reduce: Callable[[list[float]], list[float]] | None) -> MetricSums:
-        """Sum every entry across ranks with `all_reduce` (a function on a flat list); identity when None."""
+    def reduce(self, all_reduce: Callable[[list[float]], list[float]] | None, all_gather: Callable[[Any], list[Any]] | None = None) -> MetricSums:
+        """Sum every entry across ranks with `all_reduce` (a function on a flat list); identity when None.
+
+        With `all_gather` the names are first united over ranks: a rank that logged no KL or saw
+        no policy token still takes part with zeros, so the flat lists line up.
+        """
         if all_reduce is None:
             return self
         names = sorted(self.sums)
+        if all_gather is not None:
+            names = sorted(set().union(*all_gather(names)))
         flat = all_reduce([self.sums[n] for n in names] + [self.counts[n] for n in names])
         reduced = MetricSums()
         for i, name in enumerate(names):

@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from agents.distributed import gathered
 
 PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
 GGUF_SHORTCUT = "gemma3-270m-gguf"  # --model value that assembles Gemma 3 270M from the optional [gguf] extra
@@ -284,15 +288,51 @@ class LogprobOutput:
     entropy: torch.Tensor | None = None  # [B, L] float32, 0 where not requested
 
 
+class PolicyForward(nn.Module):
+    """Every forward pass of a `Policy` as a call of one module: what DDP and FSDP2 wrap.
+
+    The policy reads hidden states from the decoder and projects only the scored positions onto
+    the vocabulary, instead of calling the model's own `forward`. A wrapper only sees (DDP: syncs
+    the gradients of; FSDP2: gathers) what runs inside its module's `forward`, so both kinds of
+    pass go through here: "backbone" (sampling, a head critic) and "logprobs" (the loss).
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.model = policy.model
+        self._policy = [policy]  # in a list: not a submodule
+
+    def forward(self, kind: str, *args: Any, **kwargs: Any) -> Any:
+        policy = self._policy[0]
+        if kind == "backbone":
+            return policy.base.get_decoder()(**kwargs)
+        if kind == "logprobs":
+            out = policy._token_logprobs(*args, **kwargs)
+            return out.logprobs, out.entropy  # tensors, not a dataclass: wrappers look into outputs
+        raise ValueError(f"unknown forward kind {kind!r}")
+
+
 @dataclass
 class Policy:
-    """A causal LM with its tokenizer and chat format. Construct with `Policy.from_pretrained`."""
+    """A causal LM with its tokenizer and chat format. Construct with `Policy.from_pretrained`.
+
+    `forward_module` runs every forward pass; `train_module` is what the loss calls: the same
+    module, or its DDP wrapper under torchrun (`agents.distributed.wrap_module`).
+    """
 
     model: Any
     tokenizer: Any
     chat: ChatFormat
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     logprob_chunk: int = 1024  # rows of the vocabulary projection computed at once in the loss path
+    forward_module: Any = field(default=None, repr=False)
+    train_module: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.forward_module is None:
+            self.forward_module = PolicyForward(self)
+        if self.train_module is None:
+            self.train_module = self.forward_module
 
     # -------------------------------------------------------------------- construction
 
@@ -379,7 +419,12 @@ class Policy:
             yield
 
     def _backbone(self, **kwargs: Any) -> Any:
-        return self.base.get_decoder()(**kwargs)
+        return self.forward_module("backbone", **kwargs)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, L, H] final hidden states of a right-padded batch (what a head critic reads)."""
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return self._backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False).last_hidden_state
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits from final hidden states, exactly as the model's own forward computes them."""
@@ -398,26 +443,37 @@ class Policy:
         sampling: Sampling,
         generator: torch.Generator | None = None,
         max_new_tokens: Sequence[int] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Completion]:
         """Sample one turn for each context (left-padded batch, KV cache), until its stop token or budget.
 
         `max_new_tokens` overrides `sampling.max_new_tokens` per context (the rollout's length budget).
         Log-probs are `log_softmax(logits / T)` of the sampled token, before top-p truncation: the
         same quantity the loss recomputes, so the importance ratio starts at exactly 1.
+
+        `seeds` (one per context) gives every row its own random stream (inverse-CDF sampling on
+        uniforms drawn from that seed), so what a row samples does not depend on the other rows
+        in the batch: a dialogue plays the same on one process or on any rank of a torchrun job.
+        Without `seeds`, one `generator` drives the whole batch.
         """
         n = len(contexts)
         if n == 0:
             return []
         limits = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * n
         limits = [min(int(m), sampling.max_new_tokens) for m in limits]
+        if seeds is not None and len(seeds) != n:
+            raise ValueError(f"got {len(seeds)} seeds for {n} contexts")
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._sample(contexts, sampling, generator, limits)
+            with gathered(self.forward_module):  # FSDP2: gather once, not in each of a rank's own number of steps
+                return self._sample(contexts, sampling, generator, limits, seeds)
         finally:
             self.model.train(was_training)
 
-    def _sample(self, contexts: Sequence[Sequence[int]], sampling: Sampling, generator: torch.Generator | None, limits: list[int]) -> list[Completion]:
+    def _sample(
+        self, contexts: Sequence[Sequence[int]], sampling: Sampling, generator: torch.Generator | None, limits: list[int], seeds: Sequence[int] | None
+    ) -> list[Completion]:
         from transformers.cache_utils import DynamicCache
 
         n, dev = len(contexts), self.device
@@ -433,6 +489,7 @@ class Policy:
         stop = torch.tensor(self.chat.stop_ids, device=dev)
         limit = torch.tensor(limits, device=dev)
         temperature = sampling.logprob_temperature
+        uniforms = row_uniforms(seeds, max(limits), dev) if seeds is not None else None
 
         rows = torch.arange(n, device=dev)  # which original contexts the cache rows belong to
         out_ids: list[list[int]] = [[] for _ in range(n)]
@@ -445,7 +502,7 @@ class Policy:
         next_pos = positions[:, -1] + 1
         for t in range(max(limits)):
             logprobs = torch.log_softmax(self._logits(last).float() / temperature, dim=-1)
-            token = self._choose(logprobs, sampling, generator)
+            token = self._choose(logprobs, sampling, generator, uniforms[rows, t] if uniforms is not None else None)
             chosen_lp = logprobs.gather(-1, token[:, None])[:, 0]
             token_list, lp_list = token.tolist(), chosen_lp.tolist()
             for j, i in enumerate(rows.tolist()):
@@ -471,18 +528,34 @@ class Policy:
         return [Completion(out_ids[i], out_lp[i], stopped[i]) for i in range(n)]
 
     @staticmethod
-    def _choose(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> torch.Tensor:
+    def _choose(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generator | None, uniform: torch.Tensor | None) -> torch.Tensor:
+        """The next token of every row: greedy, or a draw from the (top-p truncated) distribution.
+
+        With `uniform` (one number in [0, 1) per row) the draw is the inverse CDF at that number,
+        so it depends on the row's own stream only; otherwise `torch.multinomial` with `generator`.
+        """
         if sampling.temperature == 0:
             return logprobs.argmax(-1)
         probs = logprobs.exp()
+        order = None
         if sampling.top_p < 1.0:
-            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            probs, order = probs.sort(dim=-1, descending=True)
             # keep the smallest set whose mass reaches top_p (the most likely token always stays)
-            outside = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
-            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
-            choice = torch.multinomial(sorted_probs, 1, generator=generator)
-            return order.gather(-1, choice)[:, 0]
-        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+            outside = probs.cumsum(-1) - probs >= sampling.top_p
+            probs = probs.masked_fill(outside, 0.0)
+        if uniform is not None:
+            cdf = probs.double().cumsum(-1)
+            # the first index whose CDF exceeds u * total: never a zero-probability token
+            choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=probs.shape[-1] - 1)
+        else:
+            choice = torch.multinomial(probs, 1, generator=generator)
+        return (order.gather(-1, choice) if order is not None else choice)[:, 0]
+
+    def sync_weights(self, policy: Policy) -> None:
+        """The rollout-engine hook: the policy samples with its own live weights, so nothing to copy."""
+
+    def close(self) -> None:
+        """The rollout-engine hook: nothing to free (the trainer owns the model)."""
 
     # -------------------------------------------------------------------- the loss path
 
@@ -500,8 +573,15 @@ class Policy:
         in chunks of `logprob_chunk` rows; with gradients on, each chunk is checkpointed so its
         float32 logits are recomputed in the backward pass instead of being stored.
         """
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = self._backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False).last_hidden_state
+        logprobs, entropy = self.train_module("logprobs", input_ids, attention_mask, score_mask, temperature, with_entropy)
+        return LogprobOutput(logprobs, entropy)
+
+    def _token_logprobs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, score_mask: torch.Tensor, temperature: float, with_entropy: bool
+    ) -> LogprobOutput:
+        hidden = self.base.get_decoder()(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=False
+        ).last_hidden_state
         # hidden[:, t] predicts token t + 1
         scored = score_mask[:, 1:].bool()
         rows = hidden[:, :-1][scored]
@@ -535,10 +615,11 @@ class Policy:
 
     # -------------------------------------------------------------------- saving
 
-    def save(self, folder: str | Path) -> None:
-        """Model weights (or only the LoRA adapter) and the tokenizer."""
+    def save(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Model weights (or only the LoRA adapter) and the tokenizer. `state_dict`: the model's
+        whole weights when the live ones are sharded (FSDP2; `agents.distributed.full_model_state`)."""
         folder = Path(folder)
-        self.model.save_pretrained(folder, safe_serialization=True)
+        self.model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
         self.tokenizer.save_pretrained(folder)
         (folder / "sage_policy.json").write_text(json.dumps({"lora": self.is_lora, "system_prompt": self.chat.system_prompt}, indent=1))
 
@@ -564,6 +645,11 @@ class Policy:
         missing = [k for k in missing if not _is_tied(self.model, k)]
         if missing or unexpected:
             raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def row_uniforms(seeds: Sequence[int], steps: int, device: torch.device) -> torch.Tensor:
+    """[len(seeds), steps] float64 uniforms in [0, 1), row i drawn from its own generator seeded by seeds[i]."""
+    return torch.tensor(np.stack([np.random.default_rng(int(s)).random(steps) for s in seeds]), device=device)
 
 
 def _is_tied(model: Any, key: str) -> bool:

@@ -36,15 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from agents.advantages import token_gae, whiten
 from agents.config import TrainConfig, option
 from agents.critic import CRITIC_KINDS, build_critic, capture_hidden
-from agents.grpo import GRPOTrainer, derive_seed, lr_factor
+from agents.distributed import full_model_state, full_optimizer_state, gradient_sync, load_optimizer_state, wrap_module
+from agents.grpo import GRPOTrainer, clip_gradients, derive_seed, lr_factor
 from agents.logging_utils import MetricSums, read_metrics
-from agents.losses import Totals, entropy_bonus, policy_loss, value_loss
+from agents.losses import entropy_bonus, policy_loss, value_loss
 from agents.rollout import Episode, MicroBatch, RolloutBatch, make_micro_batches
 
 
@@ -153,41 +153,18 @@ class PPOTrainer(GRPOTrainer):
     algorithm = "ppo"
     cfg: PPOConfig
 
+    min_group_size = 1  # PPO needs no groups: the critic is the baseline
+
     def __init__(self, cfg: PPOConfig, dist: Any = None, policy: Any = None, log: Any = print) -> None:
-        self._critic_state: dict[str, Any] | None = None  # filled by load_extra_state when resuming
+        if not isinstance(cfg, PPOConfig):
+            raise TypeError(f"PPOTrainer needs a PPOConfig, got {type(cfg).__name__}")
         super().__init__(cfg, dist=dist, policy=policy, log=log)
-        devices = [self.policy.device] if self.policy.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # a reproducible head that leaves the run's RNG streams alone
-            torch.manual_seed(derive_seed(cfg.seed, 0, 7))
-            self.critic = build_critic(
-                cfg.critic, self.policy, model=cfg.critic_model, backbone_grad=cfg.critic_backbone_grad,
-                gradient_checkpointing=cfg.gradient_checkpointing, trust_remote_code=cfg.trust_remote_code,
-            )
-        self.critic_optimizer = torch.optim.AdamW(
-            self.critic.trainable_parameters(), lr=cfg.resolved_critic_lr(), betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
-        )
-        total = cfg.steps * self.updates_per_step
-        self.critic_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.critic_optimizer, lambda u: lr_factor(u, cfg.warmup_steps, total, cfg.lr_schedule, cfg.min_lr_ratio)
-        )
-        if cfg.resume:
-            if self._critic_state is None:
-                raise ValueError("the checkpoint holds no critic (was it written by GRPO?); PPO cannot resume from it")
-            self._restore_critic(self._critic_state)
 
     # -------------------------------------------------------------------- setup and checkpoints
 
     def _check_config(self) -> None:
+        super()._check_config()
         cfg = self.cfg
-        if not isinstance(cfg, PPOConfig):
-            raise TypeError(f"PPOTrainer needs a PPOConfig, got {type(cfg).__name__}")
-        if cfg.group_size < 1:
-            raise ValueError(f"group_size must be at least 1, got {cfg.group_size}")
-        if cfg.scenarios_per_step < 1 or cfg.scenarios_per_step % self.dist.world_size:
-            raise ValueError(f"scenarios_per_step ({cfg.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
-        for name in ("steps", "epochs", "minibatches", "micro_batch_tokens", "max_turns", "max_new_tokens"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         for name in ("gamma", "lam"):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
@@ -197,24 +174,53 @@ class PPOTrainer(GRPOTrainer):
         if cfg.critic_warmup_steps >= cfg.steps:
             raise ValueError(f"critic_warmup_steps ({cfg.critic_warmup_steps}) must be below steps ({cfg.steps}), or the policy never learns")
 
-    def extra_state(self) -> dict[str, Any]:
-        return {
-            "critic_kind": self.cfg.critic,
-            "critic": self.critic.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "critic_scheduler": self.critic_scheduler.state_dict(),
+    def setup_models(self, state: dict[str, Any] | None) -> None:
+        """The reference, then the critic (a separate one copies the *initial* policy), with its checkpoint weights."""
+        super().setup_models(state)
+        cfg = self.cfg
+        devices = [self.policy.device] if self.policy.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # a reproducible head that leaves the run's RNG streams alone
+            torch.manual_seed(derive_seed(cfg.seed, 0, 7))
+            self.critic = build_critic(
+                cfg.critic, self.policy, model=cfg.critic_model, backbone_grad=cfg.critic_backbone_grad,
+                gradient_checkpointing=cfg.gradient_checkpointing, trust_remote_code=cfg.trust_remote_code,
+            )
+        if state is not None:
+            if "critic" not in state:
+                raise ValueError("the checkpoint holds no critic (was it written by GRPO?); PPO cannot resume from it")
+            if state["critic"]["kind"] != cfg.critic:
+                raise ValueError(f"the checkpoint's critic is {state['critic']['kind']!r} but --critic is {cfg.critic!r}")
+            self.critic.load_state_dict(state["critic"]["weights"])
+
+    def wrap_models(self) -> None:
+        super().wrap_models()
+        # what the value loss calls: the critic, or its DDP wrapper (FSDP2 shards it in place)
+        self.critic_module = wrap_module(self.critic, self.cfg.parallel, self.dist, self.device)
+
+    def build_optimizers(self) -> None:
+        super().build_optimizers()
+        cfg = self.cfg
+        self.critic_optimizer = torch.optim.AdamW(
+            self.critic.trainable_parameters(), lr=cfg.resolved_critic_lr(), betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
+        )
+        total = cfg.steps * self.updates_per_step
+        self.critic_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.critic_optimizer, lambda u: lr_factor(u, cfg.warmup_steps, total, cfg.lr_schedule, cfg.min_lr_ratio)
+        )
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        load_optimizer_state(self.critic, self.critic_optimizer, state["critic"]["optimizer"])
+        self.critic_scheduler.load_state_dict(state["critic"]["scheduler"])
+
+    def trainer_state(self) -> dict[str, Any]:
+        critic = {
+            "kind": self.cfg.critic,
+            "weights": full_model_state(self.critic),
+            "optimizer": full_optimizer_state(self.critic, self.critic_optimizer),
+            "scheduler": self.critic_scheduler.state_dict(),
         }
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        # called by GRPOTrainer.__init__ before the critic exists: keep it until the critic is built
-        self._critic_state = state if "critic" in state else None
-
-    def _restore_critic(self, state: dict[str, Any]) -> None:
-        if state["critic_kind"] != self.cfg.critic:
-            raise ValueError(f"the checkpoint's critic is {state['critic_kind']!r} but --critic is {self.cfg.critic!r}")
-        self.critic.load_state_dict(state["critic"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.critic_scheduler.load_state_dict(state["critic_scheduler"])
+        return {**super().trainer_state(), "critic": critic}
 
     # -------------------------------------------------------------------- advantages
 
@@ -223,10 +229,10 @@ class PPOTrainer(GRPOTrainer):
         pad = int(self.policy.tokenizer.pad_token_id)
         values: dict[int, torch.Tensor] = {}
         with torch.no_grad():
-            for micro in make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, pad):
-                micro = micro.to(self.policy.device)
-                v = self.critic.values(micro.input_ids, micro.attention_mask).float().cpu()
-                for row, index in enumerate(micro.indices):
+            for micro in self.lockstep(make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, pad)):
+                batch = micro.to(self.device) if micro is not None else self.dummy_batch()
+                v = self.critic(batch.input_ids, batch.attention_mask).float().cpu()
+                for row, index in enumerate(batch.indices):
                     values[index] = v[row, : len(episodes[index])]
         return values
 
@@ -271,29 +277,17 @@ class PPOTrainer(GRPOTrainer):
         episodes = batch.episodes
         trainable = adv.trainable
         train_policy = step > cfg.critic_warmup_steps
-        rng = np.random.default_rng(derive_seed(cfg.seed, step, 4, self.dist.rank))
-        pad = int(policy.tokenizer.pad_token_id)
         policy.model.train()
         self.critic.train()
-        reference: dict[int, torch.Tensor] = {}
-        if train_policy and self.reference is not None and trainable:
-            for micro in make_micro_batches(episodes, trainable, cfg.micro_batch_tokens, pad):
-                ref = self.reference_logprobs(micro.to(policy.device))
-                for row, index in enumerate(micro.indices):
-                    reference[index] = ref[row, : len(episodes[index])].cpu()
-        for epoch in range(cfg.epochs):
-            order = rng.permutation(trainable).tolist() if trainable else []
-            for k, part in enumerate(np.array_split(np.asarray(order, dtype=int), cfg.minibatches)):
-                indices = part.tolist()
-                if indices:
-                    self._ppo_step(
-                        episodes, indices, adv, reference, metrics, pad, epoch=epoch, first_update=(epoch == 0 and k == 0), train_policy=train_policy
-                    )
-                with warnings.catch_warnings():
-                    # in critic warm-up the policy's optimizer does not step, and torch warns about that
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-                    self.scheduler.step()  # planned updates, as in GRPO: warm-up steps count too
-                self.critic_scheduler.step()
+        reference = self.all_reference_logprobs(episodes, trainable) if train_policy else {}
+        for epoch, k, indices, global_size in self.minibatch_plan(episodes, trainable, step):
+            if global_size:
+                self._ppo_step(episodes, indices, adv, reference, metrics, epoch=epoch, first_update=(epoch == 0 and k == 0), train_policy=train_policy)
+            with warnings.catch_warnings():
+                # in critic warm-up the policy's optimizer does not step, and torch warns about that
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+                self.scheduler.step()  # planned updates, as in GRPO: warm-up steps count too
+            self.critic_scheduler.step()
         metrics.add("explained_variance", adv.explained_variance, 1.0)
         metrics.add("value_mean", adv.value_mean, 1.0)
         metrics.add("return_to_go", adv.return_mean, 1.0)
@@ -304,35 +298,49 @@ class PPOTrainer(GRPOTrainer):
 
     def _ppo_step(
         self, episodes: list[Episode], indices: list[int], adv: TokenAdvantages, reference: dict[int, torch.Tensor],
-        metrics: MetricSums, pad: int, epoch: int, first_update: bool, train_policy: bool,
+        metrics: MetricSums, epoch: int, first_update: bool, train_policy: bool,
     ) -> None:
-        cfg, policy, device = self.cfg, self.policy, self.policy.device
-        local = [float(sum(episodes[i].num_policy_tokens for i in indices)), float(len(indices))]
-        tokens, sequences = self.dist.sum(local)
-        totals = Totals(tokens=tokens, sequences=sequences, norm_tokens=float(cfg.max_turns * cfg.max_new_tokens))
+        cfg, policy, device = self.cfg, self.policy, self.device
+        totals = self.global_totals(episodes, indices)
         self.optimizer.zero_grad(set_to_none=True)
         self.critic_optimizer.zero_grad(set_to_none=True)
         temperature = self.sampling.logprob_temperature
-        for micro in make_micro_batches(episodes, indices, cfg.micro_batch_tokens, pad):
-            micro = micro.to(device)
+        pad = int(policy.tokenizer.pad_token_id)
+        micros = self.lockstep(make_micro_batches(episodes, indices, cfg.micro_batch_tokens, pad))
+        for j, micro in enumerate(micros):
+            last = j == len(micros) - 1
+            # a rank out of data runs a dummy pass of weight 0 (no episodes: zero advantages and returns)
+            dummy = micro is None
+            micro = self.dummy_batch() if dummy else micro.to(device)
             mask = micro.loss_mask
             n_tokens = float(mask.sum())
-            loss = torch.zeros((), device=device)
-            hidden = None
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(gradient_sync(policy.train_module, last))
+                stack.enter_context(gradient_sync(self.critic_module, last))
+                loss = torch.zeros((), device=device)
+                hidden = None
+                if train_policy:
+                    capture = capture_hidden(policy) if self.critic.reads_policy_hidden else contextlib.nullcontext([])
+                    with capture as captured:
+                        out = policy.token_logprobs(micro.input_ids, micro.attention_mask, mask, temperature, with_entropy=True)
+                    if captured:
+                        hidden = captured[-1]
+                    ref = _rows(micro, reference, device) if reference else None
+                    result = policy_loss(
+                        out.logprobs, micro.old_logprobs, _rows(micro, adv.advantages, device), mask, totals, aggregation=cfg.loss_agg,
+                        clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,
+                    )
+                    loss = result.loss
+                    if cfg.ent_coef:
+                        loss = loss - cfg.ent_coef * entropy_bonus(out.entropy, mask, totals, cfg.loss_agg)
+                values = self.critic_module(micro.input_ids, micro.attention_mask, hidden=hidden, backbone_grad=train_policy)
+                returns = _rows(micro, adv.returns, device)
+                vl = value_loss(values, _rows(micro, adv.values, device), returns, mask, totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
+                loss = loss + cfg.vf_coef * vl.loss
+                (loss * (0.0 if dummy else self.loss_scale)).backward()
+            if dummy:
+                continue
             if train_policy:
-                capture = capture_hidden(policy) if self.critic.reads_policy_hidden else contextlib.nullcontext([])
-                with capture as captured:
-                    out = policy.token_logprobs(micro.input_ids, micro.attention_mask, mask, temperature, with_entropy=True)
-                if captured:
-                    hidden = captured[-1]
-                ref = _rows(micro, reference, device) if reference else None
-                result = policy_loss(
-                    out.logprobs, micro.old_logprobs, _rows(micro, adv.advantages, device), mask, totals, aggregation=cfg.loss_agg,
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,
-                )
-                loss = result.loss
-                if cfg.ent_coef:
-                    loss = loss - cfg.ent_coef * entropy_bonus(out.entropy, mask, totals, cfg.loss_agg)
                 metrics.add("pg_loss", float(result.pg_loss), 0.0)
                 metrics.add("clip_fraction", float(result.clip_fraction_sum), n_tokens)
                 metrics.add("ratio", float(result.ratio_sum), n_tokens)
@@ -344,11 +352,6 @@ class PPOTrainer(GRPOTrainer):
                     gap = ((out.logprobs.detach() - micro.old_logprobs).abs() * mask).max()
                     metrics.sums["logprob_mismatch"] = max(metrics.sums.get("logprob_mismatch", 0.0), float(gap))
                     metrics.counts["logprob_mismatch"] = 1.0
-            values = self.critic.values(micro.input_ids, micro.attention_mask, hidden=hidden, backbone_grad=train_policy)
-            returns = _rows(micro, adv.returns, device)
-            vl = value_loss(values, _rows(micro, adv.values, device), returns, mask, totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
-            loss = loss + cfg.vf_coef * vl.loss
-            loss.backward()
             metrics.add("value_loss", float(vl.loss.detach()), 0.0)
             metrics.add("value_clip_fraction", float(vl.clip_fraction_sum), n_tokens)
             metrics.add("value_error", float(vl.error_sum), n_tokens)
@@ -357,11 +360,10 @@ class PPOTrainer(GRPOTrainer):
         metrics.counts["value_loss"] += 1.0
         if train_policy:
             metrics.counts["pg_loss"] += 1.0
-            metrics.add("grad_norm", self._clip_gradients(), 1.0)
+            metrics.add("grad_norm", clip_gradients(policy.trainable_parameters(), cfg.max_grad_norm), 1.0)
             metrics.add("lr", self.scheduler.get_last_lr()[0], 1.0)
             self.optimizer.step()
-        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-        metrics.add("critic_grad_norm", float(torch.nn.utils.clip_grad_norm_(self.critic.trainable_parameters(), max_norm)), 1.0)
+        metrics.add("critic_grad_norm", clip_gradients(self.critic.trainable_parameters(), cfg.max_grad_norm), 1.0)
         metrics.add("critic_lr", self.critic_scheduler.get_last_lr()[0], 1.0)
         self.critic_optimizer.step()
 

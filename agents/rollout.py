@@ -53,6 +53,7 @@ class Episode:
     reward_positions: list[int]
     turn_rewards: list[float]
     group: int
+    dialogue: int = -1  # index in the step's global batch (over all ranks), errors included
     scenario_id: str = ""
     outcome: str | None = None
     final_emotion: float = float("nan")
@@ -93,6 +94,11 @@ class RolloutBatch:
     errors: list[str] = field(default_factory=list)
 
 
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed from integers (run seed, step, purpose...), stable across runs and platforms."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
 def _as_list(infos: dict[str, Any], key: str, n: int) -> list[Any]:
     values, mask = infos.get(key), infos.get(f"_{key}")
     if values is None:
@@ -109,15 +115,20 @@ def collect_rollouts(
     seed: int,
     scenario_ids: Sequence[str] | None = None,
     generator: torch.Generator | None = None,
+    sample_seed: int | None = None,
     max_seq_len: int | None = None,
     overlong: str = "mask",
     group_offset: int = 0,
+    engine: Any = None,
 ) -> RolloutBatch:
     """Play every sub-env of `envs` (a `SageVectorEnv` with autoreset disabled) to the end.
 
     `scenario_ids` gives one scenario per group (num_envs // group_size of them, or None to let
     each group draw its own from `seed`). `group_offset` numbers this batch's groups after those
-    of other ranks, so group ids are global.
+    of other ranks, so group ids are global. With `sample_seed`, turn k of global dialogue d is
+    sampled from its own stream `derive_seed(sample_seed, d, k)`: the batch plays the same
+    however the groups are split over ranks (otherwise `generator` drives the whole batch).
+    `engine` generates instead of the policy (a vLLM engine); it follows the same contract.
     """
     if overlong not in OVERLONG_MODES:
         raise ValueError(f"overlong must be one of {OVERLONG_MODES}, got {overlong!r}")
@@ -129,6 +140,7 @@ def collect_rollouts(
     if scenario_ids is not None:
         options["scenario_ids"] = list(scenario_ids)
     observations, infos = envs.reset(seed=seed, options=options)
+    sampler = engine if engine is not None else policy
     chat = policy.chat
     context_limit = _context_limit(policy)
     max_action_chars = getattr(envs.single_action_space, "max_length", None)
@@ -155,7 +167,11 @@ def collect_rollouts(
                 f"a dialogue reached the model's context limit ({context_limit} tokens); lower max_turns or max_new_tokens"
             )
         started = time.perf_counter()
-        completions = policy.sample([ids[i] for i in active], sampling, generator, max_new_tokens=room)
+        seeds = None
+        if sample_seed is not None:
+            first = group_offset * group_size  # global index of this batch's first dialogue
+            seeds = [derive_seed(sample_seed, first + i, len(positions[i])) for i in active]
+        completions = sampler.sample([ids[i] for i in active], sampling, generator, max_new_tokens=room, seeds=seeds)
         generate_seconds += time.perf_counter() - started
 
         actions: list[str | None] = [None] * n
@@ -200,7 +216,7 @@ def collect_rollouts(
             continue
         episode = Episode(
             token_ids=ids[i], loss_mask=masks[i], logprobs=logprobs[i], reward_positions=positions[i], turn_rewards=rewards[i],
-            group=group_offset + i // group_size, scenario_id=str(scenario_of[i]), outcome=outcome[i], final_emotion=emotion[i],
+            group=group_offset + i // group_size, dialogue=group_offset * group_size + i, scenario_id=str(scenario_of[i]), outcome=outcome[i], final_emotion=emotion[i],
             turns=len(rewards[i]), replies=replies[i],
         )
         if max_seq_len is not None and len(episode) > max_seq_len:

@@ -33,8 +33,8 @@ class RecordingPolicy(Policy):
 
     calls: list
 
-    def sample(self, contexts, sampling, generator=None, max_new_tokens=None):  # type: ignore[override]
-        out = super().sample(contexts, sampling, generator, max_new_tokens)
+    def sample(self, contexts, sampling, generator=None, max_new_tokens=None, seeds=None):  # type: ignore[override]
+        out = super().sample(contexts, sampling, generator, max_new_tokens, seeds)
         self.calls.append(([list(c) for c in contexts], max(len(c.token_ids) for c in out)))
         return out
 

@@ -136,7 +136,9 @@ def test_kl_grows_once_the_policy_moves(tokenizer, tmp_path) -> None:
     trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer))
     history = trainer.fit()
     trainer.close()
-    assert history[-1]["kl"] > 0
+    # a step whose groups all lack spread has no update and logs no KL: look at the steps that had one
+    kls = [h["kl"] for h in history if "kl" in h]
+    assert kls and max(kls) > 0
 
 
 @pytest.mark.parametrize("lora", [False, True])

@@ -212,7 +212,7 @@ def test_few_steps_end_to_end(tokenizer, tmp_path, critic: str) -> None:
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
     assert (out / "learning_curve.png").stat().st_size > 1000 and (out / "critic_curve.png").stat().st_size > 1000
     saved = torch.load(out / "checkpoints" / "step-000002" / "trainer.pt", weights_only=False)
-    assert set(saved["extra"]) == {"critic_kind", "critic", "critic_optimizer", "critic_scheduler"}
+    assert set(saved["critic"]) == {"kind", "weights", "optimizer", "scheduler"}
     after_policy, after_critic = state(trainer.policy.model), state(trainer.critic)
     assert any(not torch.equal(before_policy[n], after_policy[n]) for n in before_policy)
     assert all(not torch.equal(before_critic[n], after_critic[n]) for n in before_critic)

@@ -19,8 +19,8 @@ from sage_gym.vector import SageVectorEnv
 class RecordingPolicy(Policy):
     """Remembers every completion it sampled, so a test can rebuild the dialogue it should produce."""
 
-    def sample(self, contexts, sampling, generator=None, max_new_tokens=None):  # type: ignore[override]
-        out = super().sample(contexts, sampling, generator, max_new_tokens)
+    def sample(self, contexts, sampling, generator=None, max_new_tokens=None, seeds=None):  # type: ignore[override]
+        out = super().sample(contexts, sampling, generator, max_new_tokens, seeds)
         self.calls.append(([list(c) for c in contexts], out))
         return out
 
