@@ -376,6 +376,11 @@ class GRPOTrainer:
         return Totals(tokens=tokens, sequences=sequences, norm_tokens=float(self.cfg.max_turns * self.cfg.max_new_tokens))
 
     @property
+    def once(self) -> float:
+        """The count of a quantity every rank holds a share of: 1 on rank 0 only, so the reduced count is 1."""
+        return 1.0 if self.dist.is_main else 0.0
+
+    @property
     def loss_scale(self) -> float:
         """DDP and FSDP2 average gradients over ranks; the loss is already a share of the global sum."""
         return float(self.dist.world_size)
@@ -425,8 +430,8 @@ class GRPOTrainer:
                 metrics.sums["logprob_mismatch"] = max(metrics.sums.get("logprob_mismatch", 0.0), float(gap))
                 metrics.counts["logprob_mismatch"] = 1.0
             metrics.add("update_tokens", float(micro.num_tokens), 0.0)
-        # the per-micro-batch pg shares add up to the mini-batch loss: count it once per update
-        metrics.counts["pg_loss"] += 1.0
+        # the per-micro-batch pg shares (over all ranks) add up to the mini-batch loss: count it once per update
+        metrics.counts["pg_loss"] += self.once
         metrics.add("grad_norm", clip_gradients(policy.trainable_parameters(), cfg.max_grad_norm), 1.0)
         metrics.add("lr", self.scheduler.get_last_lr()[0], 1.0)
         self.optimizer.step()

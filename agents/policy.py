@@ -619,6 +619,8 @@ class Policy:
         """Model weights (or only the LoRA adapter) and the tokenizer. `state_dict`: the model's
         whole weights when the live ones are sharded (FSDP2; `agents.distributed.full_model_state`)."""
         folder = Path(folder)
+        if state_dict is not None:  # gathered shards hold tied weights twice; a model's own save writes them once
+            state_dict = {k: v for k, v in state_dict.items() if not _is_tied(self.model, k)}
         self.model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
         self.tokenizer.save_pretrained(folder)
         (folder / "sage_policy.json").write_text(json.dumps({"lora": self.is_lora, "system_prompt": self.chat.system_prompt}, indent=1))

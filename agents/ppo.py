@@ -356,10 +356,10 @@ class PPOTrainer(GRPOTrainer):
             metrics.add("value_clip_fraction", float(vl.clip_fraction_sum), n_tokens)
             metrics.add("value_error", float(vl.error_sum), n_tokens)
             metrics.add("update_tokens", float(micro.num_tokens), 0.0)
-        # per-micro-batch shares add up to the mini-batch losses: count each once per update
-        metrics.counts["value_loss"] += 1.0
+        # per-micro-batch shares (over all ranks) add up to the mini-batch losses: count each once per update
+        metrics.counts["value_loss"] += self.once
         if train_policy:
-            metrics.counts["pg_loss"] += 1.0
+            metrics.counts["pg_loss"] += self.once
             metrics.add("grad_norm", clip_gradients(policy.trainable_parameters(), cfg.max_grad_norm), 1.0)
             metrics.add("lr", self.scheduler.get_last_lr()[0], 1.0)
             self.optimizer.step()

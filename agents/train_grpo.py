@@ -19,35 +19,24 @@ Examples:
     python -m agents.train_grpo --model Qwen/Qwen2.5-0.5B-Instruct --lora --lr 1e-5 \\
         --simulator openai --simulator-base-url http://localhost:8000/v1 --simulator-model Qwen2.5-72B-Instruct
     python -m agents.train_grpo --config my_run.yaml --resume auto
+    torchrun --nproc-per-node 8 -m agents.train_grpo --model Qwen/Qwen2.5-7B-Instruct --parallel fsdp2 ...
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from agents.config import TrainConfig, parse_config
 from agents.grpo import GRPOTrainer
+from agents.launch import first_and_last, launch, mean_of
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg: TrainConfig = parse_config(argv, TrainConfig, prog="python -m agents.train_grpo", description=__doc__)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
-    output = Path(cfg.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    trainer = GRPOTrainer(cfg)
-    try:
-        history = trainer.fit()
-    finally:
-        trainer.close()
-    if history:
-        first, last = history[: max(1, len(history) // 5)], history[-max(1, len(history) // 5) :]
-        mean = lambda rows: sum(r["return"] for r in rows) / len(rows)  # noqa: E731
-        print(f"mean episode return: first {len(first)} steps {mean(first):+.3f}, last {len(last)} steps {mean(last):+.3f}")
+    history, dist = launch(cfg, GRPOTrainer)
+    if history and dist.is_main:
+        first, last = first_and_last(history)
+        print(f"mean episode return: first {len(first)} steps {mean_of(first, 'return'):+.3f}, last {len(last)} steps {mean_of(last, 'return'):+.3f}")
     return 0
 
 

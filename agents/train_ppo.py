@@ -24,35 +24,26 @@ Examples:
         --critic separate --critic-model Qwen/Qwen2.5-0.5B-Instruct --critic-lr 1e-5 --critic-warmup-steps 5 \\
         --simulator openai --simulator-base-url http://localhost:8000/v1 --simulator-model Qwen2.5-72B-Instruct
     python -m agents.train_ppo --config my_run.yaml --resume auto
+    torchrun --nproc-per-node 4 -m agents.train_ppo --parallel ddp ...      # see docs/scaling.md
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from agents.config import parse_config
+from agents.launch import first_and_last, launch, mean_of
 from agents.ppo import PPOConfig, PPOTrainer
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg: PPOConfig = parse_config(argv, PPOConfig, prog="python -m agents.train_ppo", description=__doc__)
-    output = Path(cfg.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    trainer = PPOTrainer(cfg)
-    try:
-        history = trainer.fit()
-    finally:
-        trainer.close()
-    if history:
-        fifth = max(1, len(history) // 5)
-        first, last = history[:fifth], history[-fifth:]
-        mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    history, dist = launch(cfg, PPOTrainer)
+    if history and dist.is_main:
+        first, last = first_and_last(history)
         print(
-            f"mean episode return: first {len(first)} steps {mean(first, 'return'):+.3f}, last {len(last)} steps {mean(last, 'return'):+.3f}; "
-            f"explained variance of the critic in the last steps: {mean(last, 'explained_variance'):.2f}"
+            f"mean episode return: first {len(first)} steps {mean_of(first, 'return'):+.3f}, last {len(last)} steps {mean_of(last, 'return'):+.3f}; "
+            f"explained variance of the critic in the last steps: {mean_of(last, 'explained_variance'):.2f}"
         )
     return 0
 

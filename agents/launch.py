@@ -1,0 +1,40 @@
+"""Run a trainer as one process or as one rank of a `torchrun` job: the body both train commands share."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agents.distributed import Distributed, init_distributed, shutdown_distributed
+
+
+def launch(cfg: Any, trainer_cls: type) -> tuple[list[dict[str, float]], Distributed]:
+    """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
+    dist = init_distributed(cfg.device)
+    try:
+        if dist.is_main:
+            output = Path(cfg.output_dir)
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        trainer = trainer_cls(cfg, dist=dist)
+        try:
+            history = trainer.fit()
+        finally:
+            trainer.close()
+    finally:
+        shutdown_distributed()
+    return history, dist
+
+
+def mean_of(rows: list[dict[str, float]], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def first_and_last(history: list[dict[str, float]]) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """The first and the last fifth of a run's steps (at least one each), for the closing summary."""
+    fifth = max(1, len(history) // 5)
+    return history[:fifth], history[-fifth:]
