@@ -43,7 +43,7 @@ from agents.distributed import (
 )
 from agents.logging_utils import MetricSums, MetricsWriter, plot_learning_curve
 from agents.losses import Totals, policy_loss
-from agents.policy import LoraSettings, Policy, Sampling
+from agents.policy import LoraSettings, Policy, Sampling, resolve_dtype
 from agents.rollout import MicroBatch, RolloutBatch, collect_rollouts, derive_seed, make_micro_batches
 
 # ----------------------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def system_prompt(template: str) -> str:
     return default_prompts().agent_system_prompt(template)
 
 
-def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: str | None = None) -> Policy:
+def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: str | None = None, dtype: str | None = None) -> Policy:
     """The policy of a config: the named model, or the embedded tiny chat model (built once, cached)."""
     model = cfg.model
     if cfg.embedded_model:
@@ -101,7 +101,7 @@ def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: st
         system_prompt=system_prompt(cfg.template),
         gguf_file=cfg.gguf_file,
         tokenizer=cfg.tokenizer,
-        dtype=cfg.dtype,
+        dtype=dtype or cfg.dtype,
         device=device or cfg.device,
         lora=lora,
         gradient_checkpointing=cfg.gradient_checkpointing,
@@ -166,7 +166,12 @@ class GRPOTrainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
         self.device = policy.device if policy is not None else rank_device(cfg.device, self.dist)
-        self.policy = policy if policy is not None else load_policy(cfg, log=self.log, device=str(self.device))
+        if policy is None:
+            # FSDP2 loads to host memory and shards from there, so no GPU ever holds the whole model
+            sharded = self.dist.is_distributed and cfg.parallel == "fsdp2"
+            dtype = str(resolve_dtype(cfg.dtype, self.device)).removeprefix("torch.")
+            policy = load_policy(cfg, log=self.log, device="cpu" if sharded else str(self.device), dtype=dtype)
+        self.policy = policy
         self.sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
         self.step = 0
         state, path = None, None

@@ -37,23 +37,24 @@ of the batch; exact, and the ids are still vLLM's).
 **Why log-probs differ slightly from the HF recomputation.** vLLM and transformers compute the
 same function with different kernels (paged flash attention against SDPA, fused RMSNorm and
 rotary, other GEMM tilings and accumulation orders, CUDA graphs, batch-dependent shapes). In
-bf16 these round differently, so a token's log-prob typically differs by 1e-3 to 1e-2 (more on
-long contexts), and near-ties can even flip which token a given seed draws. The importance
+bf16 these round differently, so a token's log-prob differs by something of the order of 1e-3 to
+1e-2 (more on long contexts), and a near-tie can even flip which token a given seed draws. The importance
 ratio then starts near 1 instead of at exactly 1. The trainer logs `logprob_mismatch` (the
-largest difference at the first update of every step): a steady ~1e-2 is bf16 noise; one that
-grows over steps means the engine is sampling from stale weights.
+largest difference at the first update of every step): a steady small value is bf16 noise; one
+that grows over steps means the engine is sampling from stale weights.
 
 **Memory.** `gpu_memory_utilization` is the fraction of the whole GPU that vLLM takes for its
 copy of the weights (in the policy's dtype), its activations and its KV cache; the trainer's
 weights, gradients, optimizer state and activations must fit in the rest. vLLM reserves its share
 at construction, from memory free at that moment, so build the engine before the first training
-step. More KV cache (a larger fraction) means more dialogues decoded at once.
+step. More KV cache (a larger fraction) means more dialogues decoded at once. The engine does not
+use vLLM's sleep mode, so its share stays reserved while the trainer updates the policy.
 
 Targets vLLM's V1 engine from 0.10.2 (`logprobs_mode`; in-process engine core with
 `external_launcher`), through its public API: `LLM`, `SamplingParams`, `TokensPrompt`,
-`LoRARequest`, `LLM.reset_prefix_cache`. The one internal it touches is the model object
-(`llm.llm_engine.model_executor.driver_worker.model_runner.model`), which is how TRL's
-colocate mode loads weights too.
+`LoRARequest`, `LLM.reset_prefix_cache`. The internals it touches are the model object
+(`llm.llm_engine.model_executor.driver_worker.model_runner.model`, which is how TRL's colocate
+mode loads weights too) and the context length (`llm.llm_engine.vllm_config.model_config`).
 """
 
 from __future__ import annotations
@@ -132,31 +133,36 @@ class VLLMEngine:
         self.chat = policy.chat
         if work_dir is not None:
             Path(work_dir).mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="sage-vllm-", dir=work_dir))  # one per process (torchrun ranks)
+        # the exported model (a full copy: put work_dir on a disk with room) and adapters; one per process (torchrun ranks)
+        self.dir = Path(tempfile.mkdtemp(prefix="sage-vllm-", dir=work_dir))
         self._lora_id = 0
         self._lora_request: Any = None
-        self._export(self.dir / "model")
-        _single_process_launcher_env()
-        # the engine core in this process, so that weights can be copied into its model directly
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        options: dict[str, Any] = dict(
-            model=str(self.dir / "model"),
-            dtype=str(policy.dtype).removeprefix("torch."),  # vLLM would run a float32 checkpoint in float16
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            enforce_eager=enforce_eager,
-            seed=seed,
-            distributed_executor_backend="external_launcher",
-            logprobs_mode="processed_logprobs",  # after temperature (see the module docstring)
-            generation_config="vllm",  # no sampling defaults or extra EOS ids from generation_config.json: stop ids are the chat's
-        )
-        if policy.is_lora:
-            rank = max(config.r for config in policy.model.peft_config.values())
-            supported = [r for r in LORA_RANKS if r >= rank]
-            if not supported:
-                raise ValueError(f"vLLM serves LoRA ranks up to {LORA_RANKS[-1]}, the policy's is {rank}")
-            options.update(enable_lora=True, max_lora_rank=supported[0], max_loras=1)
-        self.llm: Any = LLM(**options)
+        try:  # a failed start must not leave a copy of the model behind
+            self._export(self.dir / "model")
+            _single_process_launcher_env()
+            # the engine core in this process, so that weights can be copied into its model directly
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            options: dict[str, Any] = dict(
+                model=str(self.dir / "model"),
+                dtype=str(policy.dtype).removeprefix("torch."),  # vLLM would run a float32 checkpoint in float16
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+                enforce_eager=enforce_eager,
+                seed=seed,
+                distributed_executor_backend="external_launcher",
+                logprobs_mode="processed_logprobs",  # after temperature (see the module docstring)
+                generation_config="vllm",  # no sampling defaults or extra EOS ids from generation_config.json: stop ids are the chat's
+            )
+            if policy.is_lora:
+                rank = max(config.r for config in policy.model.peft_config.values())
+                supported = [r for r in LORA_RANKS if r >= rank]
+                if not supported:
+                    raise ValueError(f"vLLM serves LoRA ranks up to {LORA_RANKS[-1]}, the policy's is {rank}")
+                options.update(enable_lora=True, max_lora_rank=supported[0], max_loras=1)
+            self.llm: Any = LLM(**options)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.max_model_len = int(self.llm.llm_engine.vllm_config.model_config.max_model_len)
         if policy.is_lora:
             self.sync_weights(policy)  # the adapter as it is now (zero-initialised LoRA: the base model)
@@ -166,12 +172,11 @@ class VLLMEngine:
     def _export(self, folder: Path) -> None:
         """Save the model vLLM starts from: the whole model, or for LoRA the base without its adapters."""
         policy = self.policy
-        prefix = getattr(policy.model, "prefix", "lora_") if policy.is_lora else None
         with gathered(policy.forward_module), torch.no_grad():
             state = {}
             for name, param in policy.model.named_parameters():
-                if prefix is not None:
-                    if prefix in name:
+                if policy.is_lora:
+                    if "lora_" in name:  # PEFT's LoRA tensors (lora_A, lora_B)
                         continue
                     # PEFT wraps the model and each adapted layer: back to the base model's own names
                     name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
@@ -234,7 +239,7 @@ class VLLMEngine:
                 n=1,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
-                max_tokens=sampling.max_new_tokens,
+                max_tokens=limit,
                 seed=None if greedy or seeds is None else int(seeds[i]),
                 stop_token_ids=list(self.chat.stop_ids),
                 logprobs=0,  # the sampled token's only
@@ -253,6 +258,7 @@ class VLLMEngine:
     def _completion(self, output: Any) -> Completion:
         ids = [int(t) for t in output.token_ids]
         logprobs = [float(step[t].logprob) for step, t in zip(output.logprobs, ids)]
+        # read from the ids, not finish_reason: vLLM says "length" when the budget's last token is the stop token
         stopped = bool(ids) and ids[-1] in self.chat.stop_ids
         if output.finish_reason == "stop" and not stopped:
             # the learner trains on the stop token: a vLLM that drops it from token_ids breaks the contract

@@ -124,22 +124,22 @@ def stand_in_modules(version: str = "0.11.0") -> dict[str, types.ModuleType]:
 
 
 @contextlib.contextmanager
-def stand_in_vllm() -> Iterator[pytest.MonkeyPatch]:
+def stand_in_vllm() -> Iterator[None]:
     """The stand-in in sys.modules, and the environment restored afterwards (the engine sets the torchrun variables)."""
     saved = dict(os.environ)
     with pytest.MonkeyPatch.context() as mp:
         for name, module in stand_in_modules().items():
             mp.setitem(sys.modules, name, module)
         try:
-            yield mp
+            yield
         finally:
             os.environ.clear()
             os.environ.update(saved)
 
 
-def build_stand_in(policy: Policy, mp: pytest.MonkeyPatch, **options: Any) -> VLLMEngine:
-    with mp.context() as cuda:
-        cuda.setattr(torch.cuda, "is_available", lambda: True)  # only the construction checks for a GPU
+def build_stand_in(policy: Policy, **options: Any) -> VLLMEngine:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.cuda, "is_available", lambda: True)  # only the construction checks for a GPU
         return build_rollout_engine("vllm", policy, **options)
 
 
@@ -177,9 +177,10 @@ def case(request, tokenizer) -> Iterator[Case]:  # noqa: F811
     if kind == "hf":
         yield Case(kind, build_rollout_engine("hf", policy), policy)
         return
-    with stand_in_vllm() if kind == "stand-in" else contextlib.nullcontext() as mp:
+    with stand_in_vllm() if kind == "stand-in" else contextlib.nullcontext():
         # eager mode: no CUDA graph capture, which would only slow down a test this small
-        engine = build_stand_in(policy, mp, enforce_eager=True) if kind == "stand-in" else VLLMEngine(policy, gpu_memory_utilization=0.2, enforce_eager=True)
+        options = dict(gpu_memory_utilization=0.2, enforce_eager=True)
+        engine = build_stand_in(policy, **options) if kind == "stand-in" else VLLMEngine(policy, **options)
         try:
             yield Case(kind, engine, policy)
         finally:
@@ -285,7 +286,7 @@ def test_sync_weights_makes_the_engine_follow_the_policy(case: Case) -> None:
     try:
         with torch.no_grad():  # an "update" much larger than any tolerance (LoRA: move B off its zero init)
             for p in policy.trainable_parameters():
-                p.add_(torch.randn(p.shape, generator=noise).to(p) * 0.05)
+                p.add_(torch.randn(p.shape, generator=noise).to(p) * 0.1)
         engine.sync_weights(policy)
         out = engine.sample(contexts, sampling, seeds=[31, 32, 33, 34])
         assert_logprobs_match(case, contexts, out, 1.0)  # scored by the new weights
@@ -371,9 +372,58 @@ def test_too_old_vllm_is_refused(policy: Policy, monkeypatch) -> None:
 
 
 def test_close_frees_the_engine_and_its_folder(policy: Policy, tmp_path) -> None:
-    with stand_in_vllm() as mp:
-        engine = build_stand_in(policy, mp, work_dir=tmp_path / "engines")
+    with stand_in_vllm():
+        engine = build_stand_in(policy, work_dir=tmp_path / "engines")
         assert engine.dir.parent == tmp_path / "engines" and (engine.dir / "model" / "config.json").is_file()
         engine.close()
         engine.close()  # twice is fine
     assert engine.llm is None and not engine.dir.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# the engine inside a training run
+
+
+def train(tokenizer, tmp_path, engine: str, lora: bool, steps: int = 2) -> tuple[list[dict[str, float]], Any]:  # noqa: F811
+    from agents.config import TrainConfig
+    from agents.grpo import GRPOTrainer
+
+    cfg = TrainConfig(
+        model="in-memory", template="direct", steps=steps, group_size=2, scenarios_per_step=2, max_turns=2, max_new_tokens=8,
+        lr=2e-2, output_dir=str(tmp_path / engine), save_every=0, progress=False, tensorboard=False, transcripts=False,
+        rollout_engine=engine,
+    )
+    model = tiny_random_model(tokenizer, ENGINE_SPEC, seed=1)
+    policy = Policy.from_model(model, tokenizer, system_prompt=system_prompts()["direct"], lora=LORA if lora else None)
+    with stand_in_vllm():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(torch.cuda, "is_available", lambda: True)  # only the engine's construction asks
+            trainer = GRPOTrainer(cfg, policy=policy)
+        try:
+            history = trainer.fit()
+        finally:
+            engine_object = trainer.engine
+            trainer.close()
+    return history, engine_object
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_a_run_with_the_engine_is_the_run_with_the_policy(tokenizer, tmp_path, lora: bool) -> None:  # noqa: F811
+    """`--rollout-engine vllm` (the stand-in) samples the same dialogues as the policy, step after step:
+    the engine is synced after every update, or the second step's rollouts would come from stale weights."""
+    with_policy, _ = train(tokenizer, tmp_path, "hf", lora)
+    with_engine, engine = train(tokenizer, tmp_path, "vllm", lora)
+    assert isinstance(engine, VLLMEngine)
+    assert [m["return"] for m in with_engine] == pytest.approx([m["return"] for m in with_policy], abs=1e-9)
+    assert [m["policy_tokens"] for m in with_engine] == [m["policy_tokens"] for m in with_policy]
+    assert all(m["logprob_mismatch"] < EXACT_ATOL for m in with_engine if "logprob_mismatch" in m)
+
+
+def test_the_engine_cannot_sync_sharded_weights(tokenizer, tmp_path) -> None:  # noqa: F811
+    from agents.config import TrainConfig
+    from agents.distributed import Distributed
+    from agents.grpo import GRPOTrainer
+
+    cfg = TrainConfig(model="in-memory", output_dir=str(tmp_path), rollout_engine="vllm", parallel="fsdp2", scenarios_per_step=2)
+    with pytest.raises(ValueError, match="--parallel ddp"):
+        GRPOTrainer(cfg, dist=Distributed(rank=0, world_size=2))
