@@ -166,9 +166,13 @@ def wrap_module(module: nn.Module, parallel: str, dist: Distributed, device: tor
         from torch.nn.parallel import DistributedDataParallel
 
         module.to(device)
-        # broadcast_buffers off: rotary caches and the like are not state, and a broadcast in
-        # every forward would need the same number of forwards on every rank
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+        # no buffer sync in forward: rotary caches and the like are not state, and a broadcast in
+        # every forward would need the same number of forwards on every rank (torch >= 2.13 names
+        # the option forward_sync_buffers; older releases broadcast_buffers)
+        import inspect
+
+        option = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None, **{option: False})
     return _fully_shard(module, dist, device)
 
 

@@ -102,10 +102,11 @@ def test_two_gloo_ranks_make_the_single_process_grpo_update(model_dir: Path, tmp
     assert not (tmp_path / "two" / "transcripts-rank1.jsonl").exists()  # --no-transcripts on every rank
 
 
-def test_two_gloo_ranks_make_the_single_process_ppo_update_with_a_sharded_critic(model_dir: Path, tmp_path: Path) -> None:
-    args = [*common(), "--model", str(model_dir), "--critic", "separate", "--critic-lr", "1e-3"]
+@pytest.mark.parametrize("parallel, critic", [("fsdp2", "separate"), ("ddp", "head")])
+def test_two_gloo_ranks_make_the_single_process_ppo_update(model_dir: Path, tmp_path: Path, parallel: str, critic: str) -> None:
+    args = [*common(), "--model", str(model_dir), "--critic", critic, "--critic-lr", "1e-3"]
     run("agents.train_ppo", [*args, "--output-dir", str(tmp_path / "one")], 1, tmp_path)
-    run("agents.train_ppo", [*args, "--output-dir", str(tmp_path / "two"), "--parallel", "fsdp2"], 2, tmp_path)
+    run("agents.train_ppo", [*args, "--output-dir", str(tmp_path / "two"), "--parallel", parallel], 2, tmp_path)
     initial = load_file(str(model_dir / "model.safetensors"))
     assert_same_run(tmp_path / "one", tmp_path / "two", ("pg_loss", "value_loss", "explained_variance", "grad_norm", "critic_grad_norm"), initial)
     ca = torch.load(find_checkpoint(tmp_path / "one", "auto") / "trainer.pt", weights_only=False)["critic"]
