@@ -151,6 +151,7 @@ class GRPOTrainer:
     """Owns a GRPO run: `fit()` trains `cfg.steps` steps (resuming if asked), logging and saving."""
 
     algorithm = "grpo"
+    min_group_size = 2  # a group is its own baseline
 
     def __init__(self, cfg: TrainConfig, dist: Distributed | None = None, policy: Policy | None = None, log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
@@ -214,8 +215,6 @@ class GRPOTrainer:
                 raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         if cfg.rollout_engine == "vllm" and self.dist.is_distributed and cfg.parallel == "fsdp2":
             raise ValueError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
-
-    min_group_size = 2
 
     def setup_models(self, state: dict[str, Any] | None) -> None:
         """Models derived from the initial policy, before any checkpoint weights are loaded."""
@@ -330,8 +329,8 @@ class GRPOTrainer:
 
     def dummy_batch(self) -> MicroBatch:
         """Two tokens, one scored: a pass that touches every weight, for a rank with nothing left to do."""
-        eos = int(self.policy.tokenizer.pad_token_id)
-        ids = torch.full((1, 2), eos, dtype=torch.long, device=self.device)
+        pad = int(self.policy.tokenizer.pad_token_id)
+        ids = torch.full((1, 2), pad, dtype=torch.long, device=self.device)
         zeros = torch.zeros((1, 2), dtype=torch.float32, device=self.device)
         mask = torch.tensor([[0.0, 1.0]], device=self.device)
         return MicroBatch([], ids, torch.ones_like(ids), mask, zeros, zeros)
