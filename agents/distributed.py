@@ -127,6 +127,9 @@ def shutdown_distributed() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # every rank leaves together: a rank that tears its group down while rank 0 is still
+        # writing the last checkpoint can abort in the transport's threads
+        dist.barrier()
         dist.destroy_process_group()
 
 
