@@ -62,6 +62,11 @@ class Critic(nn.Module):
 
     kind: str = ""
     reads_policy_hidden: bool = False
+    _policy: list[Policy]  # the policy it serves, in a list so that its weights are not the critic's
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy[0]
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor | None = None, backbone_grad: bool = True) -> torch.Tensor:
         """[B, L] float32 values. `hidden`: the policy's final hidden states, for a `head` critic."""
@@ -87,10 +92,6 @@ class HeadCritic(Critic):
         self.backbone_grad = backbone_grad
         self._policy = [policy]  # in a list: the policy's weights are not this module's (its state_dict stays the head)
 
-    @property
-    def policy(self) -> Policy:
-        return self._policy[0]
-
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor | None = None, backbone_grad: bool = True) -> torch.Tensor:
         grad = self.backbone_grad and backbone_grad
         if hidden is None:
@@ -105,14 +106,16 @@ class SeparateCritic(Critic):
 
     kind = "separate"
 
-    def __init__(self, backbone: nn.Module, hidden_size: int) -> None:
+    def __init__(self, backbone: nn.Module, hidden_size: int, policy: Policy) -> None:
         super().__init__()
         self.backbone = backbone
+        self._policy = [policy]  # for its autocast settings; in a list: not a submodule
         device = next(backbone.parameters()).device
         self.head = ValueHead(hidden_size).to(device)
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor | None = None, backbone_grad: bool = True) -> torch.Tensor:
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask), use_cache=False)
+        with self.policy.autocast():  # the policy's mixed precision, if any (a copy of its weights is float32 too)
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask), use_cache=False)
         return self.head(out.last_hidden_state)
 
 
@@ -175,4 +178,4 @@ def build_critic(
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lm.requires_grad_(True)
     lm.train()
-    return SeparateCritic(lm.get_decoder(), _hidden_size(lm))
+    return SeparateCritic(lm.get_decoder(), _hidden_size(lm), policy)

@@ -152,12 +152,14 @@ def transformer_blocks(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if type(m).__name__ in names]
 
 
-def wrap_module(module: nn.Module, parallel: str, dist: Distributed, device: torch.device) -> nn.Module:
+def wrap_module(module: nn.Module, parallel: str, dist: Distributed, device: torch.device, compute_dtype: torch.dtype | None = None) -> nn.Module:
     """The module the loss should call: DDP around `module`, or `module` itself sharded in place by FSDP2.
 
     Single process: `module` unchanged. Under FSDP2 the module keeps its identity (fully_shard
     changes it in place) and its parameters become sharded DTensors on `device`, so build the
-    optimizer after this.
+    optimizer after this; with a low `compute_dtype` the shards keep their dtype (float32 master
+    weights) while the gathered parameters are in `compute_dtype` and gradients are reduced in
+    float32.
     """
     if not dist.is_distributed:
         return module
@@ -176,26 +178,30 @@ def wrap_module(module: nn.Module, parallel: str, dist: Distributed, device: tor
 
         option = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters else "broadcast_buffers"
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None, **{option: False})
-    return _fully_shard(module, dist, device)
+    return _fully_shard(module, dist, device, compute_dtype)
 
 
-def _fully_shard(module: nn.Module, dist: Distributed, device: torch.device) -> nn.Module:
+def _fully_shard(module: nn.Module, dist: Distributed, device: torch.device, compute_dtype: torch.dtype | None) -> nn.Module:
     """FSDP2 on every transformer block, then on the root (embeddings, final norm, output layer)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(device.type, (dist.world_size,))
+    options: dict[str, Any] = {"mesh": mesh}
+    if compute_dtype is not None and compute_dtype != torch.float32:
+        # one gathered dtype for every parameter (a LoRA adapter is float32 next to a bfloat16 base)
+        options["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     for block in transformer_blocks(module):
-        fully_shard(block, mesh=mesh)
-    fully_shard(module, mesh=mesh)
+        fully_shard(block, **options)
+    fully_shard(module, **options)
     return module
 
 
-def shard_frozen(module: nn.Module, parallel: str, dist: Distributed, device: torch.device) -> nn.Module:
+def shard_frozen(module: nn.Module, parallel: str, dist: Distributed, device: torch.device, compute_dtype: torch.dtype | None = None) -> nn.Module:
     """A frozen model (the KL reference): sharded like the policy under FSDP2, whole on every rank under DDP."""
     if not dist.is_distributed or parallel != "fsdp2":
         return module.to(device)
-    return _fully_shard(module, dist, device)
+    return _fully_shard(module, dist, device, compute_dtype)
 
 
 def is_sharded(module: nn.Module) -> bool:

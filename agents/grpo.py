@@ -167,11 +167,15 @@ class GRPOTrainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
         self.device = policy.device if policy is not None else rank_device(cfg.device, self.dist)
+        # the dtype forward passes run in; full fine-tunes keep float32 weights under mixed precision
+        self.compute_dtype = resolve_dtype(cfg.dtype, self.device) if policy is None else policy.autocast_dtype or policy.dtype
         if policy is None:
+            mixed = cfg.mixed_precision and not cfg.lora and self.compute_dtype != torch.float32
+            weights = torch.float32 if mixed else self.compute_dtype
             # FSDP2 loads to host memory and shards from there, so no GPU ever holds the whole model
             sharded = self.dist.is_distributed and cfg.parallel == "fsdp2"
-            dtype = str(resolve_dtype(cfg.dtype, self.device)).removeprefix("torch.")
-            policy = load_policy(cfg, log=self.log, device="cpu" if sharded else str(self.device), dtype=dtype)
+            policy = load_policy(cfg, log=self.log, device="cpu" if sharded else str(self.device), dtype=str(weights).removeprefix("torch."))
+            policy.autocast_dtype = self.compute_dtype if mixed else None
         self.policy = policy
         self.sampling = Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
         self.step = 0
@@ -224,10 +228,10 @@ class GRPOTrainer:
         """Under torchrun: DDP or FSDP2 around the policy (and the reference under FSDP2)."""
         if not self.dist.is_distributed:
             return
-        self.policy.train_module = wrap_module(self.policy.forward_module, self.cfg.parallel, self.dist, self.device)
+        self.policy.train_module = wrap_module(self.policy.forward_module, self.cfg.parallel, self.dist, self.device, self.compute_dtype)
         self.policy.device = self.device
         if isinstance(self.reference, Policy):
-            shard_frozen(self.reference.forward_module, self.cfg.parallel, self.dist, self.device)
+            shard_frozen(self.reference.forward_module, self.cfg.parallel, self.dist, self.device, self.compute_dtype)
             self.reference.device = self.device
 
     def build_optimizers(self) -> None:
@@ -245,7 +249,8 @@ class GRPOTrainer:
             return None
         if self.policy.is_lora:
             return "adapters"
-        frozen = copy.deepcopy(self.policy.model).eval()
+        # frozen, so no master weights: it is kept in the dtype the policy computes in
+        frozen = copy.deepcopy(self.policy.model).to(self.compute_dtype).eval()
         frozen.requires_grad_(False)
         return Policy(model=frozen, tokenizer=self.policy.tokenizer, chat=self.policy.chat, device=self.policy.device)
 

@@ -304,11 +304,12 @@ class PolicyForward(nn.Module):
 
     def forward(self, kind: str, *args: Any, **kwargs: Any) -> Any:
         policy = self._policy[0]
-        if kind == "backbone":
-            return policy.base.get_decoder()(**kwargs)
-        if kind == "logprobs":
-            out = policy._token_logprobs(*args, **kwargs)
-            return out.logprobs, out.entropy  # tensors, not a dataclass: wrappers look into outputs
+        with policy.autocast():
+            if kind == "backbone":
+                return policy.base.get_decoder()(**kwargs)
+            if kind == "logprobs":
+                out = policy._token_logprobs(*args, **kwargs)
+                return out.logprobs, out.entropy  # tensors, not a dataclass: wrappers look into outputs
         raise ValueError(f"unknown forward kind {kind!r}")
 
 
@@ -327,6 +328,7 @@ class Policy:
     logprob_chunk: int = 1024  # rows of the vocabulary projection computed at once in the loss path
     forward_module: Any = field(default=None, repr=False)
     train_module: Any = field(default=None, repr=False)
+    autocast_dtype: torch.dtype | None = None  # mixed precision: float32 weights, forward passes in this dtype
 
     def __post_init__(self) -> None:
         if self.forward_module is None:
@@ -418,6 +420,12 @@ class Policy:
         with self.model.disable_adapter():
             yield
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Under mixed precision, run the block in `autocast_dtype` (the weights stay float32)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     def _backbone(self, **kwargs: Any) -> Any:
         return self.forward_module("backbone", **kwargs)
 
@@ -466,7 +474,9 @@ class Policy:
         was_training = self.model.training
         self.model.eval()
         try:
-            with gathered(self.forward_module):  # FSDP2: gather once, not in each of a rank's own number of steps
+            # FSDP2: gather once, not in each of a rank's own number of steps; the vocabulary
+            # projection runs outside the forward module, so it needs the autocast too
+            with gathered(self.forward_module), self.autocast():
                 return self._sample(contexts, sampling, generator, limits, seeds)
         finally:
             self.model.train(was_training)

@@ -195,7 +195,7 @@ class PPOTrainer(GRPOTrainer):
     def wrap_models(self) -> None:
         super().wrap_models()
         # what the value loss calls: the critic, or its DDP wrapper (FSDP2 shards it in place)
-        self.critic_module = wrap_module(self.critic, self.cfg.parallel, self.dist, self.device)
+        self.critic_module = wrap_module(self.critic, self.cfg.parallel, self.dist, self.device, self.compute_dtype)
 
     def build_optimizers(self) -> None:
         super().build_optimizers()

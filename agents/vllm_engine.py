@@ -144,7 +144,9 @@ class VLLMEngine:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             options: dict[str, Any] = dict(
                 model=str(self.dir / "model"),
-                dtype=str(policy.dtype).removeprefix("torch."),  # vLLM would run a float32 checkpoint in float16
+                # the dtype the policy computes in (mixed precision: its float32 weights are cast);
+                # vLLM would run a float32 checkpoint in float16
+                dtype=str(policy.autocast_dtype or policy.dtype).removeprefix("torch."),
                 gpu_memory_utilization=gpu_memory_utilization,
                 max_model_len=max_model_len,
                 enforce_eager=enforce_eager,

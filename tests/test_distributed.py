@@ -21,8 +21,7 @@ from safetensors.torch import load_file
 
 from agents.checkpoint import find_checkpoint
 from agents.distributed import Distributed, init_distributed
-from agents.tiny_model import tiny_random_model
-from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
+from tests.tiny import model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 
 
@@ -41,14 +40,6 @@ def common(steps: int = 1) -> list[str]:
     "--minibatches", "2", "--micro-batch-tokens", "1", "--lr", str(LR), "--device", "cpu", "--dtype", "float32", "--threads", "1",
     "--no-progress", "--no-tensorboard", "--no-transcripts", "--save-every", "0", "--seed", "3",
     ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def model_dir(tokenizer, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_random_model(tokenizer, SMALL, seed=0).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def run(module: str, args: list[str], ranks: int, cwd: Path) -> None:
@@ -136,3 +127,13 @@ def test_a_single_process_needs_no_process_group(monkeypatch) -> None:
     dist = init_distributed("cpu")
     assert dist == Distributed() and not dist.is_distributed
     assert dist.sum([1.0, 2.0]) == [1.0, 2.0] and dist.gather("x") == ["x"]
+
+
+def test_two_sharded_ranks_train_float32_master_weights_in_bfloat16(model_dir: Path, tmp_path: Path) -> None:
+    """FSDP2's mixed precision: float32 shards (what the checkpoint holds), bfloat16 compute, float32 reduction."""
+    args = [*common(), "--model", str(model_dir), "--dtype", "bfloat16", "--parallel", "fsdp2", "--output-dir", str(tmp_path / "two")]
+    run("agents.train_grpo", args, 2, tmp_path)
+    saved, initial = weights(tmp_path / "two"), load_file(str(model_dir / "model.safetensors"))
+    assert {v.dtype for v in saved.values()} == {torch.float32}
+    assert any(not torch.equal(saved[name], initial[name]) for name in saved)
+    assert metrics(tmp_path / "two")["logprob_mismatch"] < 0.1  # rollout and loss both in bfloat16

@@ -22,7 +22,7 @@ from agents.evaluate import (
     main,
     score_records,
 )
-from sage_gym.scenarios import ScenarioSet, write_scenarios
+from sage_gym.scenarios import write_scenarios
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from tests.conftest import make_scenario
 from tests.test_strategies import fake_chat_endpoint
@@ -353,7 +353,7 @@ def test_local_hugging_face_model_as_the_agent(tmp_path, scenario_file, tiny_mod
     assert manifest["kind"] == "hf" and manifest["model"] == str(tiny_model_dir) and manifest["adapter"] is None
     assert manifest["temperature"] == 0.0 and manifest["max_new_tokens"] == 12 and len(manifest["weights_sha256"]) == 64
     # greedy decoding: the same model gives the same dialogues, whatever the batch width
-    again = evaluate(HFAgent(str(tiny_model_dir), template="direct", max_new_tokens=12, device="cpu"), tmp_path / "b", EvalSettings(**{**settings.__dict__, "num_envs": 1}), **FAST)
+    evaluate(HFAgent(str(tiny_model_dir), template="direct", max_new_tokens=12, device="cpu"), tmp_path / "b", EvalSettings(**{**settings.__dict__, "num_envs": 1}), **FAST)
     replies = lambda folder: sorted((r["scenario_id"], [t["agent_reply"] for t in r["turns"]]) for r in map(json.loads, (folder / "transcripts.jsonl").read_text().splitlines()))  # noqa: E731
     assert replies(tmp_path / "a") == replies(tmp_path / "b")
 

@@ -12,8 +12,8 @@ from agents.config import TrainConfig, build_parser, load_config_file, make_conf
 from agents.grpo import GRPOTrainer, derive_seed, lr_factor
 from agents.logging_utils import MetricSums, read_metrics
 from agents.policy import LoraSettings, Policy
-from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
-from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
+from agents.tiny_model import system_prompts, tiny_random_model
+from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 
 def tiny_policy(tokenizer, template: str = "direct", lora: bool = False, seed: int = 0) -> Policy:
@@ -189,3 +189,26 @@ def test_grpo_raises_the_return_of_the_embedded_model(tmp_path, monkeypatch) -> 
     first = sum(m["return"] for m in history[:6]) / 6
     last = sum(m["return"] for m in history[-6:]) / 6
     assert last > first + 0.05, (first, last)
+
+
+@pytest.mark.parametrize("mixed", [True, False], ids=["float32-master", "bfloat16-weights"])
+def test_small_bfloat16_updates_survive_only_with_float32_master_weights(model_dir, tmp_path, mixed: bool) -> None:  # noqa: F811
+    """At lr 1e-6 an AdamW step moves a weight by ~1e-6: below bfloat16's resolution for all but tiny weights."""
+    cfg = small_config(
+        tmp_path, model=str(model_dir), dtype="bfloat16", device="cpu", mixed_precision=mixed, lr=1e-6, warmup_steps=0,
+        steps=1, group_size=4, minibatches=1,
+    )
+    trainer = GRPOTrainer(cfg)
+    params = trainer.policy.trainable_parameters()
+    assert {p.dtype for p in params} == ({torch.float32} if mixed else {torch.bfloat16})
+    assert trainer.policy.autocast_dtype == (torch.bfloat16 if mixed else None)
+    before = [p.detach().clone() for p in params]
+    metrics = trainer.train_step()
+    trainer.close()
+    assert metrics["skipped_groups"] < metrics["groups"]  # an update happened
+    changed = sum(int((b != p.detach()).sum()) for b, p in zip(before, params)) / sum(p.numel() for p in params)
+    if mixed:
+        assert changed > 0.5
+    else:
+        assert changed < 0.1
+    assert metrics["logprob_mismatch"] < 0.1  # sampling and the loss both compute in bfloat16

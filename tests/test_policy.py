@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agents.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling
-from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 

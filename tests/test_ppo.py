@@ -14,14 +14,8 @@ from agents.logging_utils import read_metrics
 from agents.losses import Totals, entropy_bonus, value_loss
 from agents.policy import LoraSettings, Policy
 from agents.ppo import PPOConfig, PPOTrainer, explained_variance
-from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
-
-SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return train_tokenizer(tokenizer_corpus([]), 1024)
+from agents.tiny_model import system_prompts, tiny_random_model
+from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 
 def tiny_policy(tokenizer, lora: bool = False, seed: int = 0) -> Policy:
@@ -309,3 +303,16 @@ def test_ppo_raises_the_return_of_the_embedded_model(tmp_path) -> None:
     assert last > first + 0.05, (first, last)
     # the critic predicts the returns-to-go better than a constant by the end
     assert sum(m["explained_variance"] for m in history[-window:]) / window > 0.0
+
+
+def test_mixed_precision_trains_a_float32_separate_critic_in_bfloat16(model_dir, tmp_path) -> None:  # noqa: F811
+    """The separate critic copies the policy's float32 master weights and computes under the policy's autocast."""
+    cfg = small_config(tmp_path, model=str(model_dir), dtype="bfloat16", device="cpu", steps=1, critic="separate", lr=1e-3)
+    trainer = PPOTrainer(cfg)
+    assert trainer.policy.autocast_dtype == torch.bfloat16
+    assert {p.dtype for p in trainer.critic.backbone.parameters()} == {torch.float32}
+    before = state(trainer.critic)
+    metrics = trainer.train_step()
+    trainer.close()
+    assert math.isfinite(metrics["value_loss"]) and metrics["logprob_mismatch"] < 0.1
+    assert any(not torch.equal(before[n], v) for n, v in state(trainer.critic).items())

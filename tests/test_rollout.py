@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agents.policy import Policy, Sampling
 from agents.rollout import Episode, apply_length_budget, collect_rollouts, make_micro_batches, pack_length_sorted
-from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from sage_gym.vector import SageVectorEnv

@@ -26,3 +26,14 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tokenizer():
     return train_tokenizer(tokenizer_corpus([]), 1024)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tokenizer, tmp_path_factory):
+    """A tiny random model saved to disk with its tokenizer: what `--model DIR` loads in a subprocess."""
+    from agents.tiny_model import tiny_random_model
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_random_model(tokenizer, SMALL, seed=0).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
