@@ -61,7 +61,7 @@ def save_checkpoint(
 ) -> Path:
     """Write the checkpoint of `step` atomically; keep the newest `keep` checkpoints.
 
-    `trainer_state`: optimizer and scheduler states and the learner's extra state (saved with
+    `trainer_state`: optimizer and scheduler states and the learner's own state (saved with
     the step and the RNG states in `trainer.pt`); `weights`: the policy's whole weights when
     its live ones are sharded.
     """
@@ -114,7 +114,7 @@ def find_checkpoint(output_dir: str | Path, resume: str) -> Path:
 
 
 def load_trainer_state(path: str | Path, restore_rng: bool = True) -> dict[str, Any]:
-    """The `trainer.pt` of a checkpoint (step, optimizer, scheduler, extra), restoring the RNG states.
+    """The `trainer.pt` of a checkpoint (step, optimizer, scheduler, a learner's own state), restoring the RNG states.
 
     The policy's weights are loaded separately (`Policy.load_weights(path / "policy")`), before
     the model is wrapped for torchrun; the optimizer state after the optimizer is built.

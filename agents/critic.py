@@ -25,14 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.policy import Policy, load_pretrained
+from agents.policy import Policy, load_pretrained, positions
 
 CRITIC_KINDS = ("head", "separate")
-
-
-def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids of a right-padded batch, as the policy's loss path computes them."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _hidden_size(model: Any) -> int:
@@ -115,7 +110,7 @@ class SeparateCritic(Critic):
 
     def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, hidden: torch.Tensor | None = None, backbone_grad: bool = True) -> torch.Tensor:
         with self.policy.autocast():  # the policy's mixed precision, if any (a copy of its weights is float32 too)
-            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask), use_cache=False)
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask), use_cache=False)
         return self.head(out.last_hidden_state)
 
 

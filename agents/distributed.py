@@ -240,19 +240,16 @@ def gathered(module: nn.Module) -> Iterator[None]:
     if not is_sharded(module):
         yield
         return
-    module.unshard()
+    sharded = [m for m in module.modules() if is_sharded(m)]  # the root and its blocks
     module.set_reshard_after_forward(False, recurse=True)
-    for block in module.modules():
-        if block is not module and is_sharded(block):
-            block.unshard()
+    for part in sharded:
+        part.unshard()
     try:
         yield
     finally:
         module.set_reshard_after_forward(True, recurse=True)
-        module.reshard()
-        for block in module.modules():
-            if is_sharded(block):
-                block.reshard()
+        for part in sharded:
+            part.reshard()
 
 
 # ----------------------------------------------------------------------------------------------

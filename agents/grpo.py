@@ -82,6 +82,15 @@ def clip_gradients(parameters: list[torch.nn.Parameter], max_grad_norm: float) -
     return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
 
 
+def episode_rows(micro: MicroBatch, per_episode: dict[int, torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Right-padded [B, L] tensor of per-episode rows (reference log-probs, values...) for the episodes of a micro-batch."""
+    out = torch.zeros(micro.input_ids.shape, dtype=torch.float32)
+    for row, index in enumerate(micro.indices):
+        values = per_episode[index]
+        out[row, : len(values)] = values
+    return out.to(device)
+
+
 def system_prompt(template: str) -> str:
     from sage_gym.prompts import default_prompts
 
@@ -414,11 +423,7 @@ class GRPOTrainer:
                 micro = micro.to(policy.device)
                 out = policy.token_logprobs(micro.input_ids, micro.attention_mask, micro.loss_mask, temperature, with_entropy=True)
                 token_adv = advantages[micro.indices][:, None] * micro.loss_mask
-                ref = None
-                if self.reference is not None:
-                    ref = torch.zeros_like(out.logprobs)
-                    for row, index in enumerate(micro.indices):
-                        ref[row, : len(episodes[index])] = reference[index]
+                ref = episode_rows(micro, reference, policy.device) if self.reference is not None else None
                 result = policy_loss(
                     out.logprobs, micro.old_logprobs, token_adv, micro.loss_mask, totals, aggregation=cfg.loss_agg,
                     clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,

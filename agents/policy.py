@@ -431,8 +431,7 @@ class Policy:
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, L, H] final hidden states of a right-padded batch (what a head critic reads)."""
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        return self._backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False).last_hidden_state
+        return self._backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask), use_cache=False).last_hidden_state
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits from final hidden states, exactly as the model's own forward computes them."""
@@ -467,10 +466,7 @@ class Policy:
         n = len(contexts)
         if n == 0:
             return []
-        limits = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * n
-        limits = [min(int(m), sampling.max_new_tokens) for m in limits]
-        if seeds is not None and len(seeds) != n:
-            raise ValueError(f"got {len(seeds)} seeds for {n} contexts")
+        limits = turn_budgets(n, sampling, max_new_tokens, seeds)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -495,7 +491,7 @@ class Policy:
             input_ids[i, width - len(ctx) :] = torch.tensor(list(ctx), dtype=torch.long)
             attention[i, width - len(ctx) :] = 1
         input_ids, attention = input_ids.to(dev), attention.to(dev)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        position_ids = positions(attention)
         stop = torch.tensor(self.chat.stop_ids, device=dev)
         limit = torch.tensor(limits, device=dev)
         temperature = sampling.logprob_temperature
@@ -506,10 +502,10 @@ class Policy:
         out_lp: list[list[float]] = [[] for _ in range(n)]
         stopped = [False] * n
         cache = DynamicCache()
-        hidden = self._backbone(input_ids=input_ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True)
+        hidden = self._backbone(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, past_key_values=cache, use_cache=True)
         cache = hidden.past_key_values
         last = hidden.last_hidden_state[:, -1]
-        next_pos = positions[:, -1] + 1
+        next_pos = position_ids[:, -1] + 1
         for t in range(max(limits)):
             logprobs = torch.log_softmax(self._logits(last).float() / temperature, dim=-1)
             token = self._choose(logprobs, sampling, generator, uniforms[rows, t] if uniforms is not None else None)
@@ -590,7 +586,7 @@ class Policy:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, score_mask: torch.Tensor, temperature: float, with_entropy: bool
     ) -> LogprobOutput:
         hidden = self.base.get_decoder()(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=False
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask), use_cache=False
         ).last_hidden_state
         # hidden[:, t] predicts token t + 1
         scored = score_mask[:, 1:].bool()
@@ -657,6 +653,19 @@ class Policy:
         missing = [k for k in missing if not _is_tied(self.model, k)]
         if missing or unexpected:
             raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a padded batch (left or right): each row counts its own tokens from 0."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def turn_budgets(n: int, sampling: Sampling, max_new_tokens: Sequence[int] | None, seeds: Sequence[int] | None) -> list[int]:
+    """Each context's token budget for one turn (`max_new_tokens` capped by `sampling`), checking `seeds`."""
+    if seeds is not None and len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} contexts")
+    limits = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * n
+    return [min(int(m), sampling.max_new_tokens) for m in limits]
 
 
 def row_uniforms(seeds: Sequence[int], steps: int, device: torch.device) -> torch.Tensor:

@@ -42,10 +42,10 @@ from agents.advantages import token_gae, whiten
 from agents.config import TrainConfig, option
 from agents.critic import CRITIC_KINDS, build_critic, capture_hidden
 from agents.distributed import full_model_state, full_optimizer_state, gradient_sync, load_optimizer_state, wrap_module
-from agents.grpo import GRPOTrainer, clip_gradients, derive_seed, lr_factor
+from agents.grpo import GRPOTrainer, clip_gradients, derive_seed, episode_rows, lr_factor
 from agents.logging_utils import MetricSums, read_metrics
 from agents.losses import entropy_bonus, policy_loss, value_loss
-from agents.rollout import Episode, MicroBatch, RolloutBatch, make_micro_batches
+from agents.rollout import Episode, RolloutBatch, make_micro_batches
 
 
 @dataclass
@@ -136,15 +136,6 @@ def plot_critic_curve(metrics_path: str | Path, png_path: str | Path, title: str
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return png_path
-
-
-def _rows(micro: MicroBatch, per_episode: dict[int, torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Right-padded [B, L] tensor of per-episode rows for the episodes of a micro-batch."""
-    out = torch.zeros(micro.input_ids.shape, dtype=torch.float32)
-    for row, index in enumerate(micro.indices):
-        values = per_episode[index]
-        out[row, : len(values)] = values
-    return out.to(device)
 
 
 class PPOTrainer(GRPOTrainer):
@@ -325,17 +316,17 @@ class PPOTrainer(GRPOTrainer):
                         out = policy.token_logprobs(micro.input_ids, micro.attention_mask, mask, temperature, with_entropy=True)
                     if captured:
                         hidden = captured[-1]
-                    ref = _rows(micro, reference, device) if reference else None
+                    ref = episode_rows(micro, reference, device) if reference else None
                     result = policy_loss(
-                        out.logprobs, micro.old_logprobs, _rows(micro, adv.advantages, device), mask, totals, aggregation=cfg.loss_agg,
+                        out.logprobs, micro.old_logprobs, episode_rows(micro, adv.advantages, device), mask, totals, aggregation=cfg.loss_agg,
                         clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,
                     )
                     loss = result.loss
                     if cfg.ent_coef:
                         loss = loss - cfg.ent_coef * entropy_bonus(out.entropy, mask, totals, cfg.loss_agg)
                 values = self.critic_module(micro.input_ids, micro.attention_mask, hidden=hidden, backbone_grad=train_policy)
-                returns = _rows(micro, adv.returns, device)
-                vl = value_loss(values, _rows(micro, adv.values, device), returns, mask, totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
+                returns = episode_rows(micro, adv.returns, device)
+                vl = value_loss(values, episode_rows(micro, adv.values, device), returns, mask, totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
                 loss = loss + cfg.vf_coef * vl.loss
                 (loss * (0.0 if dummy else self.loss_scale)).backward()
             if dummy:

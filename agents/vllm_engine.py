@@ -71,7 +71,7 @@ from typing import Any
 import torch
 
 from agents.distributed import gathered
-from agents.policy import Completion, Policy, Sampling
+from agents.policy import Completion, Policy, Sampling, turn_budgets
 
 ROLLOUT_ENGINES = ("hf", "vllm")
 VLLM_MIN_VERSION = "0.10.2"  # logprobs_mode="processed_logprobs" and the V1 engine; keep pyproject's extra in step
@@ -225,11 +225,8 @@ class VLLMEngine:
         n = len(contexts)
         if n == 0:
             return []
-        if seeds is not None and len(seeds) != n:
-            raise ValueError(f"got {len(seeds)} seeds for {n} contexts")
-        limits = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * n
         # vLLM cannot decode past its context length: the budget shrinks to what is left
-        limits = [min(int(m), sampling.max_new_tokens, self.max_model_len - len(c)) for m, c in zip(limits, contexts)]
+        limits = [min(m, self.max_model_len - len(c)) for m, c in zip(turn_budgets(n, sampling, max_new_tokens, seeds), contexts)]
         if min(limits) < 1:
             raise ValueError(f"a context fills vLLM's whole context length ({self.max_model_len} tokens); pass a larger max_model_len")
         greedy = sampling.temperature == 0
