@@ -1,7 +1,7 @@
 """Multi-turn rollouts, token in and token out, through `SageVectorEnv` with autoreset disabled.
 
 One call plays B scenarios x G copies (the GRPO groups) to the end and returns, per dialogue,
-the record every learner reads (DESIGN.md section 3):
+the record every learner reads (docs/design.md, "The episode record"):
 
 | field | meaning |
 |---|---|
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policy import Policy, Sampling
+from agents.learn.policy import Policy, Sampling
 
 OVERLONG_MODES = ("mask", "keep")
 
@@ -260,7 +260,6 @@ class MicroBatch:
     attention_mask: torch.Tensor  # [B, L]
     loss_mask: torch.Tensor  # [B, L] float
     old_logprobs: torch.Tensor  # [B, L] float32
-    token_rewards: torch.Tensor  # [B, L] float32
 
     @property
     def num_tokens(self) -> int:
@@ -268,7 +267,7 @@ class MicroBatch:
 
     def to(self, device: torch.device) -> MicroBatch:
         return MicroBatch(
-            self.indices, *(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask, self.old_logprobs, self.token_rewards))
+            self.indices, *(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask, self.old_logprobs))
         )
 
 
@@ -299,13 +298,11 @@ def make_micro_batches(episodes: Sequence[Episode], indices: Sequence[int], toke
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         loss_mask = torch.zeros((len(rows), width), dtype=torch.float32)
         old = torch.zeros((len(rows), width), dtype=torch.float32)
-        token_rewards = torch.zeros((len(rows), width), dtype=torch.float32)
         for r, e in enumerate(rows):
             L = len(e)
             input_ids[r, :L] = torch.tensor(e.token_ids)
             attention[r, :L] = 1
             loss_mask[r, :L] = torch.tensor(e.loss_mask, dtype=torch.float32)
             old[r, :L] = torch.tensor(e.logprobs, dtype=torch.float32)
-            token_rewards[r, :L] = torch.tensor(e.token_rewards(), dtype=torch.float32)
-        batches.append(MicroBatch([indices[j] for j in group], input_ids, attention, loss_mask, old, token_rewards))
+        batches.append(MicroBatch([indices[j] for j in group], input_ids, attention, loss_mask, old))
     return batches

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.distributed import Distributed, init_distributed, shutdown_distributed
+from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
 
 
 def launch(cfg: Any, trainer_cls: type) -> tuple[list[dict[str, float]], Distributed]:

@@ -3,21 +3,21 @@
 Each step:
 
 1. **Rollout.** B scenarios x G copies are played to the end through `SageVectorEnv`
-   (autoreset disabled) by `agents.rollout.collect_rollouts`: token ids as sampled, the loss
+   (autoreset disabled) by `agents.learn.rollout.collect_rollouts`: token ids as sampled, the loss
    mask, rollout log-probs and per-turn rewards. Dialogues that ended in a simulator error are
    dropped and counted.
 2. **Advantages.** The episode return R of each dialogue is compared with its group's
-   (`agents.advantages.group_advantages`): (R - mean) / std, or R - mean (Dr. GRPO). Groups with
+   (`agents.learn.advantages.group_advantages`): (R - mean) / std, or R - mean (Dr. GRPO). Groups with
    no spread are skipped and counted. The advantage is spread over all the policy's tokens.
 3. **Update.** `epochs` passes over the dialogues, each split into `minibatches` optimizer
    steps; a mini-batch is cut into micro-batches of at most `micro_batch_tokens` padded tokens
    (sorted by length) whose gradients accumulate. The loss is the clipped surrogate against the
-   rollout log-probs plus beta * KL to a frozen reference (`agents.losses.policy_loss`), then
+   rollout log-probs plus beta * KL to a frozen reference (`agents.learn.losses.policy_loss`), then
    gradient clipping, AdamW and a warm-up + constant/cosine/linear LR schedule.
 
 `GRPOTrainer` owns the policy, the optional reference, the optimizer, the envs, logging and
 checkpoints. PPO subclasses it and replaces `compute_advantages` and `update` (adding a critic).
-Under torchrun (`agents.distributed`) each rank plays its share of the scenarios (groups never
+Under torchrun (`agents.learn.distributed`) each rank plays its share of the scenarios (groups never
 split), every rank draws the same global mini-batch plan and takes its own episodes of each
 mini-batch, losses are normalised by global counts and metrics reduced across ranks: the run is
 the single-process run up to floating-point noise, whatever the number of ranks.
@@ -35,16 +35,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.advantages import GroupAdvantages, group_advantages
-from agents.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
-from agents.config import TrainConfig
-from agents.distributed import (
+from agents.learn.advantages import GroupAdvantages, group_advantages
+from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
+from agents.learn.config import TrainConfig
+from agents.learn.distributed import (
     Distributed, full_model_state, full_optimizer_state, gradient_sync, is_sharded, load_optimizer_state, rank_device, shard_frozen, wrap_module,
 )
-from agents.logging_utils import MetricSums, MetricsWriter, plot_learning_curve
-from agents.losses import Totals, policy_loss
-from agents.policy import LoraSettings, Policy, Sampling, resolve_dtype
-from agents.rollout import MicroBatch, RolloutBatch, collect_rollouts, derive_seed, make_micro_batches
+from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve
+from agents.learn.losses import Totals, policy_loss
+from agents.learn.policy import LoraSettings, Policy, Sampling, resolve_dtype
+from agents.learn.rollout import MicroBatch, RolloutBatch, collect_rollouts, derive_seed, make_micro_batches
 
 # ----------------------------------------------------------------------------------------------
 # small pieces every learner shares
@@ -101,7 +101,7 @@ def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: st
     """The policy of a config: the named model, or the embedded tiny chat model (built once, cached)."""
     model = cfg.model
     if cfg.embedded_model:
-        from agents.tiny_model import build_tiny_model
+        from agents.learn.tiny_model import build_tiny_model
 
         model = str(build_tiny_model(log=log))
     lora = LoraSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) if cfg.lora else None
@@ -134,7 +134,7 @@ def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def make_envs(cfg: TrainConfig, num_envs: int, transcript_path: Path | None) -> Any:
-    from agents.tiny_model import limited_scenarios
+    from agents.learn.tiny_model import limited_scenarios
     from sage_gym.vector import SageVectorEnv
 
     return SageVectorEnv(
@@ -267,7 +267,7 @@ class GRPOTrainer:
         """None: the policy samples its own rollouts; otherwise a separate engine (vLLM) kept in sync."""
         if self.cfg.rollout_engine == "hf":
             return None
-        from agents.vllm_engine import build_rollout_engine
+        from agents.learn.vllm_engine import build_rollout_engine
 
         return build_rollout_engine(
             self.cfg.rollout_engine, self.policy, gpu_memory_utilization=self.cfg.vllm_gpu_memory_utilization,
@@ -347,7 +347,7 @@ class GRPOTrainer:
         ids = torch.full((1, 2), pad, dtype=torch.long, device=self.device)
         zeros = torch.zeros((1, 2), dtype=torch.float32, device=self.device)
         mask = torch.tensor([[0.0, 1.0]], device=self.device)
-        return MicroBatch([], ids, torch.ones_like(ids), mask, zeros, zeros)
+        return MicroBatch([], ids, torch.ones_like(ids), mask, zeros)
 
     def reference_logprobs(self, micro: MicroBatch) -> torch.Tensor | None:
         if self.reference is None:

@@ -20,7 +20,7 @@ pushes what training changed:
   own `load_weights` (Hugging Face names in; vLLM fuses q/k/v and gate/up itself).
 
 Either way vLLM's prefix cache is then reset: KV blocks computed under the old weights must not
-be reused. Weights are read inside `agents.distributed.gathered`, so an FSDP2-sharded policy works
+be reused. Weights are read inside `agents.learn.distributed.gathered`, so an FSDP2-sharded policy works
 too (every rank then has to call `sync_weights` together, as the trainer does).
 
 **Contract and log-probs.** Prompts go in as token ids (`TokensPrompt`) and the sampled ids come
@@ -70,8 +70,8 @@ from typing import Any
 
 import torch
 
-from agents.distributed import gathered
-from agents.policy import Completion, Policy, Sampling, turn_budgets
+from agents.learn.distributed import gathered
+from agents.learn.policy import Completion, Policy, Sampling, turn_budgets
 
 ROLLOUT_ENGINES = ("hf", "vllm")
 VLLM_MIN_VERSION = "0.10.2"  # logprobs_mode="processed_logprobs" and the V1 engine; keep pyproject's extra in step

@@ -8,7 +8,7 @@ logging, checkpoints and command line) that replaces two steps:
    in that turn (`reward_mode` delta: the emotion change of that turn; final: the last emotion,
    on the last turn only). Token-level GAE with `gamma` and `lam` runs over the policy's own
    tokens only: user, system and template tokens are skipped, not steps
-   (`agents.advantages.token_gae`). The advantages are then whitened over every policy token of
+   (`agents.learn.advantages.token_gae`). The advantages are then whitened over every policy token of
    the batch, and the critic's targets are the unwhitened advantages plus the values.
 2. **Update** (`update`). `epochs` x `minibatches` optimizer steps over micro-batches of at most
    `micro_batch_tokens` tokens, as in GRPO. Per micro-batch:
@@ -38,14 +38,14 @@ from typing import Any
 
 import torch
 
-from agents.advantages import token_gae, whiten
-from agents.config import TrainConfig, option
-from agents.critic import CRITIC_KINDS, build_critic, capture_hidden
-from agents.distributed import full_model_state, full_optimizer_state, gradient_sync, load_optimizer_state, wrap_module
-from agents.grpo import GRPOTrainer, clip_gradients, derive_seed, episode_rows, lr_factor
-from agents.logging_utils import MetricSums, read_metrics
-from agents.losses import entropy_bonus, policy_loss, value_loss
-from agents.rollout import Episode, RolloutBatch, make_micro_batches
+from agents.learn.advantages import token_gae, whiten
+from agents.learn.config import TrainConfig, option
+from agents.learn.critic import CRITIC_KINDS, build_critic, capture_hidden
+from agents.learn.distributed import full_model_state, full_optimizer_state, gradient_sync, load_optimizer_state, wrap_module
+from agents.learn.grpo import GRPOTrainer, clip_gradients, derive_seed, episode_rows, lr_factor
+from agents.learn.metrics import MetricSums, read_metrics
+from agents.learn.losses import entropy_bonus, policy_loss, value_loss
+from agents.learn.rollout import Episode, RolloutBatch, make_micro_batches
 
 
 @dataclass
