@@ -4,7 +4,8 @@
     python -m agents.evaluate --agent hf --model runs/grpo           # a training run (its latest checkpoint), a checkpoint, a model or LoRA adapter folder
     python -m agents.evaluate --agent openai --base-url http://localhost:8000/v1 --model my-chat-model
     python -m agents.evaluate --agent sb3 --model runs/sb3/model.zip
-    python -m agents.evaluate --compare evaluations/*/report.json    # a table of several reports
+    python -m agents.evaluate --agent empathic --trials 3            # each scenario 3 times: the noise floor and pass^k
+    python -m agents.evaluate --compare evaluations/*/report.json    # a table of several reports, and which differences are beyond the noise
 
 What is played and what comes out: `agents.eval.evaluate`; the scores and files: `agents.eval.report`.
 """
@@ -35,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate an agent on a scenario split with SAGE's settings (or compare reports with --compare).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--compare", nargs="+", metavar="REPORT", help="print a table of these reports (report.json files or their folders) and exit")
+    parser.add_argument(
+        "--compare", nargs="+", metavar="REPORT",
+        help="print a table of these reports (report.json files or their folders), and for each pair whether the difference is beyond the noise, and exit",
+    )
+    parser.add_argument("--force", action="store_true", help="--compare reports made under other simulators, rules or scenarios")
     parser.add_argument("--agent", choices=AGENT_KINDS, help="the agent to evaluate")
     parser.add_argument("--output", help="output folder (default: evaluations/<agent>-<scenarios>)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming what is in --output")
@@ -45,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("what to play")
     group.add_argument("--scenarios", "--split", dest="scenarios", default="eval", help="a split (train, eval) or a scenario JSONL file")
     group.add_argument("--limit", type=int, help="only the first N scenarios")
-    group.add_argument("--episodes-per-scenario", type=int, default=1)
+    group.add_argument(
+        "--trials", "--episodes-per-scenario", dest="episodes_per_scenario", type=int, default=1, metavar="K",
+        help="play each scenario K times, each with its own simulator and agent seeds; the report gives the noise floor and pass^k",
+    )
     group.add_argument("--initial-emotion", type=int, default=40)
     group.add_argument("--max-turns", type=int, default=10)
     group.add_argument("--change-clip", type=int, nargs=2, default=[-10, 10], metavar=("LOW", "HIGH"))
@@ -109,7 +117,7 @@ def agent_options(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     args = build_parser().parse_args(argv)
     if args.compare:
-        print(compare_reports(args.compare))
+        print(compare_reports(args.compare, force=args.force))
         return None
     if not args.agent:
         raise SystemExit("choose an agent with --agent (or compare reports with --compare)")
