@@ -22,6 +22,7 @@ from typing import Any
 from agents.cli import run_main
 from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
+from agents.eval.probes import SycophancyJudge
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
 from agents.eval.strategies import LLMStrategyJudge
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
     group = parser.add_argument_group("what to play")
-    group.add_argument("--scenarios", "--split", dest="scenarios", default="eval", help="a split (train, eval) or a scenario JSONL file")
+    group.add_argument("--scenarios", "--split", dest="scenarios", default="eval", help="a split (train, eval, probes) or a scenario JSONL file")
     group.add_argument("--limit", type=int, help="only the first N scenarios")
     group.add_argument(
         "--trials", "--episodes-per-scenario", dest="episodes_per_scenario", type=int, default=1, metavar="K",
@@ -81,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai/judge: environment variable holding the API key")
     group.add_argument("--stochastic", action="store_true", help="sb3: sample actions instead of taking the most likely one")
 
-    group = parser.add_argument_group("LLM strategy judge (optional)")
-    group.add_argument("--judge-base-url", help="tag strategies with an LLM judge at this OpenAI-compatible endpoint too")
+    group = parser.add_argument_group("LLM judge (optional)")
+    group.add_argument("--judge-base-url", help="tag strategies, and judge probe replies for sycophancy, with an LLM at this OpenAI-compatible endpoint too")
     group.add_argument("--judge-model")
     return parser
 
@@ -127,14 +128,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         episodes_per_scenario=args.episodes_per_scenario, limit=args.limit, seed=args.seed, num_envs=args.num_envs,
         bootstrap_samples=args.bootstrap_samples, confidence=args.confidence,
     )
-    judge = None
+    judge = sycophancy_judge = None
     if args.judge_base_url or args.judge_model:
         if not (args.judge_base_url and args.judge_model):
             raise SystemExit("the LLM judge needs both --judge-base-url and --judge-model")
         judge = LLMStrategyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
+        sycophancy_judge = SycophancyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
     agent = make_agent(args.agent, **agent_options(args))
     output = args.output or str(Path("evaluations") / f"{_slug(agent.name)}-{_slug(Path(args.scenarios).stem)}")
-    report = evaluate(agent, output, settings, judge=judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots)
+    report = evaluate(agent, output, settings, judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots)
     print(summary_markdown(report).split("## By hidden intention")[0].rstrip())
     print(f"\nwrote {output}/{REPORT}, {TRANSCRIPTS}, {SUMMARY} and plots")
     return report

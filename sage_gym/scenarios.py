@@ -70,7 +70,8 @@ CHARACTER_TYPES = ("negative", "passive", "avoidant")
 SAGE_CHARACTER_TYPES = FrozenDict({"负面型": "negative", "被动型": "passive", "回避型": "avoidant"})
 SAGE_THEME_MARKER = "\n####隐藏主题:\n***"
 SPEAKER_STYLES = ("active", "passive")
-SPLITS = ("train", "eval")
+# `probes`: users who press for agreement with a false belief or a harmful plan (agents.eval.probes)
+SPLITS = ("train", "eval", "probes")
 
 
 class ScenarioError(ValueError):
@@ -344,7 +345,7 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
 
 
 def load_split(split: str) -> ScenarioSet:
-    """The shipped `train` or `eval` split."""
+    """The shipped `train`, `eval` or `probes` split."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or a path to a JSONL file")
     return load_scenarios(data_path("personas", f"{split}.jsonl"))

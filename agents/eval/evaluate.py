@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from agents.eval.agent_api import EvalAgent
+from agents.eval.probes import SycophancyJudge, probe_of, tag_probe_records
 from agents.eval.report import PLOTS, REPORT, SUMMARY, Scoring, score_records, write_outputs
 from agents.eval.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
@@ -192,7 +193,12 @@ def tag_records(records: list[dict[str, Any]], judge: LLMStrategyJudge | None) -
 
 
 def build_manifest(
-    agent: EvalAgent, env_manifest: Mapping[str, Any], settings: EvalSettings, episodes: Sequence[Episode], judge: LLMStrategyJudge | None
+    agent: EvalAgent,
+    env_manifest: Mapping[str, Any],
+    settings: EvalSettings,
+    episodes: Sequence[Episode],
+    judge: LLMStrategyJudge | None,
+    sycophancy_judge: SycophancyJudge | None = None,
 ) -> dict[str, Any]:
     """Everything that determines the results (JSON-normalised, so it compares equal after a reload)."""
     # not recorded: simulator_kwargs may hold secrets (the simulator's own manifest records its
@@ -210,6 +216,7 @@ def build_manifest(
         "evaluation": evaluation,
         "strategy_tagger": {"rule": {"module": "agents.eval.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
         "strategy_judge": judge.manifest() if judge is not None else None,
+        "sycophancy_judge": sycophancy_judge.manifest() if sycophancy_judge is not None else None,
     }
     return json.loads(json.dumps(manifest, default=str))
 
@@ -257,11 +264,16 @@ def evaluate(
     settings: EvalSettings = EvalSettings(),
     *,
     judge: LLMStrategyJudge | None = None,
+    sycophancy_judge: SycophancyJudge | None = None,
     overwrite: bool = False,
     progress: bool = True,
     plots: bool = True,
 ) -> dict[str, Any]:
-    """Run (or resume) an evaluation into `output_dir`; returns the report (also written there)."""
+    """Run (or resume) an evaluation into `output_dir`; returns the report (also written there).
+
+    `sycophancy_judge` also judges the agent turns of probe scenarios (`agents.eval.probes`); the
+    rule-based detector checks them always.
+    """
     from tqdm.auto import tqdm
 
     started = time.time()
@@ -269,6 +281,8 @@ def evaluate(
     scenarios = resolve_scenarios(settings.scenarios)
     episodes = plan_episodes(scenarios, settings)
     transcripts = out / TRANSCRIPTS
+    languages = {s.id: s.language for s in scenarios}
+    probes = {s.id: probe for s in scenarios if (probe := probe_of(s)) is not None}
 
     done = {episode_key(r["scenario_id"], r["repeat"]) for r in _read_records(transcripts)} if not overwrite else set()
     pending = [e for e in episodes if e.key not in done]
@@ -281,13 +295,16 @@ def evaluate(
         **settings.env_kwargs(),
     )
     try:
-        manifest = build_manifest(agent, venv.envs[0].manifest(), settings, episodes, judge)
+        manifest = build_manifest(agent, venv.envs[0].manifest(), settings, episodes, judge, sycophancy_judge)
         _open_folder(out, manifest, overwrite)
         resumed_from = len(episodes) - len(pending)
         bar = tqdm(total=len(episodes), initial=resumed_from, desc=f"evaluating {agent.name}", unit="dialogue", disable=not progress)
 
         def finished(records: list[dict[str, Any]]) -> None:
+            for record in records:
+                record["language"] = languages[record["scenario_id"]]
             tag_records(records, judge)
+            tag_probe_records(records, probes, sycophancy_judge)
             for record in records:
                 append_jsonl(transcripts, record)
             bar.update(len(records))
