@@ -15,37 +15,79 @@ from dataclasses import dataclass, field
 
 from sage_gym.scenarios import CHARACTER_TYPES, HIDDEN_INTENTIONS, Scenario, ScenarioSet
 
-# (field, minimum, maximum) in characters, for scenarios of our own library
-LENGTH_BOUNDS = (
-    ("background.story", 250, 1400),
-    ("background.conflict", 20, 500),
-    ("background.tried", 20, 600),
-    ("background.talk_high", 10, 400),
-    ("background.talk_medium", 10, 400),
-    ("background.talk_low", 10, 400),
-    ("background.lifts", 20, 500),
-    ("background.sinks", 20, 500),
-    ("first_message", 15, 320),
-    ("persona.speaking_style", 10, 300),
-)
-DETAIL_BOUNDS = (20, 240)
+# (field, minimum, maximum) in characters, for scenarios of our own library. Chinese says in one
+# character about what English says in two or three, so zh text has its own, shorter bounds.
+LENGTH_BOUNDS = {
+    "en": (
+        ("background.story", 250, 1400),
+        ("background.conflict", 20, 500),
+        ("background.tried", 20, 600),
+        ("background.talk_high", 10, 400),
+        ("background.talk_medium", 10, 400),
+        ("background.talk_low", 10, 400),
+        ("background.lifts", 20, 500),
+        ("background.sinks", 20, 500),
+        ("first_message", 15, 320),
+        ("persona.speaking_style", 10, 300),
+    ),
+    "zh": (
+        ("background.story", 100, 600),
+        ("background.conflict", 10, 200),
+        ("background.tried", 10, 250),
+        ("background.talk_high", 5, 160),
+        ("background.talk_medium", 5, 160),
+        ("background.talk_low", 5, 160),
+        ("background.lifts", 10, 200),
+        ("background.sinks", 10, 200),
+        ("first_message", 6, 130),
+        ("persona.speaking_style", 5, 120),
+    ),
+}
+DETAIL_BOUNDS = {"en": (20, 240), "zh": (8, 100)}
 DETAILS_PER_SCENARIO = (4, 8)
-NEAR_DUPLICATE_JACCARD = 0.45  # on word 3-gram shingles of the story + first message
+NEAR_DUPLICATE_JACCARD = 0.45  # on 3-gram shingles of the story, conflict and first message
 
-# Phrases that state a hidden intention outright. The story and lifts/sinks may describe the
-# intention (the simulator reads them); the user's own words and persona may not.
+# Phrases that state a hidden intention outright, in English and in Chinese. The story and
+# lifts/sinks may describe the intention (the simulator reads them); the user's own words and
+# persona may not.
 LEAK_PATTERNS: dict[str, tuple[str, ...]] = {
-    "venting": (r"\bjust (need|want) to vent\b", r"\blet me vent\b", r"\bi need to vent\b", r"\bjust listen\b"),
-    "concrete_advice": (r"\b(i|i'd) (want|need|like) (some )?advice\b", r"\bgive me (some )?advice\b", r"\btell me what to do\b", r"\bwhat should i do\b"),
-    "specific_praise": (r"\btell me i did (well|good|right)\b", r"\b(i want|i need) (some )?praise\b", r"\bpraise me\b"),
-    "no_blame": (r"\bit'?s not my fault,? (right|is it)\b", r"\btell me it'?s not my fault\b", r"\bagree (that )?i'?m not to blame\b"),
-    "others_motives": (r"\bhelp me understand why (he|she|they)\b", r"\bexplain why (he|she|they)\b"),
-    "self_reflection": (r"\bi want to reflect\b", r"\bhelp me (reflect|grow)\b", r"\bguide me\b"),
-    "dialectical_analysis": (r"\banaly[sz]e this\b", r"\blook at both sides\b", r"\bboth sides of (this|it)\b"),
-    "deep_empathy": (r"\bi need empathy\b", r"\bempathi[sz]e with me\b", r"\bdon'?t just comfort me\b"),
+    "venting": (
+        r"\bjust (need|want) to vent\b", r"\blet me vent\b", r"\bi need to vent\b", r"\bjust listen\b",
+        r"(我|就|只)(是)?想(发泄|宣泄|吐槽|倾诉)", r"让我(发泄|宣泄|吐槽)", r"倒倒苦水", r"(你|您)(只要|就|光)听(着|我说)?就(行|好|够)",
+    ),
+    "concrete_advice": (
+        r"\b(i|i'd) (want|need|like) (some )?advice\b", r"\bgive me (some )?advice\b", r"\btell me what to do\b", r"\bwhat should i do\b",
+        r"给我(出)?(点|些|一些|个)?(建议|主意)", r"我(想|需要|要)(一些|点|些)?建议", r"告诉我(该|应该)怎么(办|做)", r"我(该|应该)怎么办",
+    ),
+    "specific_praise": (
+        r"\btell me i did (well|good|right)\b", r"\b(i want|i need) (some )?praise\b", r"\bpraise me\b",
+        r"夸(夸|一下)?我", r"表扬(一下)?我", r"(说|告诉我)我做得(很)?(好|对)", r"我(想|需要|要)(被)?(表扬|夸奖|肯定)",
+    ),
+    "no_blame": (
+        r"\bit'?s not my fault,? (right|is it)\b", r"\btell me it'?s not my fault\b", r"\bagree (that )?i'?m not to blame\b",
+        r"不是我的错(吧|对吧|对不对)", r"告诉我(这)?不(是|怪)我的?错", r"(认同|同意|承认)我没(有)?错", r"你也觉得我没错",
+    ),
+    "others_motives": (
+        r"\bhelp me understand why (he|she|they)\b", r"\bexplain why (he|she|they)\b",
+        r"帮我(理解|搞懂|弄明白|分析)(一下)?(他|她|他们|她们)为什么", r"解释(一下)?(他|她|他们|她们)为什么",
+    ),
+    "self_reflection": (
+        r"\bi want to reflect\b", r"\bhelp me (reflect|grow)\b", r"\bguide me\b",
+        r"我(想|要)(好好)?(反思|成长)", r"帮我(反思|成长)", r"引导(一下)?我",
+    ),
+    "dialectical_analysis": (
+        r"\banaly[sz]e this\b", r"\blook at both sides\b", r"\bboth sides of (this|it)\b",
+        r"分析(一下)?这(件)?事", r"辩证", r"(从)?两(个)?(方面|面|边)(来)?(分析|看)", r"一分为二",
+    ),
+    "deep_empathy": (
+        r"\bi need empathy\b", r"\bempathi[sz]e with me\b", r"\bdon'?t just comfort me\b",
+        r"共情", r"(别|不要)(只|光)(是)?安慰我", r"体会(一下)?我的感受",
+    ),
 }
 _LEAKS = {k: tuple(re.compile(p, re.IGNORECASE) for p in v) for k, v in LEAK_PATTERNS.items()}
-_WORD = re.compile(r"[a-z0-9']+")
+# Shingle units: a word of letters or digits, or a single CJK character (Chinese has no spaces,
+# and its characters are close to words, so n-grams of characters play the part of word n-grams).
+_UNIT = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9']+")
 
 
 @dataclass
@@ -68,17 +110,20 @@ def _get(scenario: Scenario, dotted: str) -> str:
 
 def check_completeness(scenario: Scenario, where: str) -> list[str]:
     """Fields our own library must fill (imported SAGE profiles carry only the story)."""
+    if scenario.language not in LENGTH_BOUNDS:
+        return [f"{where}: field 'language' is {scenario.language!r}; the library checks {sorted(LENGTH_BOUNDS)} (use --schema-only for others)"]
     problems = []
-    for name, low, high in LENGTH_BOUNDS:
+    for name, low, high in LENGTH_BOUNDS[scenario.language]:
         n = len(_get(scenario, name).strip())
         if not low <= n <= high:
             problems.append(f"{where}: field '{name}' has {n} characters (allowed {low}-{high})")
     details = scenario.background.details
     if not DETAILS_PER_SCENARIO[0] <= len(details) <= DETAILS_PER_SCENARIO[1]:
         problems.append(f"{where}: field 'background.details' has {len(details)} items (allowed {DETAILS_PER_SCENARIO[0]}-{DETAILS_PER_SCENARIO[1]})")
+    low, high = DETAIL_BOUNDS[scenario.language]
     for i, d in enumerate(details):
-        if not DETAIL_BOUNDS[0] <= len(d) <= DETAIL_BOUNDS[1]:
-            problems.append(f"{where}: field 'background.details[{i}]' has {len(d)} characters (allowed {DETAIL_BOUNDS[0]}-{DETAIL_BOUNDS[1]})")
+        if not low <= len(d.strip()) <= high:
+            problems.append(f"{where}: field 'background.details[{i}]' has {len(d.strip())} characters (allowed {low}-{high})")
     if len(scenario.character_traits) != 3:
         problems.append(f"{where}: field 'character_traits' has {len(scenario.character_traits)} traits (expected 3)")
     if not scenario.persona.hobbies or not scenario.persona.habits:
@@ -103,7 +148,8 @@ def check_leaks(scenario: Scenario, where: str) -> list[str]:
 
 
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
+    """n-grams of units (words, and single characters of Chinese text)."""
+    words = _UNIT.findall(text.lower())
     return frozenset(tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1)))
 
 

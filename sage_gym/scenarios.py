@@ -1,8 +1,9 @@
 """Scenarios: the simulated users of SageDialogue (persona, background, character, hidden intention).
 
 A scenario is an immutable record loaded and validated in one place. Files are JSONL, one
-scenario per line, in the nested format of `Scenario.to_dict()`; `personas/train.jsonl` and
-`personas/eval.jsonl` are the named splits that ship with the package. SAGE-format profiles
+scenario per line, in the nested format of `Scenario.to_dict()`; `personas/train.jsonl`,
+`personas/eval.jsonl` and the Chinese `train_zh.jsonl`, `eval_zh.jsonl` are the named splits
+(`train`, `eval`, `train-zh`, `eval-zh`) that ship with the package. SAGE-format profiles
 (`id, player, scene, main_cha, cha_group, task, first_talk`) are imported by `from_sage`.
 
     >>> from sage_gym.scenarios import load_split
@@ -70,8 +71,10 @@ CHARACTER_TYPES = ("negative", "passive", "avoidant")
 SAGE_CHARACTER_TYPES = FrozenDict({"负面型": "negative", "被动型": "passive", "回避型": "avoidant"})
 SAGE_THEME_MARKER = "\n####隐藏主题:\n***"
 SPEAKER_STYLES = ("active", "passive")
-# `probes`: users who press for agreement with a false belief or a harmful plan (agents.eval.probes)
-SPLITS = ("train", "eval", "probes")
+# The shipped splits: the English library and the Chinese one (SAGE and RLVER are Chinese), and
+# `probes`, users of both languages who press for agreement with a false belief or a harmful plan
+# (agents.eval.probes). A split name maps to personas/<name with "-" as "_">.jsonl.
+SPLITS = ("train", "eval", "train-zh", "eval-zh", "probes")
 
 
 class ScenarioError(ValueError):
@@ -345,10 +348,10 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
 
 
 def load_split(split: str) -> ScenarioSet:
-    """The shipped `train`, `eval` or `probes` split."""
+    """A shipped split: `train`, `eval` (English), `train-zh`, `eval-zh` (Chinese) or `probes` (both)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or a path to a JSONL file")
-    return load_scenarios(data_path("personas", f"{split}.jsonl"))
+    return load_scenarios(data_path("personas", f"{split.replace('-', '_')}.jsonl"))
 
 
 def resolve_scenarios(source: str | Path | ScenarioSet | Iterable[Scenario]) -> ScenarioSet:

@@ -16,6 +16,8 @@ def _simulator_system(profile):
         character_description="pessimistic",
         traits=["a", "b", "c"],
         rules=Rules(),
+        language="en",
+        language_name="English",
     )
 
 
@@ -62,3 +64,22 @@ def test_sha256_changes_with_templates(tmp_path):
     assert lib.sha256() != before
     with pytest.raises(PromptError, match="not found"):
         lib.render("missing.j2")
+
+
+@pytest.mark.parametrize("language, name, marker", [("en", "English", None), ("zh", "Chinese (简体中文)", "请始终用简体中文回复")])
+def test_simulator_prompts_say_to_speak_the_profile_language(language, name, marker):
+    from sage_gym.simulators.parsing import EmotionUpdate
+    from sage_gym.simulators.prompting import single_call_messages, user_reply_messages
+
+    scenario = make_scenario(language=language)
+    update = EmotionUpdate(meaning="m", goal="met", thoughts="t", feeling="f", change=5)
+    reply_call = user_reply_messages(default_prompts(), scenario, Rules(), 40, [], "hello", update, "medium", "", "json_object")
+    single_call = single_call_messages(default_prompts(), scenario, Rules(), 40, [], "hello", "json_object")
+    system = reply_call[0]["content"]
+    assert f"Always reply in {name}, the language of the profile" in system
+    assert (marker in system) if marker else "简体中文" not in system
+    assert f"Write your next chat message to the agent, in {name}:" in reply_call[-1]["content"]
+    assert f"Then write your next chat message, in {name}:" in single_call[-1]["content"]
+    for ending in ("success", "failure"):
+        closing = user_reply_messages(default_prompts(), scenario, Rules(), 40, [], "hello", update, "medium", ending, "tagged")
+        assert f"Write it in {name}." in closing[-1]["content"]

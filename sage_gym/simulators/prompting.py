@@ -41,6 +41,9 @@ CHARACTER_DESCRIPTIONS = {
     "passive": "you say little unless asked, open up slowly to gentle questions, and tire of long replies",
     "avoidant": "you keep people at a distance, dislike being pushed or questioned hard, and back off from intense feeling-talk until you trust someone",
 }
+# The language a profile is written in (`Scenario.language`), named for the prompts; the simulator
+# answers in it. A code not listed is named by its code.
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese (简体中文)"}
 BUCKET_DESCRIPTIONS = {
     "high": "you feel understood and are warming to the conversation",
     "medium": "you are unsure whether this conversation is helping",
@@ -155,8 +158,15 @@ def system_message(prompts: PromptLibrary, scenario: Scenario, rules: Rules) -> 
         character_description=CHARACTER_DESCRIPTIONS.get(scenario.character_type, scenario.character_type),
         traits=list(scenario.character_traits),
         rules=rules,
+        language=scenario.language,
+        language_name=language_name(scenario.language),
     )
     return {"role": "system", "content": content}
+
+
+def language_name(code: str) -> str:
+    """How the prompts name a profile's language: "Chinese (简体中文)" for "zh", the code itself if unknown."""
+    return LANGUAGE_NAMES.get(code, code)
 
 
 def emotion_update_messages(
@@ -189,6 +199,7 @@ def user_reply_messages(
         thoughts=update.thoughts,
         ending=ending,
         output_format=template_format(mode),
+        language_name=language_name(scenario.language),
     )
     return emotion_update_messages(prompts, scenario, rules, emotion, history, agent_reply, mode) + [
         {"role": "assistant", "content": render_emotion_answer(update, mode)},
@@ -206,6 +217,7 @@ def single_call_messages(
         agent_reply=agent_reply,
         rules=rules,
         output_format=template_format(mode),
+        language_name=language_name(scenario.language),
     )
     return [system_message(prompts, scenario, rules), {"role": "user", "content": content}]
 
