@@ -1,0 +1,109 @@
+"""The simulator call ledger on its own, with a fake transport: keys, modes, concurrency, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from sage_gym.simulators.ledger import Ledger, LedgerMiss, cost, request_key
+
+SECRET = "sk-test-SECRET-0123456789abcdef"
+
+
+def request(text="hello", seed=1, **extra):
+    return {"endpoint": "http://127.0.0.1:9/v1", "model": "m", "messages": [{"role": "user", "content": text}],
+            "temperature": 0.7, "seed": seed, "response_format": {"type": "json_object"}, **extra}
+
+
+class FakeTransport:
+    def __init__(self, delay=0.0):
+        self.sent, self.delay = [], delay
+
+    async def __call__(self, req):
+        self.sent.append(req)
+        await asyncio.sleep(self.delay)
+        return {"choices": [{"message": {"content": f"answer to {req['messages'][0]['content']} #{len(self.sent)}"}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3}}
+
+
+def run(ledger, req, transport):
+    return asyncio.run(ledger.call(req, lambda: transport(req)))
+
+
+def test_the_key_covers_the_request_and_not_the_credentials():
+    base = request_key(request())
+    assert request_key(request()) == base
+    for changed in (request("bye"), request(seed=2), request(temperature=0.1), request(model="other"), request(response_format=None),
+                    request(endpoint="http://127.0.0.1:10/v1")):
+        assert request_key(changed) != base
+    same = request(api_key=SECRET, headers={"Authorization": f"Bearer {SECRET}"}, timeout=3)
+    assert request_key(same) == base
+    assert request_key(request(endpoint="http://user:pw@127.0.0.1:9/v1")) == base
+    assert request_key(dict(reversed(list(request().items())))) == base  # key order does not matter
+
+
+def test_modes(tmp_path):
+    path, transport = tmp_path / "calls.sqlite", FakeTransport()
+    with pytest.raises(FileNotFoundError):
+        Ledger(path, "replay")
+    with pytest.raises(ValueError, match="unknown ledger mode"):
+        Ledger(path, "sometimes")
+
+    recorder = Ledger(path, "record-and-replay")
+    first = run(recorder, request(), transport)
+    assert run(recorder, request(), transport) == first and len(transport.sent) == 1  # the second is replayed
+    assert recorder.stats.as_dict() == {"sent": 1, "replayed": 1, "recorded": 1, "prompt_tokens": 20, "completion_tokens": 6,
+                                        "sent_prompt_tokens": 10, "sent_completion_tokens": 3}
+    recorder.close()
+
+    replayer = Ledger(path, "replay")
+    assert run(replayer, request(), transport) == first and len(transport.sent) == 1
+    with pytest.raises(LedgerMiss, match="no answer for this request to model 'm'"):
+        run(replayer, request("never asked"), transport)
+    assert len(replayer) == 1
+
+    rerecorder = Ledger(path, "record")
+    again = run(rerecorder, request(), transport)
+    assert again != first and len(transport.sent) == 2 and len(rerecorder) == 1  # sent again, stored in place
+    assert Ledger(path, "replay").lookup(request()) == again
+
+    off = Ledger(tmp_path / "unused.sqlite", "off")
+    run(off, request(), transport)
+    assert len(transport.sent) == 3 and not (tmp_path / "unused.sqlite").exists()
+
+
+def test_a_failed_send_is_not_recorded(tmp_path):
+    ledger = Ledger(tmp_path / "calls.sqlite")
+
+    async def failing():
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(ledger.call(request(), failing))
+    assert len(ledger) == 0 and ledger.lookup(request()) is None
+
+
+def test_concurrent_callers_share_one_send_and_the_file_holds_no_secret(tmp_path):
+    path, transport = tmp_path / "calls.sqlite", FakeTransport(delay=0.01)
+    ledger = Ledger(path)
+
+    async def many():
+        reqs = [request(f"q{i % 5}", api_key=SECRET) for i in range(40)]
+        return await asyncio.gather(*(ledger.call(r, lambda r=r: transport(r)) for r in reqs))
+
+    answers = asyncio.run(many())
+    assert len(transport.sent) == 5 and len(ledger) == 5  # identical requests in flight were sent once
+    assert len({a["choices"][0]["message"]["content"] for a in answers}) == 5
+    ledger.close()
+    assert SECRET.encode() not in path.read_bytes()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        stored = db.execute("SELECT request, prompt_tokens, completion_tokens, latency_s FROM calls").fetchall()
+    assert all(SECRET not in r[0] and "api_key" not in r[0] and r[1:3] == (10, 3) and r[3] >= 0.01 for r in stored)
+
+
+def test_cost():
+    assert cost(2000, 1000, 0.5) == 1.5
+    assert cost(2000, 1000, (0.5, 2.0)) == 3.0
