@@ -5,6 +5,8 @@
     python -m agents.evaluate --agent openai --base-url http://localhost:8000/v1 --model my-chat-model
     python -m agents.evaluate --agent sb3 --model runs/sb3/model.zip
     python -m agents.evaluate --agent empathic --trials 3            # each scenario 3 times: the noise floor and pass^k
+    python -m agents.evaluate --agent empathic --agent solution --simulator builtin --simulator 'openai:base_url=...,model=...'
+                                                                     # several agents under several simulators: gaps, Kendall's tau
     python -m agents.evaluate --compare evaluations/*/report.json    # a table of several reports, and which differences are beyond the noise
 
 What is played and what comes out: `agents.eval.evaluate`; the scores and files: `agents.eval.report`.
@@ -22,6 +24,7 @@ from typing import Any
 from agents.cli import run_main
 from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
+from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, evaluate_across, held_out_markdown, load_simulator_specs, parse_simulator_spec
 from agents.eval.probes import SycophancyJudge
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
 from agents.eval.strategies import LLMStrategyJudge
@@ -42,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a table of these reports (report.json files or their folders), and for each pair whether the difference is beyond the noise, and exit",
     )
     parser.add_argument("--force", action="store_true", help="--compare reports made under other simulators, rules or scenarios")
-    parser.add_argument("--agent", choices=AGENT_KINDS, help="the agent to evaluate")
+    parser.add_argument(
+        "--agent", action="append", choices=AGENT_KINDS,
+        help="the agent to evaluate; repeat it (with --simulator repeated or not) to rank several agents under each simulator",
+    )
     parser.add_argument("--output", help="output folder (default: evaluations/<agent>-<scenarios>)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming what is in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,8 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--confidence", type=float, default=0.95)
 
     group = parser.add_argument_group("simulator")
-    group.add_argument("--simulator", default="builtin", choices=("builtin", "openai"))
+    group.add_argument(
+        "--simulator", action="append", metavar="SPEC",
+        help="builtin (default), openai (with --simulator-kwargs), openai:KEY=VALUE,... or openai:{JSON}, optionally LABEL=SPEC; "
+        "repeat it to evaluate under several simulators and report the gaps to the first",
+    )
     group.add_argument("--simulator-kwargs", type=json.loads, default={}, help='JSON keyword arguments of the simulator, e.g. \'{"base_url": "...", "model": "..."}\'')
+    group.add_argument("--simulators", metavar="FILE", help="a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator")
 
     group = parser.add_argument_group("agent options (hf, openai, sb3)")
     group.add_argument("--model", help="hf: model folder, hub id, checkpoint or LoRA adapter folder; openai: model name; sb3: saved model .zip")
@@ -93,24 +104,24 @@ def given(**options: Any) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def agent_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of `make_agent` for the chosen kind, from the command line."""
-    if args.agent in ("hf", "openai", "sb3") and not args.model:
-        raise SystemExit(f"--agent {args.agent} needs --model")
-    if args.agent == "hf":
+def agent_options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The keyword arguments of `make_agent` for `kind`, from the command line."""
+    if kind in ("hf", "openai", "sb3") and not args.model:
+        raise SystemExit(f"--agent {kind} needs --model")
+    if kind == "hf":
         return given(
             model=args.model, base_model=args.base_model, template=args.template, max_reply_words=args.max_reply_words,
             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, device=args.device,
             dtype=args.dtype, chat_template=args.chat_template, seed=args.seed,
         )
-    if args.agent == "openai":
+    if kind == "openai":
         if not args.base_url:
             raise SystemExit("--agent openai needs --base-url")
         return given(
             base_url=args.base_url, model=args.model, template=args.template, max_reply_words=args.max_reply_words,
             temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens, api_key_env=args.api_key_env,
         )
-    if args.agent == "sb3":
+    if kind == "sb3":
         return {"model": args.model, "deterministic": not args.stochastic}
     return {}
 
@@ -122,8 +133,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         return None
     if not args.agent:
         raise SystemExit("choose an agent with --agent (or compare reports with --compare)")
+    if args.simulators and args.simulator:
+        raise SystemExit("give simulators with --simulator or with --simulators FILE, not both")
+    specs = load_simulator_specs(args.simulators) if args.simulators else [parse_simulator_spec(s, args.simulator_kwargs) for s in args.simulator or ["builtin"]]
     settings = EvalSettings(
-        scenarios=args.scenarios, simulator=args.simulator, simulator_kwargs=args.simulator_kwargs,
+        scenarios=args.scenarios, simulator=specs[0].kind, simulator_kwargs=dict(specs[0].kwargs),
         initial_emotion=args.initial_emotion, max_turns=args.max_turns, change_clip=tuple(args.change_clip),
         episodes_per_scenario=args.episodes_per_scenario, limit=args.limit, seed=args.seed, num_envs=args.num_envs,
         bootstrap_samples=args.bootstrap_samples, confidence=args.confidence,
@@ -134,9 +148,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             raise SystemExit("the LLM judge needs both --judge-base-url and --judge-model")
         judge = LLMStrategyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
         sycophancy_judge = SycophancyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
-    agent = make_agent(args.agent, **agent_options(args))
+    agents = [make_agent(kind, **agent_options(args, kind)) for kind in dict.fromkeys(args.agent)]
+    options = dict(judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots)
+    if len(agents) > 1 or len(specs) > 1:
+        output = args.output or str(Path("evaluations") / f"held-out-{_slug(Path(args.scenarios).stem)}")
+        summary = evaluate_across(agents, specs, output, settings, **options)
+        print(held_out_markdown(summary))
+        print(f"wrote {output}/{HELD_OUT_JSON}, {HELD_OUT_MD} and one evaluation folder per agent and simulator")
+        return summary
+    agent = agents[0]
     output = args.output or str(Path("evaluations") / f"{_slug(agent.name)}-{_slug(Path(args.scenarios).stem)}")
-    report = evaluate(agent, output, settings, judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots)
+    report = evaluate(agent, output, settings, **options)
     print(summary_markdown(report).split("## By hidden intention")[0].rstrip())
     print(f"\nwrote {output}/{REPORT}, {TRANSCRIPTS}, {SUMMARY} and plots")
     return report
