@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         "repeat it to evaluate under several simulators and report the gaps to the first",
     )
     group.add_argument("--simulator-kwargs", type=json.loads, default={}, help='JSON keyword arguments of the simulator, e.g. \'{"base_url": "...", "model": "..."}\'')
+    group.add_argument(
+        "--price-per-1k", type=float, nargs="+", metavar="USD",
+        help="dollars per 1000 simulator tokens (one price, or prompt and completion prices): the report's run.simulator gets the cost",
+    )
     group.add_argument("--simulators", metavar="FILE", help="a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator")
 
     group = parser.add_argument_group("agent options (hf, openai, sb3)")
@@ -149,7 +153,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         judge = LLMStrategyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
         sycophancy_judge = SycophancyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
     agents = [make_agent(kind, **agent_options(args, kind)) for kind in dict.fromkeys(args.agent)]
-    options = dict(judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots)
+    price = None
+    if args.price_per_1k:
+        if len(args.price_per_1k) > 2:
+            raise SystemExit("--price-per-1k takes one price, or a prompt and a completion price")
+        price = args.price_per_1k[0] if len(args.price_per_1k) == 1 else tuple(args.price_per_1k)
+    options = dict(
+        judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots, price_per_1k=price
+    )
     if len(agents) > 1 or len(specs) > 1:
         output = args.output or str(Path("evaluations") / f"held-out-{_slug(Path(args.scenarios).stem)}")
         summary = evaluate_across(agents, specs, output, settings, **options)

@@ -47,6 +47,7 @@ from agents.eval.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator
+from sage_gym.simulators.ledger import cost
 from sage_gym.transcripts import append_jsonl, read_jsonl
 from sage_gym.vector import SageVectorEnv, unbatch_infos
 
@@ -268,11 +269,13 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     plots: bool = True,
+    price_per_1k: float | tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an evaluation into `output_dir`; returns the report (also written there).
 
     `sycophancy_judge` also judges the agent turns of probe scenarios (`agents.eval.probes`); the
-    rule-based detector checks them always.
+    rule-based detector checks them always. `price_per_1k` (dollars per 1000 simulator tokens, one
+    price or (prompt, completion)) adds the cost of this run's simulator calls to `run.simulator`.
     """
     from tqdm.auto import tqdm
 
@@ -314,6 +317,7 @@ def evaluate(
                 run_dialogues(agent, venv, pending, finished)
         finally:
             bar.close()
+        usage = simulator_usage(venv.simulator, price_per_1k)
     finally:
         venv.close()
 
@@ -327,9 +331,34 @@ def evaluate(
         "dialogues_this_run": len(pending),
         "num_envs": venv.num_envs,
         "python": platform.python_version(),
+        "simulator": usage,
     }
     write_outputs(out, report, records, plots=plots)
     return report
+
+
+def simulator_usage(simulator: Any, price_per_1k: float | tuple[float, float] | None = None) -> dict[str, Any] | None:
+    """This run's simulator calls, retries and failures, token counts and ledger traffic where the
+    simulator keeps them, and their cost at `price_per_1k`; None for a simulator that calls nothing."""
+    stats = simulator.stats.as_dict() if hasattr(simulator, "stats") else None
+    if stats is None:
+        return None
+    usage = {k: stats[k] for k in ("calls", "retries", "failures", "fallbacks", "prompt_tokens", "completion_tokens") if k in stats}
+    ledger = getattr(simulator, "ledger", None)
+    if ledger is not None:
+        usage["ledger"] = {**ledger.manifest(), **ledger.stats.as_dict()}
+        # the tokens paid for are those of requests actually sent, not those replayed
+        usage.setdefault("prompt_tokens", ledger.stats.prompt_tokens)
+        usage.setdefault("completion_tokens", ledger.stats.completion_tokens)
+        paid = (ledger.stats.sent_prompt_tokens, ledger.stats.sent_completion_tokens)
+    else:
+        paid = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    if price_per_1k is not None:
+        if None in paid:
+            raise ValueError("--price-per-1k needs token counts, and this simulator does not report them")
+        usage["price_per_1k"] = price_per_1k
+        usage["cost"] = cost(paid[0], paid[1], price_per_1k)
+    return usage
 
 
 def _read_records(transcripts: Path) -> list[dict[str, Any]]:
