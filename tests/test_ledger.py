@@ -107,3 +107,17 @@ def test_concurrent_callers_share_one_send_and_the_file_holds_no_secret(tmp_path
 def test_cost():
     assert cost(2000, 1000, 0.5) == 1.5
     assert cost(2000, 1000, (0.5, 2.0)) == 3.0
+
+
+def test_answers_the_caller_rejects_are_not_recorded_and_raw_bodies_count_their_tokens(tmp_path):
+    ledger = Ledger(tmp_path / "calls.sqlite")
+    answers = iter([{"status": 503, "body": "busy"}, {"status": 200, "body": '{"usage": {"prompt_tokens": 7, "completion_tokens": 2}}'}])
+
+    async def send():
+        return next(answers)
+
+    ok = lambda answer: answer["status"] == 200  # noqa: E731
+    assert asyncio.run(ledger.call(request(), send, keep=ok))["status"] == 503 and len(ledger) == 0
+    assert asyncio.run(ledger.call(request(), send, keep=ok))["status"] == 200 and len(ledger) == 1
+    assert asyncio.run(ledger.call(request(), send, keep=ok))["status"] == 200  # replayed: the iterator is spent
+    assert ledger.stats.sent == 2 and ledger.stats.replayed == 1 and ledger.stats.prompt_tokens == 14

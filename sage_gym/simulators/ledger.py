@@ -84,8 +84,16 @@ def request_key(request: Mapping[str, Any]) -> str:
 
 
 def usage_of(answer: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(prompt tokens, completion tokens) of an OpenAI-format answer, None where it does not say."""
-    usage = answer.get("usage") or {}
+    """(prompt tokens, completion tokens) of an OpenAI-format answer, or of one held as raw text
+    under `body` (how an HTTP client stores it), None where it does not say."""
+    if isinstance(answer.get("body"), str):
+        try:
+            answer = json.loads(answer["body"])
+        except json.JSONDecodeError:
+            return None, None
+    usage = answer.get("usage") if isinstance(answer, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return None, None
     return usage.get("prompt_tokens"), usage.get("completion_tokens")
 
 
@@ -173,11 +181,17 @@ class Ledger:
 
     # ------------------------------------------------------------------ the hook
 
-    async def call(self, request: Mapping[str, Any], send: Callable[[], Awaitable[Mapping[str, Any]]]) -> dict[str, Any]:
+    async def call(
+        self,
+        request: Mapping[str, Any],
+        send: Callable[[], Awaitable[Mapping[str, Any]]],
+        keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
         """The answer to `request`: from the ledger or from `send()` (then recorded), by mode.
 
-        `send` is the real request; it raises on failure, and nothing is recorded then (a
-        caller's retries call `call` again).
+        `send` is the real request. When it raises, or returns an answer `keep` rejects (an HTTP
+        error status, say), nothing is recorded and the answer goes back to the caller as it is,
+        whose retries call `call` again.
         """
         if self.mode in ("replay", "record-and-replay"):
             stored = await asyncio.to_thread(self.lookup, request)
@@ -194,9 +208,11 @@ class Ledger:
             answer = dict(await send())
             self._count(answer, sent=True)
             return answer
-        return await self._send_once(request, send)
+        return await self._send_once(request, send, keep)
 
-    async def _send_once(self, request: Mapping[str, Any], send: Callable[[], Awaitable[Mapping[str, Any]]]) -> dict[str, Any]:
+    async def _send_once(
+        self, request: Mapping[str, Any], send: Callable[[], Awaitable[Mapping[str, Any]]], keep: Callable[[Mapping[str, Any]], bool] | None
+    ) -> dict[str, Any]:
         # identical requests in flight at once on this loop share one send
         key = (id(asyncio.get_running_loop()), request_key(request))
         pending = self._inflight.get(key)
@@ -210,9 +226,10 @@ class Ledger:
             started = time.perf_counter()
             answer = dict(await send())
             latency = time.perf_counter() - started
-            await asyncio.to_thread(self.store, request, answer, latency)
-            self.stats.recorded += 1
             self._count(answer, sent=True)
+            if keep is None or keep(answer):
+                await asyncio.to_thread(self.store, request, answer, latency)
+                self.stats.recorded += 1
             future.set_result(answer)
             return answer
         except BaseException as error:
