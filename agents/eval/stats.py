@@ -9,7 +9,7 @@ how much. All of them are pure and seeded, so the same inputs always give the sa
 | `hierarchical_bootstrap(values_by_scenario)` | the mean and its interval, resampling scenarios, then trials within each |
 | `pass_hat_k(passed_by_scenario, k)` | the share of scenarios where k trials drawn without replacement all pass (tau-bench's pass^k) |
 | `per_scenario_spread(values_by_scenario)` | how far one scenario's trials land apart (standard deviation and range) |
-| `paired_bootstrap(a, b)` | the difference of two agents' means over shared scenarios, its interval, and whether it is beyond the noise |
+| `paired_bootstrap(a, b)` | the difference of two runs' means over shared scenarios, its interval (scenarios, then each run's trials), and whether it is beyond the noise |
 | `kendall_tau(x, y)` | rank agreement of two score lists (tau-b, ties handled) |
 """
 
@@ -47,20 +47,14 @@ def hierarchical_bootstrap(
         return {"mean": None, "ci": None}
     mean = float(np.concatenate(groups).mean())
     rng = _rng(seed, name)
-    sizes = np.array([g.size for g in groups])
-    padded = np.zeros((len(groups), sizes.max()))
-    for g, values in enumerate(groups):
-        padded[g, : values.size] = values
+    padded, sizes = _padded(groups)
     draws = []
     for start in range(0, samples, 256):  # chunks keep the index arrays small
-        rows = min(256, samples - start)
-        picked = rng.integers(0, len(groups), size=(rows, len(groups)))  # scenarios, with replacement
-        n = sizes[picked]  # (rows, scenarios): each drawn scenario's trial count
-        # then each drawn scenario's trials, with replacement; slots past a scenario's count are masked out
-        trial = (rng.random((rows, len(groups), sizes.max())) * n[..., None]).astype(np.int64)
-        mask = np.arange(sizes.max()) < n[..., None]
-        values = padded[picked[..., None], trial] * mask
-        draws.append(values.sum(axis=(1, 2)) / n.sum(axis=1))
+        # scenarios with replacement, then each drawn scenario's trials with replacement; the mean
+        # over all drawn trials weighs each scenario by its trial count, as the plain mean does
+        picked = rng.integers(0, len(groups), size=(min(256, samples - start), len(groups)))
+        n = sizes[picked]
+        draws.append((_resampled_means(padded, sizes, picked, rng) * n).sum(axis=1) / n.sum(axis=1))
     draws = np.concatenate(draws)
     return {"mean": round(mean, 4), "ci": _interval(draws, confidence)}
 
@@ -92,23 +86,46 @@ def per_scenario_spread(values_by_scenario: ValuesByScenario) -> dict[str, float
     }
 
 
+def _resampled_means(padded: np.ndarray, sizes: np.ndarray, picked: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per drawn scenario (picked: rows x scenarios), the mean of its trials drawn with replacement."""
+    n = sizes[picked]
+    trial = (rng.random((*picked.shape, padded.shape[1])) * n[..., None]).astype(np.int64)
+    mask = np.arange(padded.shape[1]) < n[..., None]
+    return (padded[picked[..., None], trial] * mask).sum(axis=2) / n
+
+
+def _padded(groups: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    sizes = np.array([g.size for g in groups])
+    padded = np.zeros((len(groups), sizes.max()))
+    for g, values in enumerate(groups):
+        padded[g, : values.size] = values
+    return padded, sizes
+
+
 def paired_bootstrap(
     a: ValuesByScenario, b: ValuesByScenario, *, samples: int = 2000, confidence: float = 0.95, seed: int = 0, name: str = "paired"
 ) -> dict[str, object]:
     """Difference mean(a) - mean(b) over the scenarios present in both (each scenario's trials
-    averaged first), with a percentile interval from resampling those scenarios (the same draw for
-    both sides). `beyond_noise` is True when the interval excludes 0.
+    averaged first), with a percentile interval from a paired two-level bootstrap: the same
+    scenarios drawn for both sides, then each side's trials of each drawn scenario drawn anew, so
+    the interval holds the trial-to-trial noise of both runs as well as the choice of scenarios.
+    `beyond_noise` is True when the interval excludes 0.
     """
     shared = sorted(set(k for k, v in a.items() if len(v)) & set(k for k, v in b.items() if len(v)))
     if not shared:
         raise ValueError("the two results share no scenario, so they cannot be compared pairwise")
-    diffs = np.array([np.mean(a[k]) - np.mean(b[k]) for k in shared], dtype=np.float64)
+    groups_a = [np.asarray(a[k], dtype=np.float64) for k in shared]
+    groups_b = [np.asarray(b[k], dtype=np.float64) for k in shared]
+    difference = float(np.mean([ga.mean() - gb.mean() for ga, gb in zip(groups_a, groups_b)]))
+    (padded_a, sizes_a), (padded_b, sizes_b) = _padded(groups_a), _padded(groups_b)
     rng = _rng(seed, name)
-    draws = np.concatenate(
-        [diffs[rng.integers(0, diffs.size, size=(min(256, samples - i), diffs.size))].mean(axis=1) for i in range(0, samples, 256)]
-    )
-    ci = _interval(draws, confidence)
-    return {"difference": round(float(diffs.mean()), 4), "ci": ci, "scenarios": len(shared), "beyond_noise": bool(ci[0] > 0 or ci[1] < 0)}
+    draws = []
+    for start in range(0, samples, 256):
+        picked = rng.integers(0, len(shared), size=(min(256, samples - start), len(shared)))
+        diffs = _resampled_means(padded_a, sizes_a, picked, rng) - _resampled_means(padded_b, sizes_b, picked, rng)
+        draws.append(diffs.mean(axis=1))
+    ci = _interval(np.concatenate(draws), confidence)
+    return {"difference": round(difference, 4), "ci": ci, "scenarios": len(shared), "beyond_noise": bool(ci[0] > 0 or ci[1] < 0)}
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
