@@ -64,3 +64,15 @@ def test_flat_and_records():
     flat = flat_canaries(values)
     assert flat["canary/length_mean"] == 2.0 and flat["canary/style_untagged"] == 1.0
     assert all(isinstance(v, float) for v in flat.values())
+
+
+def test_every_report_carries_the_canaries(tmp_path):
+    from agents.eval.agent_api import ReferenceAgent
+    from agents.eval.evaluate import EvalSettings, evaluate
+
+    settings = EvalSettings(limit=4, max_turns=3)
+    stuffer = evaluate(ReferenceAgent("keyword_stuffer"), tmp_path / "k", settings, progress=False, plots=False)["canaries"]
+    empathic = evaluate(ReferenceAgent("empathic"), tmp_path / "e", settings, progress=False, plots=False)["canaries"]
+    assert stuffer["replies"] == 12 and "praise_opening_rate" in stuffer["summary"]
+    assert empathic["summary"] is None and empathic["language_mismatch_rate"] == 0.0
+    assert stuffer["summary"] in (tmp_path / "k" / "summary.md").read_text()
