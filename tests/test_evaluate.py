@@ -281,6 +281,7 @@ def test_openai_compatible_endpoint_as_the_agent(tmp_path, scenario_file, monkey
     assert report["results"]["n"] == 3 and len(requests) == 6
     first = requests[0]
     assert first["model"] == "agent-model" and first["temperature"] == 0.3 and first["max_tokens"] == 99
+    assert len({r["seed"] for r in requests}) == 6  # each dialogue and turn its own sampling seed
     assert first["messages"][0]["role"] == "system" and first["messages"][1]["role"] == "user"
     assert first["headers"]["authorization"] == "Bearer sk-agent-secret"
     second_turn = [r for r in requests if len(r["messages"]) == 4]
