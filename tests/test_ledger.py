@@ -121,3 +121,13 @@ def test_answers_the_caller_rejects_are_not_recorded_and_raw_bodies_count_their_
     assert asyncio.run(ledger.call(request(), send, keep=ok))["status"] == 200 and len(ledger) == 1
     assert asyncio.run(ledger.call(request(), send, keep=ok))["status"] == 200  # replayed: the iterator is spent
     assert ledger.stats.sent == 2 and ledger.stats.replayed == 1 and ledger.stats.prompt_tokens == 14
+
+
+def test_a_copy_opens_the_same_file(tmp_path):
+    import copy
+    import pickle
+
+    ledger = Ledger(tmp_path / "calls.sqlite")
+    first = run(ledger, request(), FakeTransport())
+    for clone in (copy.deepcopy(ledger), pickle.loads(pickle.dumps(ledger))):
+        assert clone.mode == "record-and-replay" and clone.lookup(request()) == first and clone.stats.sent == 0

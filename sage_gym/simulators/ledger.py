@@ -137,6 +137,13 @@ class Ledger:
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}, mode={self.mode!r})"
 
+    # a copy (pickle, deepcopy) opens its own connection to the same file, with fresh counters
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "mode": self.mode}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["mode"])  # type: ignore[misc]
+
     def manifest(self) -> dict[str, Any]:
         return {"path": str(self.path), "mode": self.mode}
 
