@@ -20,6 +20,12 @@ per character type; the outcome and grade counts; the mean emotion by turn; and 
 response strategies (`agents.eval.strategies`). A dialogue whose simulator failed for good (outcome
 `error`) is listed under `errors` and left out of every number, never scored as zero.
 
+How far to trust the numbers: `--trials K` plays every scenario K times (the trial is the
+`repeat` index, part of each dialogue's key and seed) and the report's `reliability` section
+gives the two-level interval, per-scenario spread and pass^k (`agents.eval.trust`); `canaries`
+(`agents.eval.canaries`) and, on probe scenarios, `sycophancy` (`agents.eval.probes`) flag what
+the score alone does not show; `run.simulator` counts this run's simulator calls and tokens.
+
 Interrupted evaluations resume: dialogues already in `transcripts.jsonl` are skipped, and the
 report is computed from the transcripts alone (in a fixed order), so a resumed evaluation gives
 the same `report.json` as an uninterrupted one, apart from its `run` section (times, counts).
@@ -354,10 +360,9 @@ def simulator_usage(simulator: Any, price_per_1k: float | tuple[float, float] | 
     else:
         paid = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
     if price_per_1k is not None:
-        if None in paid:
-            raise ValueError("--price-per-1k needs token counts, and this simulator does not report them")
         usage["price_per_1k"] = price_per_1k
-        usage["cost"] = cost(paid[0], paid[1], price_per_1k)
+        # unknown rather than a made-up zero when the simulator does not count tokens
+        usage["cost"] = None if None in paid else cost(paid[0], paid[1], price_per_1k)
     return usage
 
 
