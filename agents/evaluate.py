@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
 from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, evaluate_across, held_out_markdown, load_simulator_specs, parse_simulator_spec
 from agents.eval.probes import SycophancyJudge
+from sage_gym.simulators.ledger import MODES as LEDGER_MODES
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
 from agents.eval.strategies import LLMStrategyJudge
 
@@ -79,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--price-per-1k", type=float, nargs="+", metavar="USD",
         help="dollars per 1000 simulator tokens (one price, or prompt and completion prices): the report's run.simulator gets the cost",
+    )
+    group.add_argument(
+        "--ledger", metavar="PATH",
+        help="keep every LLM simulator request and answer in this SQLite file, to replay them (sage_gym.simulators.ledger)",
+    )
+    group.add_argument(
+        "--ledger-mode", choices=LEDGER_MODES,
+        help="record-and-replay (default): answer recorded requests from the file and record new ones; replay: the file only "
+        "(a new request is an error); record: send everything again; off",
     )
     group.add_argument("--simulators", metavar="FILE", help="a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator")
 
@@ -140,6 +151,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     if args.simulators and args.simulator:
         raise SystemExit("give simulators with --simulator or with --simulators FILE, not both")
     specs = load_simulator_specs(args.simulators) if args.simulators else [parse_simulator_spec(s, args.simulator_kwargs) for s in args.simulator or ["builtin"]]
+    if args.ledger_mode and not args.ledger:
+        raise SystemExit("--ledger-mode needs --ledger PATH")
+    if args.ledger:
+        if any(spec.kind == "builtin" for spec in specs):
+            raise SystemExit("--ledger records LLM simulator calls, and the builtin simulator makes none; use it with --simulator openai:...")
+        ledger = {"ledger": args.ledger, "ledger_mode": args.ledger_mode or "record-and-replay"}
+        specs = [replace(spec, kwargs={**spec.kwargs, **ledger}) for spec in specs]
     settings = EvalSettings(
         scenarios=args.scenarios, simulator=specs[0].kind, simulator_kwargs=dict(specs[0].kwargs),
         initial_emotion=args.initial_emotion, max_turns=args.max_turns, change_clip=tuple(args.change_clip),
