@@ -1,0 +1,191 @@
+"""Attacks on the built-in simulated user: each family must score below the whole replies it is made of.
+
+Every attack is built from the reference agents' own good replies (`agents.baselines`) on the
+shipped eval split, and scored with the simulator's pure functions (`assess`, `react_sync`), so
+the whole suite runs in seconds. Families (docs/builtin_simulator.md, section 4):
+
+| family | built from | must |
+|---|---|---|
+| splice | two whole replies cut at random word positions and joined, fragment after fragment | score below the mean of its sources |
+| duplicate | a whole reply with a span of 3-8 words said twice | score below the whole reply |
+| stack | 4-6 whole strategy sentences, each of a different strategy, in one reply | score below the mean of its sentences said alone |
+| truncate | a whole reply cut off mid-sentence | score below the whole reply |
+| salad agent | fragments of several strategy replies spliced every few words, one span repeated, every turn | end at least 15 points below the empathic agent (the bar) |
+| old attacks | keyword stuffing, echo + cue stacking, flattery, injection text, empty and 2,000-word replies | score below the empathic reply and lose emotion |
+
+Hypothesis draws the cut positions (as fractions of a reply's length), span lengths and strategy
+sets; one drawn example is applied to every scenario of the split and judged on the mean.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.baselines import KeywordStuffer, make_reference_agent, render_strategy
+from sage_gym.scenarios import Scenario, load_split
+from sage_gym.simulators.base import Rules, UserState
+from sage_gym.simulators.builtin import assess, react_sync
+
+SCENARIOS = load_split("eval")
+GOOD = ("reflect", "validate", "praise", "advice", "motives", "dialectic", "reflection", "no_blame")
+EMPATHIC_STRATEGIES = ("reflect", "validate", "praise", "question")  # what the empathic agent uses
+ATTACK_SETTINGS = settings(max_examples=8, deadline=None)
+
+# ----------------------------------------------------------------------------------------------
+# contexts and scoring: each scenario at turn 0 and at turn 3 of a dialogue with the empathic agent
+
+
+def _contexts() -> list[tuple[Scenario, int, list[dict[str, str]]]]:
+    contexts = []
+    for i, scenario in enumerate(SCENARIOS):
+        history = [{"role": "user", "content": scenario.first_message}]
+        contexts.append((scenario, i, list(history)))
+        agent, state = make_reference_agent("empathic", seed=i), UserState(emotion=40, rules=Rules(), seed=i)
+        for _ in range(3):
+            reply = agent(history)
+            reaction = react_sync(scenario, state, history, reply)
+            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": reaction.reply}]
+            state = reaction.state
+        contexts.append((scenario, i, list(history)))
+    return contexts
+
+
+CONTEXTS = _contexts()
+
+
+def score(context, reply: str) -> float:
+    scenario, seed, history = context
+    turn = sum(m["role"] == "assistant" for m in history)
+    return assess(scenario, Rules(), 40, turn, seed, history, reply).score
+
+
+def empathic_reply(context) -> str:
+    scenario, seed, history = context
+    agent = make_reference_agent("empathic", seed=seed)
+    for _ in range(sum(m["role"] == "assistant" for m in history)):  # the agent's template cycle at this turn
+        agent(history)
+    return agent(history)
+
+
+def strategy_reply(context, strategies: Sequence[str], salt: int = 0) -> str:
+    """Whole sentences of the given strategies, as the reference templates write them."""
+    scenario, seed, history = context
+    rng = np.random.default_rng([seed, salt])
+    return " ".join(render_strategy(s, history, rng) for s in strategies)
+
+
+def mean_score(make_reply: Callable[[tuple], str]) -> float:
+    return float(np.mean([score(c, make_reply(c)) for c in CONTEXTS]))
+
+
+# ----------------------------------------------------------------------------------------------
+# the generators: pure functions of whole replies and drawn fractions
+
+
+def splice(sources: Sequence[str], cuts: Sequence[float]) -> str:
+    """Fragments of `sources` in turn: the k-th fragment runs from cut k to cut k+1 (fractions of
+    its source's length), so every junction falls at a random word of two different replies."""
+    words = [s.split() for s in sources]
+    bounds = [0.0, *sorted(cuts), 1.0]
+    out = []
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        src = words[k % len(words)]
+        out += src[int(lo * len(src)) : int(hi * len(src))]
+    return " ".join(out)
+
+
+def duplicate_span(reply: str, start: float, length: int, where: float | None) -> str:
+    """`reply` with `length` words from `start` said twice: right after themselves (`where` None)
+    or again at fraction `where` of the reply."""
+    words = reply.split()
+    i = min(int(start * len(words)), max(0, len(words) - length))
+    span = words[i : i + length]
+    at = i + len(span) if where is None else int(where * len(words))
+    return " ".join(words[:at] + span + words[at:])
+
+
+def truncate(reply: str, at: float) -> str:
+    """`reply` cut off after fraction `at` of its words, never right after a sentence's end."""
+    words = reply.split()
+    n = max(1, min(len(words) - 1, int(at * len(words))))
+    while n > 1 and words[n - 1][-1] in ".!?":
+        n -= 1
+    return " ".join(words[:n])
+
+
+class SaladAgent:
+    """The reward hack the issue found, built by hand from the reference agents' replies: each of
+    three sentences joins fragments of several strategy sentences (cut at random words, a few
+    words each), and one span is said twice, every turn."""
+
+    name = "salad"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def __call__(self, history: Sequence[Mapping[str, str]]) -> str:
+        rng = self._rng
+        sentences = []
+        for pair in (("reflect", "validate"), ("praise", "question"), tuple(rng.choice(EMPATHIC_STRATEGIES, size=2, replace=False))):
+            head, tail = (re.sub(r"[.!?]$", "", render_strategy(str(s), history, rng)).split() for s in pair)
+            cut_head = int(rng.integers(4, max(5, len(head) - 1)))  # a few words: the cue survives
+            cut_tail = int(rng.integers(1, max(2, len(tail) - 3)))
+            sentences.append(head[:cut_head] + [w.lower() if w != "I" else w for w in tail[cut_tail:]])
+        first = sentences[0]
+        at = int(rng.integers(1, max(2, len(first) - 4)))
+        sentences[0] = first[: at + 4] + first[at : at + 4] + first[at + 4 :]  # one span said twice
+        return " ".join(" ".join(words) + "." for words in sentences)
+
+
+# ----------------------------------------------------------------------------------------------
+# the families, each judged over the eval split
+
+FRACTION = st.floats(0.05, 0.95)
+
+
+def second_reply(context) -> str:
+    """Another whole reply for the same turn: two sentences of two good strategies."""
+    scenario, seed, _ = context
+    rng = np.random.default_rng(seed)
+    return strategy_reply(context, tuple(rng.choice(GOOD, size=2, replace=False)), salt=1)
+
+
+@ATTACK_SETTINGS
+@given(cuts=st.lists(FRACTION, min_size=1, max_size=6, unique=True))
+def test_splices_score_below_their_sources(cuts):
+    whole = np.mean([(score(c, empathic_reply(c)) + score(c, second_reply(c))) / 2 for c in CONTEXTS])
+    spliced = mean_score(lambda c: splice([empathic_reply(c), second_reply(c)], cuts))
+    assert spliced < whole, (cuts, spliced, whole)
+
+
+@ATTACK_SETTINGS
+@given(start=FRACTION, length=st.integers(3, 8), where=st.none() | FRACTION)
+def test_duplicated_spans_score_below_the_whole_reply(start, length, where):
+    whole = mean_score(empathic_reply)
+    duplicated = mean_score(lambda c: duplicate_span(empathic_reply(c), start, length, where))
+    assert duplicated < whole, (start, length, where, duplicated, whole)
+
+
+@ATTACK_SETTINGS
+@given(strategies=st.lists(st.sampled_from(GOOD), min_size=4, max_size=6, unique=True))
+def test_stacked_strategy_sentences_score_below_the_sentences_alone(strategies):
+    alone = np.mean([np.mean([score(c, strategy_reply(c, [s], salt=i)) for i, s in enumerate(strategies)]) for c in CONTEXTS])
+    stacked = mean_score(lambda c: " ".join(strategy_reply(c, [s], salt=i) for i, s in enumerate(strategies)))
+    assert stacked < alone, (strategies, stacked, alone)
+
+
+@ATTACK_SETTINGS
+@given(at=FRACTION)
+def test_truncated_replies_score_below_the_whole_reply(at):
+    whole = mean_score(empathic_reply)
+    truncated = mean_score(lambda c: truncate(empathic_reply(c), at))
+    assert truncated < whole, (at, truncated, whole)
