@@ -158,10 +158,7 @@ class _Parsed:
 
     clauses: tuple[tuple[tuple[str, ...], ...], ...]  # per sentence, per clause: its tokens as written
     words: tuple[tuple[str, ...], ...]  # per sentence: its tokens folded
-
-    @property
-    def all_words(self) -> tuple[str, ...]:
-        return tuple(w for sentence in self.words for w in sentence)
+    all_words: tuple[str, ...]  # all of them in a row
 
 
 @lru_cache(maxsize=8192)
@@ -169,31 +166,38 @@ def _parse(text: str, language: str) -> _Parsed:
     lang = language_for(language)
     clauses = tuple(tuple(tuple(lang.tokens(c)) for c in lang.clauses(s)) for s in lang.sentences(text))
     words = tuple(tuple(lang.fold(t) for clause in sentence for t in clause) for sentence in clauses)
-    return _Parsed(clauses, words)
+    return _Parsed(clauses, words, tuple(w for sentence in words for w in sentence))
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """A language's rules spelled out word by word, for O(1) look-ups."""
+
+    classes: Mapping[str, frozenset[str]]  # word -> its classes and itself
+    broken: frozenset[tuple[str, str]]  # word pairs that never stand side by side
+    doubled: frozenset[str]  # words never said twice in a row
 
 
 @lru_cache(maxsize=8)
-def _word_classes(language: str) -> dict[str, frozenset[str]]:
-    """word -> the classes it belongs to, plus the word itself (so rules may name single words)."""
+def _tables(language: str) -> _Tables:
     lang = language_for(language)
-    table: dict[str, set[str]] = {}
+    classes: dict[str, set[str]] = {}
     for name, words in lang.word_classes.items():
         for word in words:
-            table.setdefault(word, {word}).add(name)
-    return {word: frozenset(names) for word, names in table.items()}
+            classes.setdefault(word, {word}).add(name)
+    members = lambda name: lang.word_classes.get(name, frozenset((name,)))  # noqa: E731  (a class, or one word)
+    broken = {(a, b) for x, y in lang.broken_pairs for a in members(x) for b in members(y)} - lang.fine_pairs
+    doubled = {w for w, names in classes.items() if not names.isdisjoint(lang.doubled)} - {a for a, b in lang.fine_pairs if a == b}
+    return _Tables({w: frozenset(n) for w, n in classes.items()}, frozenset(broken), frozenset(doubled))
 
 
 def _classes_of(word: str, language: str) -> frozenset[str]:
-    return _word_classes(language).get(word) or frozenset((word,))
+    return _tables(language).classes.get(word) or frozenset((word,))
 
 
 def _broken_pair(a: str, b: str, lang: Language) -> bool:
-    if (a, b) in lang.fine_pairs:
-        return False
-    first, second = _classes_of(a, lang.code), _classes_of(b, lang.code)
-    if a == b and not first.isdisjoint(lang.doubled):
-        return True
-    return any((x, y) in lang.broken_pairs for x in first for y in second)
+    tables = _tables(lang.code)
+    return (a, b) in tables.broken or (a == b and a in tables.doubled)
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
