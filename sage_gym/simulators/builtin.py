@@ -20,7 +20,10 @@ How a reply is scored (the full rule table is in docs/builtin_simulator.md):
    intense feeling-talk early on.
 4. **Anti-gaming.** Repeating an earlier reply, stuffing many strategy cues into few words,
    not engaging with anything the user said, and very short or very long replies all cost
-   emotion and mute the reply's positive strategies.
+   emotion and mute the reply's positive strategies. So does text that is not a whole message
+   (`sage_gym.simulators.coherence`): sentences broken off and joined, a phrase said twice,
+   lines reused from earlier turns, more than three strategies stacked in one reply, and a
+   reply that trails off mid-sentence.
 5. **Change.** The score plus a small seeded noise maps to -10, -5, 0, +5 or +10 (then clipped to
    the rules' range); the new emotion is capped to [0, 100].
 

@@ -7,15 +7,16 @@ deterministic checks can see:
 
 | flag | what it means | how it is seen |
 |---|---|---|
+| `spliced` | sentences broken off and joined | a word pair no sentence contains ("the is", "your I", "could to", "they has", "the the"); a sentence opener capitalised mid-sentence ("... with the Maybe they ..."); a sentence, not the last, that ends on a determiner or conjunction |
 | `repetitive` | a phrase said twice in one reply | a word 4-gram occurs twice in the reply, or a word 3-gram twice in one sentence |
-| `spliced` | sentences broken off and joined | a word pair no sentence contains ("the is", "your I", "could was", "they is", "the the"); a function word capitalised mid-sentence ("... with the Maybe they ..."); a sentence, not the last, that ends on a word no sentence ends on ("the", "and", "your") |
-| `truncated` | the reply trails off mid-sentence | it ends without end punctuation while the reply has more than one sentence, or ends on a word no sentence ends on, or on a comma, colon or dash |
-| `reused` | formulaic text reused across turns | at least half of the reply's word 4-grams, or of its sentences, appeared in the agent's earlier replies |
-| `stacked` | more strategies than a person would notice | given the reply's strategies: more than `MAX_STRATEGIES` distinct ones (questions and feeling words not counted) |
+| `truncated` | the reply trails off mid-sentence | it ends on a letter although it has more than one sentence, or on a word no sentence ends on, or on a comma, colon or dash |
+| `reused` | formulaic text reused across turns | at least `REUSED_SHARE` of the reply's word 4-grams, or of its sentences, appeared in the agent's earlier replies |
+| `stacked` | more strategies than a person takes in | given the reply's strategies: more than `MAX_STRATEGIES` distinct ones (questions and feeling words not counted) |
 
-`reply_quality(text, earlier_replies, strategies=(), language="en")` returns all of them as a
-`ReplyQuality`; `has_repeated_ngram(text, n)` and `is_spliced(text)` are the two checks a learner
-logs per step (`repetition_rate`, `salad_rate`). Everything is a pure function of its arguments.
+`reply_quality(text, earlier_replies, strategies, language)` returns all of them as a
+`ReplyQuality`. A learner's per-step metrics count with the same functions: `is_salad(text)`
+(spliced, repetitive or truncated) for a `salad_rate`, `has_repeated_ngram(text, 4)` for a
+`repetition_rate`. Everything is a pure function of its arguments (the caches only save time).
 
 The language-specific parts (tokenizer, sentence splitter, word classes and the pairs of classes
 that cannot stand side by side) live in a `Language` record; `LANGUAGES` maps a scenario's language
@@ -252,7 +253,7 @@ def is_truncated(text: str, language: str = "en") -> bool:
         return False
     if stripped[-1] in lang.dangling_punctuation:
         return True
-    if stripped[-1] in lang.end_punctuation:
+    if stripped[-1] in lang.end_punctuation or not stripped[-1].isalnum():  # finished, or closed by a symbol or emoji
         return False
     parsed = _parse(text, language)
     words = parsed.all_words
@@ -313,6 +314,12 @@ def _text_flags(text: str, language: str) -> tuple[frozenset[str], tuple[str, ..
     if is_truncated(text, language):
         flags.add("truncated")
     return frozenset(flags), splices
+
+
+def is_salad(text: str, language: str = "en") -> bool:
+    """True when `text` is spliced, repetitive or truncated: what a person would not have written."""
+    language_for(language)
+    return not _text_flags(text, language)[0].isdisjoint(SALAD_FLAGS)
 
 
 def reply_quality(text: str, earlier_replies: Sequence[str] = (), strategies: Collection[str] = (), language: str = "en") -> ReplyQuality:
