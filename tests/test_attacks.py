@@ -2,7 +2,7 @@
 
 Every attack is built from the reference agents' own good replies (`agents.baselines`) on the
 shipped eval split, and scored with the simulator's pure functions (`assess`, `react_sync`), so
-the whole suite runs in seconds. Families (docs/builtin_simulator.md, section 4):
+the whole suite runs in seconds. Families (docs/builtin_simulator.md, sections 4 and 5):
 
 | family | built from | must |
 |---|---|---|
