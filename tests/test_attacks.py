@@ -37,7 +37,7 @@ from sage_gym.simulators.builtin import assess, react_sync
 SCENARIOS = load_split("eval")
 GOOD = ("reflect", "validate", "praise", "advice", "motives", "dialectic", "reflection", "no_blame")
 EMPATHIC_STRATEGIES = ("reflect", "validate", "praise", "question")  # what the empathic agent uses
-ATTACK_SETTINGS = settings(max_examples=8, deadline=None)
+ATTACK_SETTINGS = settings(max_examples=6, deadline=None)  # each example plays all 192 contexts
 
 # ----------------------------------------------------------------------------------------------
 # contexts and scoring: each scenario at turn 0 and at turn 3 of a dialogue with the empathic agent

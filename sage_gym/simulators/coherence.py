@@ -132,7 +132,7 @@ ENGLISH = Language(
     dangling_punctuation=",:;-–—",
 )
 
-LANGUAGES: dict[str, Language] = {"en": ENGLISH}
+LANGUAGES: dict[str, Language] = {"en": ENGLISH}  # keyed by Language.code; a new language is one more entry
 
 
 def language_for(code: str) -> Language:
