@@ -6,7 +6,7 @@ the whole suite runs in seconds. Families (docs/builtin_simulator.md, sections 4
 
 | family | built from | must |
 |---|---|---|
-| splice | two whole replies cut at random word positions and joined, fragment after fragment | score below the mean of its sources |
+| splice | two whole replies cut at random word positions and joined, fragment after fragment | score below its sources, weighted by how much of each it uses |
 | duplicate | a whole reply with a span of 3-8 words said twice | score below the whole reply |
 | stack | 4-6 whole strategy sentences, each of a different strategy, in one reply | score below the mean of its sentences said alone |
 | truncate | a whole reply cut off mid-sentence | score below the whole reply |
@@ -123,6 +123,15 @@ def splice(sources: Sequence[str], cuts: Sequence[float]) -> str:
     return " ".join(out)
 
 
+def splice_shares(n_sources: int, cuts: Sequence[float]) -> list[float]:
+    """The share of a `splice` that each source gives (as fractions of the sources' lengths)."""
+    bounds = [0.0, *sorted(cuts), 1.0]
+    shares = [0.0] * n_sources
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        shares[k % n_sources] += hi - lo
+    return shares
+
+
 def duplicate_span(reply: str, start: float, length: int, where: float | None) -> str:
     """`reply` with `length` words from `start` said twice: right after themselves (`where` None)
     or again at fraction `where` of the reply."""
@@ -184,7 +193,8 @@ def second_reply(context) -> str:
 @ATTACK_SETTINGS
 @given(cuts=st.lists(FRACTION, min_size=1, max_size=6, unique=True))
 def test_splices_score_below_their_sources(cuts):
-    whole = np.mean([(score(c, empathic_reply(c)) + score(c, second_reply(c))) / 2 for c in CONTEXTS])
+    share = splice_shares(2, cuts)  # how much of the splice comes from each source
+    whole = np.mean([share[0] * score(c, empathic_reply(c)) + share[1] * score(c, second_reply(c)) for c in CONTEXTS])
     spliced = mean_score(lambda c: splice([empathic_reply(c), second_reply(c)], cuts))
     assert spliced < whole, (cuts, spliced, whole)
 

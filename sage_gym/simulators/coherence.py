@@ -50,6 +50,7 @@ class Language:
     no_final: frozenset[str]  # classes whose words never end a sentence
     continuation: frozenset[str]  # classes whose words, left hanging at the end of a reply, show it was cut off
     restarts: frozenset[str]  # sentence openers that, capitalised mid-sentence, show a new sentence was spliced in
+    always_capitalised: frozenset[str]  # words written with a capital anywhere ("I"): no sign the writer capitalises
     end_punctuation: str  # characters that finish a sentence
     dangling_punctuation: str  # characters that, ending a reply, leave it hanging
 
@@ -71,8 +72,20 @@ def _en_tokens(text: str) -> list[str]:
     return _EN_WORD.findall(text.replace("’", "'"))
 
 
+_EN_ABBREVIATIONS = frozenset("e.g. i.e. etc. vs. mr. mrs. ms. dr. st. approx. no. p.s.".split())
+
+
 def _en_sentences(text: str) -> list[str]:
-    return [s for s in (part.strip() for part in _EN_SENTENCE_END.split(text.strip())) if s]
+    sentences: list[str] = []
+    for part in _EN_SENTENCE_END.split(text.strip()):
+        part = part.strip()
+        if not part:
+            continue
+        if sentences and sentences[-1].rsplit(None, 1)[-1].lower() in _EN_ABBREVIATIONS:
+            sentences[-1] += " " + part  # "e.g. the lease" is one sentence
+        else:
+            sentences.append(part)
+    return sentences
 
 
 def _classes(**classes: str) -> dict[str, frozenset[str]]:
@@ -91,6 +104,11 @@ _EN_CLASSES = _classes(  # class names are upper case, so a rule can also name a
     MODAL="would could should",
     CONJ="and or but because nor",
     PREP="of with from into about for at by",
+    # a pronoun or auxiliary fused with a verb: a clause of its own, never after a determiner,
+    # a preposition or "to", and never next to another one ("I'd had" is fine: not followed by BE)
+    CONTR="i'm you're it's that's he's she's we're they're i've you've we've they've i'd you'd he'd she'd we'd they'd "
+    "i'll you'll it'll he'll she'll we'll they'll don't doesn't didn't can't won't wouldn't couldn't shouldn't isn't "
+    "aren't wasn't weren't hasn't haven't hadn't",
     # words that open a clause of their own, never right after a determiner
     OPENER="what how when where why who which whom whose if this these those not",
     # subjects for the agreement pairs below
@@ -98,7 +116,8 @@ _EN_CLASSES = _classes(  # class names are upper case, so a rule can also name a
     PLURAL="we they",
 )
 _EN_PAIRS = frozenset(
-    [("DET", c) for c in ("DET", "SUBJ", "BE", "AUX", "CONJ", "PREP", "to", "OPENER")]  # "the is", "your I", "the how"
+    [("DET", c) for c in ("DET", "SUBJ", "BE", "AUX", "CONJ", "PREP", "to", "OPENER", "CONTR")]  # "the is", "your I", "the how"
+    + [("PREP", "CONTR"), ("to", "CONTR"), ("CONTR", "CONTR"), ("CONTR", "BE")]  # "of don't", "to it's", "you're it's", "it's is"
     + [("SUBJ_ONLY", "DET")]  # "I the"
     + [("BE", "BE"), ("AUX", "BE"), ("AUX", "AUX")]  # "is are", "has is", "would could"
     + [("MODAL", "to")]  # "could to"
@@ -110,7 +129,10 @@ _EN_PAIRS = frozenset(
     + [("HE", w) for w in ("am", "are")]
     + [("PLURAL", w) for w in ("is", "am", "has")]
 )
-_EN_FINE_PAIRS = frozenset({("had", "had"), ("is", "is"), ("and", "or"), ("or", "and")})  # "had had", "what it is is", "and/or"
+_EN_FINE_PAIRS = frozenset(
+    {("had", "had"), ("is", "is"), ("and", "or"), ("or", "and")}  # "had had", "what it is is", "and/or"
+    | {(p, "it's") for p in _EN_CLASSES["PREP"] | {"to"}}  # "because of it's size": a common slip, not a splice
+)
 
 ENGLISH = Language(
     code="en",
@@ -128,6 +150,7 @@ ENGLISH = Language(
         "it it's you you're your what how maybe not one so and but that this anyone honestly of hearing looking on two "
         "from consider feeling everything don't who when where why there here".split()
     ),
+    always_capitalised=frozenset("i i'm i've i'd i'll".split()),
     end_punctuation=".!?…",
     dangling_punctuation=",:;-–—",
 )
@@ -160,14 +183,24 @@ class _Parsed:
     clauses: tuple[tuple[tuple[str, ...], ...], ...]  # per sentence, per clause: its tokens as written
     words: tuple[tuple[str, ...], ...]  # per sentence: its tokens folded
     all_words: tuple[str, ...]  # all of them in a row
+    lower_starts: tuple[bool, ...]  # per sentence: it starts with a lower-case letter, not after an ellipsis
+    capital_starts: bool  # some sentence starts with a capital letter (other than the word "I")
+
+
+_OPENING_MARKS = "\"'“‘(*_ "
 
 
 @lru_cache(maxsize=8192)
 def _parse(text: str, language: str) -> _Parsed:
     lang = language_for(language)
-    clauses = tuple(tuple(tuple(lang.tokens(c)) for c in lang.clauses(s)) for s in lang.sentences(text))
+    sentences = lang.sentences(text)
+    clauses = tuple(tuple(tuple(lang.tokens(c)) for c in lang.clauses(s)) for s in sentences)
     words = tuple(tuple(lang.fold(t) for clause in sentence for t in clause) for sentence in clauses)
-    return _Parsed(clauses, words, tuple(w for sentence in words for w in sentence))
+    firsts = [s.lstrip("(*_ ")[:1] for s in sentences]  # a quotation may start in lower case: not counted
+    trailing = [s.rstrip(_OPENING_MARKS + ")]”’").endswith(("...", "…")) for s in sentences]
+    lower_starts = tuple(first.islower() and not (i and trailing[i - 1]) for i, first in enumerate(firsts))
+    capital_starts = any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words))
+    return _Parsed(clauses, words, tuple(w for sentence in words for w in sentence), lower_starts, capital_starts)
 
 
 @dataclass(frozen=True)
@@ -234,6 +267,9 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
                 for i in range(1, len(raw) - 1)
                 if words[i] in lang.restarts and raw[i][:1].isupper() and raw[i - 1][:1].islower() and raw[i + 1][:1].islower()
             ]
+        if index and parsed.lower_starts[index] and parsed.capital_starts:
+            # "... weighing on you. wrong with the insurance": a writer who capitalises lost this sentence's start
+            marks.append(f"{parsed.words[index - 1][-1] if parsed.words[index - 1] else ''}. {sentence[0][0] if sentence and sentence[0] else ''}")
         words = parsed.words[index]
         if words and index < last and not _classes_of(words[-1], lang.code).isdisjoint(lang.no_final):
             marks.append(f"{words[-1]}.")
@@ -259,7 +295,8 @@ def is_truncated(text: str, language: str = "en") -> bool:
     words = parsed.all_words
     if not words:
         return False
-    return len(parsed.words) > 1 or not _classes_of(words[-1], language).isdisjoint(lang.continuation)
+    # several sentences from a writer who capitalises them, the last unfinished; or a word no reply ends on
+    return len(parsed.words) > 1 and parsed.capital_starts or not _classes_of(words[-1], language).isdisjoint(lang.continuation)
 
 
 @lru_cache(maxsize=8192)
