@@ -145,7 +145,7 @@ ENGLISH = Language(
     fine_pairs=_EN_FINE_PAIRS,
     doubled=frozenset({"DET", "SUBJ", "CONJ", "PREP", "to", "BE", "AUX"}),
     no_final=frozenset({"DET", "CONJ"}),
-    continuation=frozenset({"DET", "CONJ", "PREP", "to", "SUBJ", "BE", "AUX"}),
+    continuation=frozenset({"DET", "CONJ", "PREP", "to", "SUBJ", "BE", "AUX", "CONTR"}),
     restarts=frozenset(
         "it it's you you're your what how maybe not one so and but that this anyone honestly of hearing looking on two "
         "from consider feeling everything don't who when where why there here".split()
