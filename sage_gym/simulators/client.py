@@ -551,6 +551,11 @@ def parse_answer(raw: bytes) -> ChatAnswer:
     text, refusal, finish_reason = message.get("content"), message.get("refusal"), choice.get("finish_reason")
     if text is not None and not isinstance(text, str):
         raise _Transient("malformed", f"the answer's content is a {type(text).__name__}, not text")
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # "\ud800" escapes in the JSON: no text any writer could store
+            raise _Transient("malformed", "the answer's content is not valid Unicode (a lone surrogate)") from None
     if finish_reason is not None and not isinstance(finish_reason, str):
         raise _Transient("malformed", f"the answer's finish_reason is a {type(finish_reason).__name__}, not text")
     return ChatAnswer(text=text, finish_reason=finish_reason, refusal=refusal if isinstance(refusal, str) else None, body=body)
