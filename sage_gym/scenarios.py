@@ -127,7 +127,7 @@ class Scenario:
         if not self.intention_text and self.hidden_intention in INTENTION_TEXT:
             object.__setattr__(self, "intention_text", INTENTION_TEXT[self.hidden_intention])
         object.__setattr__(self, "extras", freeze(self.extras))
-        bad = _unencodable_text(self.to_dict())
+        bad = _unencodable_field(self)
         if bad is not None:  # it would fail later, in a prompt or a transcript, after a dialogue began
             raise ScenarioError(f"scenario {self.id.encode('utf-8', 'backslashreplace').decode()!r}: field '{bad}': not valid Unicode text (a lone surrogate)")
 
@@ -194,6 +194,37 @@ def _check_keys(record: Mapping, allowed: Iterable[str], where: str, prefix: str
         raise _fail(where, f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
+MAX_NESTING = 32  # levels of objects and lists in a scenario record (extras included)
+
+
+def _depth(value: Any) -> int:
+    """How deeply dicts and lists nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _unencodable_field(scenario: Scenario) -> str | None:
+    """The field of `scenario` holding a string UTF-8 cannot encode, else None (fast when there is none)."""
+    parts = [scenario.persona, scenario.background]
+    strings = [v for part in parts for v in vars(part).values() if isinstance(v, str)]
+    strings += [v for part in parts for v in vars(part).values() if isinstance(v, tuple) for v in v]
+    strings += [v for k, v in vars(scenario).items() if isinstance(v, str)] + list(scenario.character_traits)
+    try:
+        "\n".join(s for s in strings if isinstance(s, str)).encode("utf-8")
+        if _unencodable_text(dict(scenario.extras)) is None:
+            return None
+    except UnicodeEncodeError:
+        pass
+    return _unencodable_text(scenario.to_dict())
+
+
 def _unencodable_text(value: Any) -> str | None:
     """The path of the first string (key or value) in nested dicts and lists that UTF-8 cannot encode, else None."""
     stack: list[tuple[str, Any]] = [("", value)]
@@ -221,6 +252,8 @@ def _parse_scenario(record: Any, where: str) -> Scenario:
     bad = _unencodable_text(record)
     if bad is not None:
         raise _fail(where, bad, "not valid Unicode text (a lone surrogate, e.g. the escape \\ud800)")
+    if _depth(record) > MAX_NESTING:  # deeper would fail later, when the set is copied or hashed
+        raise ScenarioError(f"{where}: the record is nested too deeply (more than {MAX_NESTING} levels)")
     _check_keys(record, [f.name for f in dataclasses.fields(Scenario)], where)
 
     sid = _get(record, "id", str, where)
