@@ -153,10 +153,12 @@ class FaultConfig:
     reject_json_object: bool = False
     api_key: str | None = None  # if set, requests must carry it as a bearer token
     emulate: str | None = None  # answer response formats like this real server (a key of EMULATIONS)
-    raw_answer: bytes | None = None  # answer every chat request with exactly these bytes ...
+    raw_answer: bytes | str | None = None  # answer every chat request with exactly these bytes (a str: its UTF-8) ...
     raw_status: int = 200  # ... and this status
 
     def __post_init__(self) -> None:
+        if isinstance(self.raw_answer, str):
+            self.raw_answer = self.raw_answer.encode("utf-8", "surrogateescape")
         self.validate()
 
     def validate(self) -> None:
@@ -317,7 +319,8 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
             await asyncio.sleep(faults.latency_ms / 1000.0)
         if faults.raw_answer is not None:
             stats.answered += 1
-            return Response(faults.raw_answer, status_code=faults.raw_status, media_type="application/json")
+            raw = faults.raw_answer.encode("utf-8", "surrogateescape") if isinstance(faults.raw_answer, str) else faults.raw_answer
+            return Response(raw, status_code=faults.raw_status, media_type="application/json")
         fault = faults.draw(rng)
         if fault:
             stats.faults[fault] += 1
@@ -470,12 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reject-json-object", action="store_true", help="answer 400 to response_format json_object")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
     parser.add_argument("--emulate", default=None, choices=sorted(EMULATIONS), help="answer response formats the way this real server does")
+    parser.add_argument("--raw-answer", default=None, help="answer every chat request with this text instead (to test clients)")
+    parser.add_argument("--raw-status", type=int, default=200, help="the status of --raw-answer answers")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    options = {f.name: getattr(args, f.name) for f in fields(FaultConfig) if hasattr(args, f.name)}
+    options = {f.name: getattr(args, f.name) for f in fields(FaultConfig)}
     try:
         faults = FaultConfig(**options)
     except ValueError as err:
