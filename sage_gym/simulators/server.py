@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import socket
@@ -56,9 +57,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sage_gym.simulators.base import UserState, clamp_emotion, emotion_bucket
+from sage_gym.scenarios import Scenario
+from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
-from sage_gym.simulators.builtin import assess, compose_reply, ending_for, react_sync, user_turns
+from sage_gym.simulators.builtin import Assessment, assess, compose_reply, ending_for, react_sync, user_turns
 from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, read_request, render_answer
 
 DEFAULT_MODEL = "sage_gym.builtin"
@@ -246,15 +248,27 @@ def _answer_mode(response_format: Any, prompt_format: str) -> str:
     return kind
 
 
+def _assessed(turn: TurnRequest, seed: int) -> Assessment:
+    """The built-in simulator's judgement of this turn's agent reply (remembered: the reply call judges it again)."""
+    history = tuple((m["role"], m["content"]) for m in turn.history)
+    return _assess(turn.scenario, turn.rules, turn.emotion, history, turn.agent_reply, seed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _assess(scenario: Scenario, rules: Rules, emotion: int, history: tuple[tuple[str, str], ...], agent_reply: str, seed: int) -> Assessment:
+    messages = [{"role": role, "content": content} for role, content in history]
+    return assess(scenario, rules, emotion, user_turns(messages), seed, messages, agent_reply)
+
+
 def _emotion_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
-    judged = assess(turn.scenario, turn.rules, turn.emotion, user_turns(turn.history), seed, turn.history, turn.agent_reply)
+    judged = _assessed(turn, seed)
     return {"meaning": judged.meaning, "goal": judged.goal, "thoughts": judged.thoughts, "feeling": judged.feeling, "change": judged.change}
 
 
 def _reply_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
     """The reply step, checked against the emotion-update exchange it continues."""
     index = user_turns(turn.history)
-    judged = assess(turn.scenario, turn.rules, turn.emotion, index, seed, turn.history, turn.agent_reply)
+    judged = _assessed(turn, seed)
     assert turn.update is not None
     if turn.update.change != judged.change:
         raise BadRequest(f"the replayed change {turn.update.change:+d} is not the built-in simulator's {judged.change:+d} for this seed and turn", "messages")
