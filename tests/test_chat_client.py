@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, SimulatorError
-from sage_gym.simulators.client import ChatAuthError, ChatClient, ChatDeadlineError, ChatError
+from sage_gym.simulators.client import CallLog, ChatAuthError, ChatClient, ChatDeadlineError, ChatError, Unreadable
 from sage_gym.simulators.openai_sim import OpenAISimulator, forget_response_modes
 from sage_gym.simulators.server import EMULATIONS, FaultConfig, run_server_in_thread
 from sage_gym.vector import SageVectorEnv
@@ -286,3 +286,21 @@ def test_simulator_pickles_and_deep_copies_as_its_settings(raw_server):
         assert clone.client._request_headers == simulator.client._request_headers  # the key travels with it
         got, expected = one_turn(clone)
         assert got == expected
+
+
+def test_read_hooks_truncation_and_the_call_log(raw_server):
+    url, faults = raw_server
+    faults.raw_answer = b'{"choices": [{"message": {"content": "cut"}, "finish_reason": "length"}]}'
+    client = ChatClient(url, max_retries=2, backoff_initial=0.0, backoff_max=0.0)
+    log = CallLog()
+
+    def picky(answer):
+        raise Unreadable("never good enough")
+
+    try:
+        assert asyncio.run(client.complete(REQUEST, allow_truncated=True)) == "cut"
+        with pytest.raises(ChatError, match="3 attempts: unreadable answer: never good enough"):
+            asyncio.run(client.complete(REQUEST, picky, allow_truncated=True, log=log))
+    finally:
+        faults.raw_answer = None
+    assert (log.requests, log.attempts, log.retries, log.causes) == (3, 3, 2, {"unparseable": 2})
