@@ -304,3 +304,18 @@ def test_read_hooks_truncation_and_the_call_log(raw_server):
     finally:
         faults.raw_answer = None
     assert (log.requests, log.attempts, log.retries, log.causes) == (3, 3, 2, {"unparseable": 2})
+
+
+def test_scenarios_with_lists_in_their_extras_work_over_http():
+    from tests.conftest import make_scenario
+
+    scenario = make_scenario("t-extras", extras={"unrecognised": ["task: free text"], "source": "sage"})  # unhashable
+    with run_server_in_thread() as url:
+        simulator = OpenAISimulator(model="m", base_url=url, max_retries=0)
+
+        async def play(sim):
+            state = await sim.open(scenario, np.random.default_rng(0), Rules())
+            reaction = await sim.react(scenario, state, ({"role": "user", "content": scenario.first_message},), REPLY)
+            return reaction.emotion, reaction.reply
+
+        assert asyncio.run(play(simulator)) == asyncio.run(play(BuiltinSimulator()))

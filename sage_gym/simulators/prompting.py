@@ -148,12 +148,21 @@ def plain_history(history: Sequence[Message]) -> list[dict[str, str]]:
 
 
 def system_message(prompts: PromptLibrary, scenario: Scenario, rules: Rules) -> dict[str, str]:
-    return {"role": "system", "content": _system_content(prompts, scenario, rules)}
+    # the same for every call of a dialogue, and the costliest part of a request to build: remembered
+    # (unless the scenario cannot be a cache key: lists in its extras make it unhashable)
+    render = _remembered_system_content if hashable(scenario) else _system_content
+    return {"role": "system", "content": render(prompts, scenario, rules)}
 
 
-@functools.lru_cache(maxsize=4096)
+def hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _system_content(prompts: PromptLibrary, scenario: Scenario, rules: Rules) -> str:
-    # the same for every call of a dialogue, and the costliest part of a request to build
     return prompts.render(
         "simulator_system.j2",
         profile=scenario.to_dict(),
@@ -163,6 +172,9 @@ def _system_content(prompts: PromptLibrary, scenario: Scenario, rules: Rules) ->
         traits=list(scenario.character_traits),
         rules=rules,
     )
+
+
+_remembered_system_content = functools.lru_cache(maxsize=4096)(_system_content)
 
 
 def emotion_update_messages(

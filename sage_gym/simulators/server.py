@@ -61,7 +61,7 @@ from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
 from sage_gym.simulators.builtin import Assessment, assess, compose_reply, ending_for, react_sync, user_turns
-from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, read_request, render_answer
+from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, hashable, read_request, render_answer
 
 DEFAULT_MODEL = "sage_gym.builtin"
 FAULT_KINDS = ("rate_429", "rate_500", "hang", "malformed")
@@ -251,13 +251,16 @@ def _answer_mode(response_format: Any, prompt_format: str) -> str:
 def _assessed(turn: TurnRequest, seed: int) -> Assessment:
     """The built-in simulator's judgement of this turn's agent reply (remembered: the reply call judges it again)."""
     history = tuple((m["role"], m["content"]) for m in turn.history)
-    return _assess(turn.scenario, turn.rules, turn.emotion, history, turn.agent_reply, seed)
+    judge = _remembered_assess if hashable(turn.scenario) else _assess  # lists in extras: not a cache key
+    return judge(turn.scenario, turn.rules, turn.emotion, history, turn.agent_reply, seed)
 
 
-@functools.lru_cache(maxsize=4096)
 def _assess(scenario: Scenario, rules: Rules, emotion: int, history: tuple[tuple[str, str], ...], agent_reply: str, seed: int) -> Assessment:
     messages = [{"role": role, "content": content} for role, content in history]
     return assess(scenario, rules, emotion, user_turns(messages), seed, messages, agent_reply)
+
+
+_remembered_assess = functools.lru_cache(maxsize=4096)(_assess)
 
 
 def _emotion_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
