@@ -144,7 +144,15 @@ def test_failed_dialogues_get_none_and_limits_hold(tokenizer):
     rollout = SageRollout(tokenizer, scenarios="eval", simulator=FailingFor(ids[1]), max_turns=6, max_reply_tokens=10, max_completion_tokens=40)
     dataset = scenario_dataset("eval", system_prompt=rollout.system_prompt)
     prompts = [dataset[0]["prompt"]] * 2 + [dataset[1]["prompt"]] * 2
-    out = rollout(prompts, StubTrainer(tiny_model(tokenizer), max_completion_length=999))
+    model = tiny_model(tokenizer)
+    out = rollout(prompts, StubTrainer(model, max_completion_length=999))
+    # token in, token out: the returned log-probs are the model's own for exactly these tokens
+    with torch.no_grad():
+        for prompt, tokens, lps, mask in zip(out["prompt_ids"], out["completion_ids"], out["logprobs"], out["env_mask"]):
+            logits = model(torch.tensor([prompt + tokens])).logits[0, len(prompt) - 1 : -1]
+            own = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(tokens)[:, None])[:, 0]
+            trained = torch.tensor(mask, dtype=torch.bool)
+            assert torch.allclose(own[trained], torch.tensor(lps)[trained], atol=1e-4)
     assert out["scenario_id"] == [ids[0], ids[0], ids[1], ids[1]]
     assert out["outcome"][2:] == ["error", "error"]
     assert emotion_change_reward(None, out["emotion_change"])[2:] == [None, None]

@@ -130,7 +130,7 @@ class SageRollout:
         max_completion_tokens: int | None = None,
         system_prompt: str | None = None,
         template: str = "direct",
-        temperature: float = 1.0,
+        temperature: float | None = None,
         seed: int = 0,
         **env_kwargs: Any,
     ) -> None:
@@ -245,13 +245,15 @@ class SageRollout:
         device = trainer.accelerator.device
         input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
         attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+        # the trainer's temperature by default: TRL scores the tokens at that temperature too
+        temperature = self.temperature or getattr(trainer, "temperature", 1.0)
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model, torch.no_grad():
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,
                 max_new_tokens=max(1, max(limits)),
                 do_sample=True,
-                temperature=self.temperature,
+                temperature=temperature,
                 top_k=0,
                 top_p=1.0,
                 eos_token_id=sorted(self.chat.stop_ids),
@@ -260,7 +262,7 @@ class SageRollout:
                 output_logits=True,
             )
         new = out.sequences[:, width:]
-        logits = torch.stack(out.logits, dim=1).float() / self.temperature
+        logits = torch.stack(out.logits, dim=1).float() / temperature
         token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         replies = []
         for row, lps, limit in zip(new.tolist(), token_logprobs.tolist(), limits):
