@@ -459,6 +459,14 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(env_kwargs=env_kwargs, max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout, token=args.token or os.environ.get(TOKEN_ENV) or None)
 
 
+def __getattr__(name: str) -> Any:
+    # `uvicorn sage_gym.serve:app` (and openenv.yaml's `app`): the server with every default,
+    # built on first access so that importing this module stays cheap
+    if name == "app":
+        return create_app(config_from_args(build_parser().parse_args([])))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -177,3 +177,6 @@ def test_cli_sets_every_env_option():
     assert manifest["reward_mode"] == "final" and manifest["strip_think"] is False and "eval" in manifest["scenarios"]["name"]
     with pytest.raises(SystemExit):
         main(["--simulator-kwargs", "[1]"])
+    import sage_gym.serve as serve
+
+    assert serve.app.state.config.max_sessions == 64  # what `uvicorn sage_gym.serve:app` and openenv.yaml load
