@@ -1,7 +1,7 @@
 """OpenEnv's own client (`openenv-core`'s GenericEnvClient) against `sage_gym.serve`: 8 concurrent
 sessions to the end, with the same emotions as the same dialogues played in process.
 
-openenv-core is optional (about 470 MB with its dependencies); without it this test is skipped.
+openenv-core is a test dependency (the dev extra); without it this test is skipped.
 It cannot share a venv with verifiers 0.4 (whose mcp pin breaks openenv's fastmcp)."""
 
 import asyncio
