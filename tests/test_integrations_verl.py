@@ -43,7 +43,11 @@ def test_follows_verls_interface():
     except ImportError:
         print("verl.interactions is not importable: checked against verl 0.7's documented signatures")
     else:
+        from verl.interactions.utils.interaction_registry import initialize_interactions_from_config
+
         assert issubclass(sage_verl.SageInteraction, BaseInteraction)
+        loaded = initialize_interactions_from_config(str(YAML))  # verl's own registry
+        assert isinstance(loaded["sage"], sage_verl.SageInteraction) and loaded["sage"].env_kwargs["max_turns"] == 8
     for name, params in VERL_INTERFACE.items():
         method = getattr(sage_verl.SageInteraction, name)
         assert inspect.iscoroutinefunction(method), name
