@@ -7,17 +7,12 @@ length close to its rows' own, so almost no compute is spent on padding.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from agents.learn.distributed import lockstep
 from agents.learn.rollout import Episode
-
-if TYPE_CHECKING:
-    from agents.learn.trainer import Run
 
 
 @dataclass
@@ -93,18 +88,3 @@ def dummy_batch(pad_id: int, device: torch.device) -> MicroBatch:
     mask = torch.tensor([[0.0, 1.0]], device=device)
     return MicroBatch([], ids, torch.ones_like(ids), mask, zeros)
 
-
-@torch.no_grad()
-def per_episode_rows(run: Run, episodes: list[Episode], indices: list[int], rows_of: Callable[[MicroBatch], torch.Tensor]) -> dict[int, torch.Tensor]:
-    """`rows_of(micro)` ([B, L], no gradient) for every episode of `episodes[indices]`, cut to its length, on the CPU.
-
-    Micro-batches run in lock-step over ranks (a rank with fewer runs dummy passes): the
-    forwards of a sharded model are collectives.
-    """
-    out: dict[int, torch.Tensor] = {}
-    for micro, real in lockstep(run.dist, run.micro_batches(episodes, indices), run.dummy):
-        batch = micro.to(run.device) if real else micro
-        rows = rows_of(batch)
-        for row, index in enumerate(batch.indices):
-            out[index] = rows[row, : len(episodes[index])].cpu()
-    return out

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import torch
 
 from agents.learn.advantages import GroupAdvantages, group_advantages
-from agents.learn.batching import MicroBatch, episode_rows, per_episode_rows
+from agents.learn.batching import MicroBatch, episode_rows
 from agents.learn.config import TrainConfig
 from agents.learn.critic import capture_hidden
 from agents.learn.distributed import MiniBatch, accumulating, global_totals, minibatch_plan, shard_frozen
@@ -77,7 +77,7 @@ def reference_logprobs(run: Run, reference: Reference, episodes: list[Episode], 
         assert isinstance(reference, Policy)
         return reference.token_logprobs(micro.input_ids, micro.attention_mask, micro.loss_mask, temperature).logprobs
 
-    return per_episode_rows(run, episodes, indices, logprobs)
+    return run.per_episode_rows(episodes, indices, logprobs)
 
 
 class UpdatePart(Protocol):
@@ -134,7 +134,7 @@ class PolicyStep:
         with capture as captured:
             out = policy.token_logprobs(micro.input_ids, micro.attention_mask, mask, self.run.sampling.logprob_temperature, with_entropy=True)
         self.hidden = captured[-1] if captured else None
-        ref = episode_rows(micro, self.reference_rows, self.run.device) if self.reference_rows else None
+        ref = episode_rows(micro, self.reference_rows, self.run.device) if self.reference is not None else None  # zeros for a dummy pass
         result = policy_loss(
             out.logprobs, micro.old_logprobs, self.token_advantages(micro), mask, totals, aggregation=cfg.loss_agg,
             clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=ref, kl_estimator=cfg.kl_estimator,

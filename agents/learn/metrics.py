@@ -125,17 +125,30 @@ def moving_average(values: Iterable[float], window: int) -> list[float]:
     return out
 
 
-def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: str = "GRPO on SageDialogue") -> Path:
-    """Mean episode return (and its moving average) and final emotion per step, as a PNG."""
+def _pyplot() -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, title: str, png_path: str | Path) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=110)
+    _pyplot().close(fig)
+    return png_path
+
+
+def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: str = "GRPO on SageDialogue") -> Path:
+    """Mean episode return (and its moving average) and final emotion per step, as a PNG."""
     records = [r for r in read_metrics(metrics_path) if r.get("return") is not None]
     steps = [r["step"] for r in records]
     returns = [r["return"] for r in records]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.8))
     axes[0].plot(steps, returns, alpha=0.35, label="mean return")
     axes[0].plot(steps, moving_average(returns, 5), label="moving average (5)")
     axes[0].set_xlabel("step")
@@ -147,32 +160,17 @@ def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: s
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("final emotion (0-100)")
     axes[1].grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return _save(fig, title, png_path)
 
 
 def plot_critic_curve(metrics_path: str | Path, png_path: str | Path, title: str = "PPO critic") -> Path:
-    """Value loss and explained variance per step, as a PNG (Agg backend: no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Value loss and explained variance per step, as a PNG."""
     records = read_metrics(metrics_path)
     steps = [r["step"] for r in records]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.8))
     for ax, name, label in ((axes[0], "value_loss", "value loss"), (axes[1], "explained_variance", "explained variance")):
         ax.plot(steps, [r.get(name) if r.get(name) is not None else float("nan") for r in records])
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return _save(fig, title, png_path)

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from agents.learn.advantages import explained_variance, token_gae, whiten
-from agents.learn.batching import MicroBatch, episode_rows, per_episode_rows
+from agents.learn.batching import MicroBatch, episode_rows
 from agents.learn.config import TrainConfig, option
 from agents.learn.critic import CRITIC_KINDS, Critic, build_critic
 from agents.learn.distributed import MiniBatch, full_model_state, wrap_module
@@ -195,7 +195,7 @@ class PPO:
         started = time.perf_counter()
         episodes = batch.episodes
         trainable = [i for i, e in enumerate(episodes) if e.num_policy_tokens > 0]
-        values = per_episode_rows(self.run, episodes, trainable, lambda micro: self.critic(micro.input_ids, micro.attention_mask).float())
+        values = self.run.per_episode_rows(episodes, trainable, lambda micro: self.critic(micro.input_ids, micro.attention_mask).float())
         advantages, returns, masks, to_go = {}, {}, {}, {}
         for i in trainable:
             e = episodes[i]

@@ -120,7 +120,7 @@ class Episode:
         self.loss_mask += [0] * len(delta)
         self.logprobs += [0.0] * len(delta)
 
-    def finish(self, outcome: str, emotion: Any) -> None:
+    def finish(self, outcome: str, emotion: float | None) -> None:
         self.outcome = outcome
         self.final_emotion = float(emotion) if emotion is not None else float("nan")
         self.turns = len(self.turn_rewards)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -32,16 +32,13 @@ from agents.learn.batching import MicroBatch, dummy_batch, make_micro_batches
 from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
 from agents.learn.components import load_policy, make_envs
 from agents.learn.config import TrainConfig
-from agents.learn.distributed import Distributed, full_model_state, is_sharded, rank_device, wrap_module
+from agents.learn.distributed import Distributed, full_model_state, is_sharded, lockstep, rank_device, wrap_module
 from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve
+from agents.learn.optim import Optimized
 from agents.learn.policy import Policy, Sampling, resolve_dtype
 from agents.learn.rollout import Episode, RolloutBatch, collect_rollouts
 from agents.learn.seeds import Stream, stream_seed
 from agents.learn.vllm_engine import build_rollout_engine
-
-if TYPE_CHECKING:
-    from agents.learn.grpo import PolicyStep, Reference
-
 
 @dataclass
 class Run:
@@ -67,6 +64,28 @@ class Run:
     def dummy(self) -> MicroBatch:
         return dummy_batch(int(self.policy.tokenizer.pad_token_id), self.device)
 
+    @torch.no_grad()
+    def per_episode_rows(self, episodes: list[Episode], indices: list[int], rows_of: Callable[[MicroBatch], torch.Tensor]) -> dict[int, torch.Tensor]:
+        """`rows_of(micro)` ([B, L], no gradient) for every episode of `episodes[indices]`, cut to its length, on the CPU.
+
+        Micro-batches run in lock-step over ranks (a rank with fewer runs dummy passes): the
+        forwards of a sharded model are collectives.
+        """
+        out: dict[int, torch.Tensor] = {}
+        for micro, real in lockstep(self.dist, self.micro_batches(episodes, indices), self.dummy):
+            batch = micro.to(self.device) if real else micro
+            rows = rows_of(batch)
+            for row, index in enumerate(batch.indices):
+                out[index] = rows[row, : len(episodes[index])].cpu()
+        return out
+
+
+class PolicyPart(Protocol):
+    """What the trainer reads of an algorithm's policy step (`agents.learn.grpo.PolicyStep`)."""
+
+    reference: Policy | str | None  # the KL reference: None (beta 0), "adapters" (LoRA) or a frozen copy
+    optimized: Optimized
+
 
 class Algorithm(Protocol):
     """A learning algorithm on a `Run`: built with `(run, checkpoint state or None)` before the
@@ -74,7 +93,7 @@ class Algorithm(Protocol):
 
     name: str
     min_group_size: int
-    policy_step: PolicyStep  # the policy's loss, its KL reference, optimizer and schedule
+    policy_step: PolicyPart  # the policy's loss, its KL reference, optimizer and schedule
 
     @staticmethod
     def check(cfg: TrainConfig) -> None: ...
@@ -171,7 +190,7 @@ class Trainer:
         return policy, device, compute_dtype
 
     @property
-    def reference(self) -> Reference:
+    def reference(self) -> Policy | str | None:
         """The KL reference: None (beta 0), "adapters" (LoRA) or a frozen copy of the initial policy."""
         return self.algorithm.policy_step.reference
 
