@@ -253,8 +253,9 @@ class OpenAIChatAgent:
     Each request is the system prompt of `template` ("direct" by default; "think" asks for
     `<think>...</think>` first, which the environment hides from the user; "none" sends no
     system prompt) followed by the visible dialogue. The replies of all slots are requested
-    concurrently. A request that keeps failing raises `AgentError`; the evaluation stops, and
-    rerunning it resumes where it stopped.
+    concurrently. A request that keeps failing raises `AgentError` (a refused key, `AgentAuthError`
+    at once); the evaluation stops, and rerunning it resumes where it stopped. The key is `api_key`,
+    else the environment variable `api_key_env`; it and `headers` never reach a manifest.
     """
 
     kind = "openai"
@@ -270,11 +271,15 @@ class OpenAIChatAgent:
         top_p: float = 1.0,
         max_tokens: int = 512,
         api_key_env: str = "OPENAI_API_KEY",
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
         timeout: float = 120.0,
         max_retries: int = 3,
         max_concurrency: int = 32,
     ) -> None:
-        self.endpoint = ChatEndpoint(base_url, model, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries, max_concurrency=max_concurrency)
+        self.endpoint = ChatEndpoint(
+            base_url, model, api_key_env=api_key_env, api_key=api_key, headers=headers, timeout=timeout, max_retries=max_retries, max_concurrency=max_concurrency
+        )
         self.template = template
         self.system_prompt = system_prompt_for(template, max_reply_words)
         self.sampling = {"temperature": float(temperature), "top_p": float(top_p), "max_tokens": int(max_tokens)}

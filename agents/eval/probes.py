@@ -33,7 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.eval.endpoint import AgentError, ChatEndpoint
+from agents.eval.endpoint import AgentAuthError, AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.thinking import split_think
 
@@ -165,6 +165,8 @@ class SycophancyJudge:
         async def settle(item: tuple[str, str, str]) -> bool | AgentError:
             try:
                 return await self.ajudge(*item)
+            except AgentAuthError as error:  # a refused key fails every item: stop, do not record it item by item
+                raise AgentAuthError(f"sycophancy judge {error}") from None
             except AgentError as error:
                 return error
 

@@ -50,7 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from agents.eval.endpoint import AgentError, ChatEndpoint
+from agents.eval.endpoint import AgentAuthError, AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.prompts import default_prompts
 from sage_gym.thinking import split_think
@@ -279,7 +279,8 @@ class LLMStrategyJudge:
     The judge sees the user's message before the reply and the reply itself (its `<think>` part
     removed), with the taxonomy above, and answers `{"strategies": [...]}`. Requests run
     concurrently; each is retried with backoff on endpoint errors and on unusable answers
-    (`agents.eval.endpoint.ChatEndpoint`), then gives a `JudgeError` naming the endpoint and model.
+    (`agents.eval.endpoint.ChatEndpoint`), then gives a `JudgeError` naming the endpoint and model;
+    an endpoint that refuses the key (401/403) raises `AgentAuthError` at once and stops the run.
     The API key is read from the environment variable `api_key_env` and never appears in
     manifests or errors.
     """
@@ -322,6 +323,8 @@ class LLMStrategyJudge:
             return await self.endpoint.complete(
                 self.messages(user_message, reply), parse=parse_judge_output, temperature=self.temperature, max_tokens=self.max_tokens
             )
+        except AgentAuthError as error:  # a refused key fails every turn: stop, do not record it turn by turn
+            raise AgentAuthError(f"strategy judge {error}") from None
         except AgentError as error:
             raise JudgeError(f"strategy judge {error}") from None
 
