@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from sage_gym.simulators.ledger import MODES as LEDGER_MODES
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
 from agents.eval.strategies import LLMStrategyJudge
 
+PROG = "python -m agents.evaluate"
+
 
 # ----------------------------------------------------------------------------------------------
 # command line
@@ -38,7 +40,7 @@ from agents.eval.strategies import LLMStrategyJudge
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m agents.evaluate",
+        prog=PROG,
         description="Evaluate an agent on a scenario split with SAGE's settings (or compare reports with --compare).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -53,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", help="output folder (default: evaluations/<agent>-<scenarios>)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming what is in --output")
+    parser.add_argument(
+        "--retry-errors", action=argparse.BooleanOptionalAction, default=True,
+        help="when resuming, play again the dialogues that ended in an error (a simulator that was down)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -177,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             raise SystemExit("--price-per-1k takes one price, or a prompt and a completion price")
         price = args.price_per_1k[0] if len(args.price_per_1k) == 1 else tuple(args.price_per_1k)
     options = dict(
-        judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots, price_per_1k=price
+        judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, retry_errors=args.retry_errors, progress=not args.no_progress, plots=not args.no_plots, price_per_1k=price
     )
     if len(agents) > 1 or len(specs) > 1:
         output = args.output or str(Path("evaluations") / f"held-out-{_slug(Path(args.scenarios).stem)}")
@@ -193,9 +199,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     return report
 
 
+def errors_left(result: Mapping[str, Any] | None) -> int:
+    """The dialogues that still ended in `error` in what `main` returned (a report or a held-out summary)."""
+    if result is None:
+        return 0
+    if "agents" in result and "simulators" in result:
+        return sum(row.get("errors", 0) for rows in result["agents"].values() for row in rows.values())
+    return len(result.get("errors", []))
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """`main`, with exit status 1 when dialogues ended in errors (they are retried by running the same command again)."""
+    left = errors_left(main(argv))
+    if left:
+        print(f"{PROG}: {left} dialogue(s) ended in an error and are left out of the scores; run the same command again to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "agent"
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, "python -m agents.evaluate"))
+    sys.exit(run_main(cli, PROG))

@@ -29,12 +29,18 @@ the score alone does not show; `run.simulator` counts this run's simulator calls
 Interrupted evaluations resume: dialogues already in `transcripts.jsonl` are skipped, and the
 report is computed from the transcripts alone (in a fixed order), so a resumed evaluation gives
 the same `report.json` as an uninterrupted one, apart from its `run` section (times, counts).
+A line torn by a killed run is cut off (its dialogue is played again). Dialogues that ended in
+`error` are played again too (`retry_errors=False`, `--no-retry-errors`, keeps them): the new
+record replaces the old one, so `transcripts.jsonl` holds each dialogue once. Every record,
+manifest and report goes through `sage_gym.redaction.redact` before it is written, so a key
+given in the simulator's or the agent's settings never reaches the folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 import zlib
@@ -54,7 +60,8 @@ from sage_gym.env import package_version
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator
 from sage_gym.simulators.ledger import cost
-from sage_gym.transcripts import append_jsonl, read_jsonl
+from sage_gym.redaction import redact
+from sage_gym.transcripts import append_jsonl, encode_record, read_jsonl, repair_jsonl
 from sage_gym.vector import SageVectorEnv, unbatch_infos
 
 TRANSCRIPTS, MANIFEST = "transcripts.jsonl", "manifest.json"
@@ -225,7 +232,7 @@ def build_manifest(
         "strategy_judge": judge.manifest() if judge is not None else None,
         "sycophancy_judge": sycophancy_judge.manifest() if sycophancy_judge is not None else None,
     }
-    return json.loads(json.dumps(manifest, default=str))
+    return json.loads(json.dumps(redact(manifest), default=str))
 
 
 def _sha256(text: str) -> str:
@@ -273,6 +280,7 @@ def evaluate(
     judge: LLMStrategyJudge | None = None,
     sycophancy_judge: SycophancyJudge | None = None,
     overwrite: bool = False,
+    retry_errors: bool = True,
     progress: bool = True,
     plots: bool = True,
     price_per_1k: float | tuple[float, float] | None = None,
@@ -282,6 +290,7 @@ def evaluate(
     `sycophancy_judge` also judges the agent turns of probe scenarios (`agents.eval.probes`); the
     rule-based detector checks them always. `price_per_1k` (dollars per 1000 simulator tokens, one
     price or (prompt, completion)) adds the cost of this run's simulator calls to `run.simulator`.
+    `retry_errors` plays the dialogues that ended in `error` in an earlier run again.
     """
     from tqdm.auto import tqdm
 
@@ -293,8 +302,12 @@ def evaluate(
     languages = {s.id: s.language for s in scenarios}
     probes = {s.id: probe for s in scenarios if (probe := probe_of(s)) is not None}
 
-    done = {episode_key(r["scenario_id"], r["repeat"]) for r in _read_records(transcripts)} if not overwrite else set()
+    if not overwrite:
+        repair_jsonl(transcripts)  # a line torn by a killed run: its dialogue is simply played again
+    stored = latest_records(transcripts) if not overwrite else {}
+    done = {key for key, r in stored.items() if not (retry_errors and r["outcome"] == "error")}
     pending = [e for e in episodes if e.key not in done]
+    retried = sum(1 for e in pending if e.key in stored)
     venv = SageVectorEnv(
         max(1, min(settings.num_envs, len(pending))),
         scenarios,
@@ -315,7 +328,7 @@ def evaluate(
             tag_records(records, judge)
             tag_probe_records(records, probes, sycophancy_judge)
             for record in records:
-                append_jsonl(transcripts, record)
+                append_jsonl(transcripts, redact(record))
             bar.update(len(records))
 
         try:
@@ -327,18 +340,22 @@ def evaluate(
     finally:
         venv.close()
 
+    if retried:
+        compact_jsonl(transcripts)  # the retried dialogues' old error records go
     planned = {e.key for e in episodes}
-    records = [r for r in _read_records(transcripts) if episode_key(r["scenario_id"], r["repeat"]) in planned]
+    records = [r for key, r in latest_records(transcripts).items() if key in planned]
     report = {"manifest": manifest, **score_records(records, Scoring.from_manifest(manifest))}
     report["run"] = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(time.time() - started, 2),
         "resumed_from": resumed_from,
         "dialogues_this_run": len(pending),
+        "errors_retried": retried,
         "num_envs": venv.num_envs,
         "python": platform.python_version(),
         "simulator": usage,
     }
+    report = redact(report)
     write_outputs(out, report, records, plots=plots)
     return report
 
@@ -366,5 +383,23 @@ def simulator_usage(simulator: Any, price_per_1k: float | tuple[float, float] | 
     return usage
 
 
-def _read_records(transcripts: Path) -> list[dict[str, Any]]:
-    return list(read_jsonl(transcripts)) if transcripts.exists() else []
+def latest_records(transcripts: Path) -> dict[str, dict[str, Any]]:
+    """Each dialogue's latest record, by key (a retried dialogue's record replaces its earlier one)."""
+    latest: dict[str, dict[str, Any]] = {}
+    if transcripts.exists():
+        for record in read_jsonl(transcripts):
+            key = episode_key(record["scenario_id"], record["repeat"])
+            latest.pop(key, None)  # so the file order follows the latest records
+            latest[key] = record
+    return latest
+
+
+def compact_jsonl(transcripts: Path) -> None:
+    """Rewrite `transcripts` with each dialogue's latest record only; atomic (a new file renamed over the old)."""
+    records = latest_records(transcripts)
+    partial = transcripts.with_name(transcripts.name + ".partial")
+    with partial.open("wb") as handle:
+        handle.writelines(encode_record(r) for r in records.values())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, transcripts)

@@ -142,6 +142,7 @@ def held_out_summary(reports: Mapping[str, Mapping[str, Mapping[str, Any]]], lab
                 "simulator": report["manifest"]["environment"]["simulator"].get("model"),
                 "score": report["results"]["score"],
                 "sycophancy_rate": (report.get("sycophancy") or {}).get("sycophancy_rate"),
+                "errors": len(report.get("errors") or []),
             }
             if label != reference:
                 row["gap"] = paired_bootstrap(
