@@ -10,6 +10,8 @@
     python -m agents.evaluate --compare evaluations/*/report.json    # a table of several reports, and which differences are beyond the noise
 
 What is played and what comes out: `agents.eval.evaluate`; the scores and files: `agents.eval.report`.
+Exit status: 0; 1 when dialogues ended in an error (a simulator that was down: the same command
+again plays them again); 2 for a mistake or a failure that stopped the run (one line on stderr).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agents.eval.agent_api import OpenAIChatAgent, ReferenceAgent
@@ -172,7 +172,8 @@ def test_a_refused_agent_key_fails_at_once_in_one_line_without_the_key(tmp_path,
                          "--output", str(tmp_path / "run")]),
             "python -m agents.evaluate",
         )
-        served = httpx.get(url.removesuffix("/v1") + "/stats").json()
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/stats") as answer:
+            served = json.load(answer)
         with pytest.raises(AgentAuthError, match="401"):
             evaluate(OpenAIChatAgent(url, "agent-model", api_key="sk-wrong-0123456789", max_retries=5), tmp_path / "direct", EvalSettings(scenarios=str(scenarios), limit=1), **FAST)
 
