@@ -109,6 +109,7 @@ def test_dialogues_that_failed_against_a_stopped_server_are_played_again(tmp_pat
     assert message == ["python -m agents.evaluate: 4 dialogue(s) ended in an error and are left out of the scores; run the same command again to retry them"]
     failed = json.loads((out / "report.json").read_text())
     assert failed["results"]["n"] == 0 and len(failed["errors"]) == 4 and all("Connect" in e["error"] for e in failed["errors"])
+    error_lines = (out / "transcripts.jsonl").read_text()
 
     with run_server_in_thread(port=port):
         assert cli([*args, "--output", str(out), "--no-retry-errors"]) == 1  # the errors are kept as they are
@@ -122,6 +123,11 @@ def test_dialogues_that_failed_against_a_stopped_server_are_played_again(tmp_pat
     assert retried["run"]["errors_retried"] == 4 and retried["errors"] == [] and retried["results"]["n"] == 4
     assert without_run(retried) == without_run(fresh)
     assert len(stored_keys(out)) == len(set(stored_keys(out))) == 4  # each dialogue once: the error records are gone
+
+    # killed after the retried records were written, before the old ones were dropped: the next run drops them
+    (out / "transcripts.jsonl").write_text(error_lines + (out / "transcripts.jsonl").read_text())
+    assert cli([*args, "--output", str(out)]) == 0
+    assert len(stored_keys(out)) == 4 and json.loads((out / "report.json").read_text())["results"] == fresh["results"]
 
 
 def test_no_key_reaches_any_file_the_evaluation_writes(tmp_path, scenarios, monkeypatch):

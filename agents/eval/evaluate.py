@@ -340,8 +340,7 @@ def evaluate(
     finally:
         venv.close()
 
-    if retried:
-        compact_jsonl(transcripts)  # the retried dialogues' old error records go
+    compact_jsonl(transcripts)  # the retried dialogues' old error records go (also those a killed run left)
     planned = {e.key for e in episodes}
     records = [r for key, r in latest_records(transcripts).items() if key in planned]
     report = {"manifest": manifest, **score_records(records, Scoring.from_manifest(manifest))}
@@ -386,17 +385,20 @@ def simulator_usage(simulator: Any, price_per_1k: float | tuple[float, float] | 
 def latest_records(transcripts: Path) -> dict[str, dict[str, Any]]:
     """Each dialogue's latest record, by key (a retried dialogue's record replaces its earlier one)."""
     latest: dict[str, dict[str, Any]] = {}
-    if transcripts.exists():
-        for record in read_jsonl(transcripts):
-            key = episode_key(record["scenario_id"], record["repeat"])
-            latest.pop(key, None)  # so the file order follows the latest records
-            latest[key] = record
+    for record in read_jsonl(transcripts) if transcripts.exists() else ():
+        key = episode_key(record["scenario_id"], record["repeat"])
+        latest.pop(key, None)  # so the file order follows the latest records
+        latest[key] = record
     return latest
 
 
 def compact_jsonl(transcripts: Path) -> None:
-    """Rewrite `transcripts` with each dialogue's latest record only; atomic (a new file renamed over the old)."""
+    """Rewrite `transcripts` with each dialogue's latest record only, if any was replaced; atomic (a new file renamed over the old)."""
+    if not transcripts.exists():
+        return
     records = latest_records(transcripts)
+    if len(records) == sum(1 for _ in read_jsonl(transcripts)):
+        return
     partial = transcripts.with_name(transcripts.name + ".partial")
     with partial.open("wb") as handle:
         handle.writelines(encode_record(r) for r in records.values())
