@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from agents.learn.config import TrainConfig, build_parser, load_config_file, make_config, parse_config
-from agents.learn.grpo import GRPOTrainer, derive_seed, lr_factor
+from agents.learn.grpo import GRPOTrainer
+from agents.learn.optim import lr_factor
+from agents.learn.seeds import derive_seed
 from agents.learn.metrics import MetricSums, read_metrics
 from agents.learn.policy import LoraSettings, Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model

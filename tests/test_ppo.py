@@ -13,7 +13,8 @@ from agents.learn.critic import HeadCritic, SeparateCritic, build_critic, captur
 from agents.learn.metrics import read_metrics
 from agents.learn.losses import Totals, entropy_bonus, value_loss
 from agents.learn.policy import LoraSettings, Policy
-from agents.learn.ppo import PPOConfig, PPOTrainer, explained_variance
+from agents.learn.advantages import explained_variance
+from agents.learn.ppo import PPOConfig, PPOTrainer
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.learn.policy import Policy, Sampling
-from agents.learn.rollout import Episode, apply_length_budget, collect_rollouts, make_micro_batches, pack_length_sorted
+from agents.learn.batching import make_micro_batches, pack_length_sorted
+from agents.learn.rollout import Episode, apply_length_budget, collect_rollouts
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 from sage_gym.simulators import BuiltinSimulator, SimulatorError

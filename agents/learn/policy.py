@@ -14,6 +14,10 @@ Both sampling and the loss read the logits through the same function (`_logits`,
 Models load from a local folder, a hub id, or a GGUF file (`gguf_file=`, converted once by
 transformers and cached as safetensors). LoRA adapters come from `peft`; with LoRA the frozen
 reference policy is the same model with its adapters disabled (`Policy.adapters_disabled`).
+
+Longer than the other modules on purpose: sampling and the loss's log-probs must read the logits
+through one function, and keeping the chat format, loading, sampling and log-prob paths of one
+model side by side is what lets a reader check that they agree.
 """
 
 from __future__ import annotations

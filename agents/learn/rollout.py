@@ -33,19 +33,37 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 
-from agents.learn.policy import Policy, Sampling
+from agents.learn.policy import ChatFormat, Completion, Policy, Sampling
+from agents.learn.seeds import turn_seed
+
+if TYPE_CHECKING:
+    from sage_gym.vector import SageVectorEnv
 
 OVERLONG_MODES = ("mask", "keep")
 
 
+class RolloutEngine(Protocol):
+    """What samples the rollouts: the policy itself (the default) or a `VLLMEngine` kept in sync with it."""
+
+    chat: ChatFormat
+
+    def sample(
+        self, contexts: Sequence[Sequence[int]], sampling: Sampling, generator: torch.Generator | None = None,
+        max_new_tokens: Sequence[int] | None = None, seeds: Sequence[int] | None = None,
+    ) -> list[Completion]: ...
+
+    def sync_weights(self, policy: Policy) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Episode:
-    """One dialogue as the learner sees it (see the module docstring)."""
+    """One dialogue as the learner sees it (see the module docstring), grown turn by turn as it is played."""
 
     token_ids: list[int]
     loss_mask: list[int]
@@ -60,6 +78,11 @@ class Episode:
     turns: int = 0
     overlong: bool = False
     replies: list[str] = field(default_factory=list)
+
+    @classmethod
+    def opening(cls, prompt_ids: list[int], group: int, dialogue: int, scenario_id: str) -> Episode:
+        """A dialogue that has only its opening prompt (system + first user message), nothing sampled yet."""
+        return cls(prompt_ids, [0] * len(prompt_ids), [0.0] * len(prompt_ids), [], [], group, dialogue, scenario_id)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -79,6 +102,29 @@ class Episode:
             rewards[position] += reward
         return rewards
 
+    def add_reply(self, completion: Completion, end_of_turn_id: int, reply: str) -> None:
+        """The tokens the policy sampled, as sampled (mask 1); a turn cut by its budget is closed by the template's end-of-turn token (mask 0)."""
+        self.token_ids += completion.token_ids
+        self.loss_mask += [1] * len(completion.token_ids)
+        self.logprobs += completion.logprobs
+        self.reward_positions.append(len(self.token_ids) - 1)
+        if not completion.stopped:
+            self.token_ids.append(end_of_turn_id)
+            self.loss_mask.append(0)
+            self.logprobs.append(0.0)
+        self.replies.append(reply)
+
+    def add_user_turn(self, delta: list[int]) -> None:
+        """The user's next message, as the chat template's tokens (mask 0)."""
+        self.token_ids += delta
+        self.loss_mask += [0] * len(delta)
+        self.logprobs += [0.0] * len(delta)
+
+    def finish(self, outcome: str, emotion: float | None) -> None:
+        self.outcome = outcome
+        self.final_emotion = float(emotion) if emotion is not None else float("nan")
+        self.turns = len(self.turn_rewards)
+
 
 @dataclass
 class RolloutBatch:
@@ -94,11 +140,6 @@ class RolloutBatch:
     errors: list[str] = field(default_factory=list)
 
 
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed from integers (run seed, step, purpose...), stable across runs and platforms."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
 def _as_list(infos: dict[str, Any], key: str, n: int) -> list[Any]:
     values, mask = infos.get(key), infos.get(f"_{key}")
     if values is None:
@@ -108,7 +149,7 @@ def _as_list(infos: dict[str, Any], key: str, n: int) -> list[Any]:
 
 def collect_rollouts(
     policy: Policy,
-    envs: Any,
+    envs: SageVectorEnv,
     sampling: Sampling,
     *,
     group_size: int,
@@ -119,16 +160,16 @@ def collect_rollouts(
     max_seq_len: int | None = None,
     overlong: str = "mask",
     group_offset: int = 0,
-    engine: Any = None,
+    engine: RolloutEngine | None = None,
 ) -> RolloutBatch:
     """Play every sub-env of `envs` (a `SageVectorEnv` with autoreset disabled) to the end.
 
     `scenario_ids` gives one scenario per group (num_envs // group_size of them, or None to let
     each group draw its own from `seed`). `group_offset` numbers this batch's groups after those
     of other ranks, so group ids are global. With `sample_seed`, turn k of global dialogue d is
-    sampled from its own stream `derive_seed(sample_seed, d, k)`: the batch plays the same
+    sampled from its own stream `turn_seed(sample_seed, d, k)`: the batch plays the same
     however the groups are split over ranks (otherwise `generator` drives the whole batch).
-    `engine` generates instead of the policy (a vLLM engine); it follows the same contract.
+    `engine` samples (default: the policy itself); it follows `Policy.sample`'s contract.
     """
     if overlong not in OVERLONG_MODES:
         raise ValueError(f"overlong must be one of {OVERLONG_MODES}, got {overlong!r}")
@@ -140,90 +181,76 @@ def collect_rollouts(
     if scenario_ids is not None:
         options["scenario_ids"] = list(scenario_ids)
     observations, infos = envs.reset(seed=seed, options=options)
-    sampler = engine if engine is not None else policy
-    chat = policy.chat
-    context_limit = _context_limit(policy)
-    max_action_chars = getattr(envs.single_action_space, "max_length", None)
-
-    ids = [chat.prompt_ids(observations[i]) for i in range(n)]
-    masks = [[0] * len(ids[i]) for i in range(n)]
-    logprobs = [[0.0] * len(ids[i]) for i in range(n)]
-    positions: list[list[int]] = [[] for _ in range(n)]
-    rewards: list[list[float]] = [[] for _ in range(n)]
-    replies: list[list[str]] = [[] for _ in range(n)]
+    first = group_offset * group_size  # global index of this batch's first dialogue
     scenario_of = _as_list(infos, "scenario_id", n)
-    outcome: list[str | None] = [None] * n
-    emotion: list[float] = [float("nan")] * n
-    errors: list[str] = []
-    done = np.zeros(n, dtype=bool)
-    sampled = 0
-    generate_seconds = env_seconds = 0.0
+    episodes = [Episode.opening(policy.chat.prompt_ids(observations[i]), group_offset + i // group_size, first + i, str(scenario_of[i])) for i in range(n)]
+    player = _Player(policy, envs, sampling, engine or policy, generator, sample_seed)
+    while not all(e.outcome for e in episodes):
+        player.turn(episodes)
+    return _batch(episodes, player, max_seq_len, overlong)
 
-    while not done.all():
-        active = np.flatnonzero(~done).tolist()
-        room = [context_limit - len(ids[i]) - 1 for i in active]  # -1 keeps space for a closing end-of-turn token
+
+class _Player:
+    """Plays one turn of every unfinished dialogue at a time: sample a reply for each, then step the envs."""
+
+    def __init__(
+        self, policy: Policy, envs: SageVectorEnv, sampling: Sampling, engine: RolloutEngine, generator: torch.Generator | None, sample_seed: int | None,
+    ) -> None:
+        self.chat, self.envs, self.sampling, self.engine = policy.chat, envs, sampling, engine
+        self.generator, self.sample_seed = generator, sample_seed
+        self.context_limit = _context_limit(policy)
+        self.max_action_chars = getattr(envs.single_action_space, "max_length", None)
+        self.sampled, self.generate_seconds, self.env_seconds = 0, 0.0, 0.0
+        self.errors: list[str] = []
+
+    def turn(self, episodes: list[Episode]) -> None:
+        active = [i for i, e in enumerate(episodes) if not e.outcome]
+        room = [self.context_limit - len(episodes[i]) - 1 for i in active]  # -1 keeps space for a closing end-of-turn token
         if min(room) < 1:
-            raise RuntimeError(
-                f"a dialogue reached the model's context limit ({context_limit} tokens); lower max_turns or max_new_tokens"
-            )
+            raise RuntimeError(f"a dialogue reached the model's context limit ({self.context_limit} tokens); lower max_turns or max_new_tokens")
         started = time.perf_counter()
         seeds = None
-        if sample_seed is not None:
-            first = group_offset * group_size  # global index of this batch's first dialogue
-            seeds = [derive_seed(sample_seed, first + i, len(positions[i])) for i in active]
-        completions = sampler.sample([ids[i] for i in active], sampling, generator, max_new_tokens=room, seeds=seeds)
-        generate_seconds += time.perf_counter() - started
+        if self.sample_seed is not None:
+            seeds = [turn_seed(self.sample_seed, episodes[i].dialogue, len(episodes[i].reward_positions)) for i in active]
+        completions = self.engine.sample([episodes[i].token_ids for i in active], self.sampling, self.generator, max_new_tokens=room, seeds=seeds)
+        self.generate_seconds += time.perf_counter() - started
 
-        actions: list[str | None] = [None] * n
+        actions: list[str | None] = [None] * len(episodes)
         for i, completion in zip(active, completions):
-            ids[i] += completion.token_ids
-            masks[i] += [1] * len(completion.token_ids)
-            logprobs[i] += completion.logprobs
-            positions[i].append(len(ids[i]) - 1)
-            sampled += len(completion.token_ids)
-            if not completion.stopped:  # out of tokens: close the turn with the template's end-of-turn token
-                ids[i].append(chat.end_of_turn_id)
-                masks[i].append(0)
-                logprobs[i].append(0.0)
-            text = chat.decode_reply(completion.token_ids)
-            actions[i] = text[:max_action_chars] if max_action_chars else text
-            replies[i].append(actions[i] or "")
+            text = self.chat.decode_reply(completion.token_ids)
+            actions[i] = text[: self.max_action_chars] if self.max_action_chars else text
+            episodes[i].add_reply(completion, self.chat.end_of_turn_id, actions[i] or "")
+            self.sampled += len(completion.token_ids)
 
         started = time.perf_counter()
-        observations, step_rewards, terminated, truncated, infos = envs.step(actions)
-        env_seconds += time.perf_counter() - started
-        outcomes = _as_list(infos, "outcome", n)
-        emotions = _as_list(infos, "emotion", n)
-        step_errors = _as_list(infos, "error", n)
+        observations, rewards, terminated, truncated, infos = self.envs.step(actions)
+        self.env_seconds += time.perf_counter() - started
+        n = len(episodes)
+        outcomes, emotions, errors = _as_list(infos, "outcome", n), _as_list(infos, "emotion", n), _as_list(infos, "error", n)
         for i in active:
-            rewards[i].append(float(step_rewards[i]))
+            episode = episodes[i]
+            episode.turn_rewards.append(float(rewards[i]))
             if terminated[i] or truncated[i]:
-                done[i] = True
-                outcome[i] = outcomes[i] or ("truncated" if truncated[i] else "error")
-                emotion[i] = float(emotions[i]) if emotions[i] is not None else float("nan")
-                if outcome[i] == "error":
-                    errors.append(str(step_errors[i]))
+                episode.finish(outcomes[i] or ("truncated" if truncated[i] else "error"), emotions[i])
+                if episode.outcome == "error":
+                    self.errors.append(str(errors[i]))
             else:
-                delta = chat.user_turn_ids(observations[i])
-                ids[i] += delta
-                masks[i] += [0] * len(delta)
-                logprobs[i] += [0.0] * len(delta)
+                episode.add_user_turn(self.chat.user_turn_ids(observations[i]))
 
-    episodes, dropped, overlong_count = [], 0, 0
-    for i in range(n):
-        if outcome[i] == "error":
-            dropped += 1
+
+def _batch(episodes: list[Episode], player: _Player, max_seq_len: int | None, overlong: str) -> RolloutBatch:
+    """The finished dialogues: errors dropped and counted (never scored as zero), the length budget applied."""
+    kept, overlong_count = [], 0
+    for episode in episodes:
+        if episode.outcome == "error":
             continue
-        episode = Episode(
-            token_ids=ids[i], loss_mask=masks[i], logprobs=logprobs[i], reward_positions=positions[i], turn_rewards=rewards[i],
-            group=group_offset + i // group_size, dialogue=group_offset * group_size + i, scenario_id=str(scenario_of[i]), outcome=outcome[i], final_emotion=emotion[i],
-            turns=len(rewards[i]), replies=replies[i],
-        )
         if max_seq_len is not None and len(episode) > max_seq_len:
             apply_length_budget(episode, max_seq_len, overlong)
             overlong_count += 1
-        episodes.append(episode)
-    return RolloutBatch(episodes, n, dropped, overlong_count, sampled, generate_seconds, env_seconds, errors)
+        kept.append(episode)
+    return RolloutBatch(
+        kept, len(episodes), len(episodes) - len(kept), overlong_count, player.sampled, player.generate_seconds, player.env_seconds, player.errors
+    )
 
 
 def apply_length_budget(episode: Episode, max_seq_len: int, overlong: str) -> None:
@@ -245,64 +272,3 @@ def _context_limit(policy: Policy) -> int:
     config = policy.base.config
     text_config = getattr(config, "text_config", None) or config
     return int(getattr(text_config, "max_position_embeddings", None) or 1 << 20)
-
-
-# ----------------------------------------------------------------------------------------------
-# episodes -> padded tensors
-
-
-@dataclass
-class MicroBatch:
-    """Right-padded tensors of a few episodes (rows sorted by length, longest first)."""
-
-    indices: list[int]  # positions of these episodes in the list they came from
-    input_ids: torch.Tensor  # [B, L]
-    attention_mask: torch.Tensor  # [B, L]
-    loss_mask: torch.Tensor  # [B, L] float
-    old_logprobs: torch.Tensor  # [B, L] float32
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.attention_mask.sum())
-
-    def to(self, device: torch.device) -> MicroBatch:
-        return MicroBatch(
-            self.indices, *(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask, self.old_logprobs))
-        )
-
-
-def pack_length_sorted(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
-    """Group indices into micro-batches, longest first, each at most `token_budget` padded tokens.
-
-    Sorting by length means each micro-batch pads to a length close to its rows' own, so almost
-    no compute is spent on padding; an episode longer than the budget gets a micro-batch alone.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= token_budget:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-def make_micro_batches(episodes: Sequence[Episode], indices: Sequence[int], token_budget: int, pad_id: int) -> list[MicroBatch]:
-    """Micro-batches of `episodes[indices]`, sized by a token budget and sorted by length."""
-    chosen = [episodes[i] for i in indices]
-    batches = []
-    for group in pack_length_sorted([len(e) for e in chosen], token_budget):
-        rows = [chosen[j] for j in group]
-        width = max(len(e) for e in rows)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        loss_mask = torch.zeros((len(rows), width), dtype=torch.float32)
-        old = torch.zeros((len(rows), width), dtype=torch.float32)
-        for r, e in enumerate(rows):
-            L = len(e)
-            input_ids[r, :L] = torch.tensor(e.token_ids)
-            attention[r, :L] = 1
-            loss_mask[r, :L] = torch.tensor(e.loss_mask, dtype=torch.float32)
-            old[r, :L] = torch.tensor(e.logprobs, dtype=torch.float32)
-        batches.append(MicroBatch([indices[j] for j in group], input_ids, attention, loss_mask, old))
-    return batches

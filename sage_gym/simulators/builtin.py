@@ -20,7 +20,10 @@ How a reply is scored (the full rule table is in docs/builtin_simulator.md):
    intense feeling-talk early on.
 4. **Anti-gaming.** Repeating an earlier reply, stuffing many strategy cues into few words,
    not engaging with anything the user said, and very short or very long replies all cost
-   emotion and mute the reply's positive strategies.
+   emotion and mute the reply's positive strategies. So does text that is not a whole message
+   (`sage_gym.simulators.coherence`): sentences broken off and joined, a phrase said twice,
+   lines reused from earlier turns, more than three strategies stacked in one reply, and a
+   reply that trails off mid-sentence.
 5. **Change.** The score plus a small seeded noise maps to -10, -5, 0, +5 or +10 (then clipped to
    the rules' range); the new emotion is capped to [0, 100].
 
@@ -35,11 +38,13 @@ import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from sage_gym.scenarios import Scenario
+from sage_gym.simulators import coherence
 from sage_gym.simulators.base import Message, Reaction, Rules, UserState, clamp_emotion, emotion_bucket
 
 # ----------------------------------------------------------------------------------------------
@@ -112,7 +117,6 @@ STRATEGY_CUES: Mapping[str, tuple[str, ...]] = {
     ),
 }
 _FEELINGS = re.compile(r"\b(?:" + "|".join(FEELING_WORDS) + r")")
-_COMPILED = {name: tuple(re.compile(p) for p in patterns) for name, patterns in STRATEGY_CUES.items()}
 _OPEN_QUESTION = re.compile(r"(?:^|[.!?]\s+)(?:what|how|which|when|where|who|why|tell me|could you say|would you say|can you tell)\b[^?]*\?")
 _WORD = re.compile(r"[a-z][a-z']*")
 
@@ -154,6 +158,15 @@ KEY_STRATEGY = {
 PATIENCE_TURNS = 2  # turns the user waits for their intention to be met before growing impatient
 IMPATIENCE_STEP, IMPATIENCE_CAP = 0.3, 0.9
 POSITIVE_MUTE = 0.25  # share of positive weight that survives an anti-gaming flag
+# What each anti-gaming flag costs (section 4 of docs/builtin_simulator.md). Every one of them mutes
+# the reply's positive cues; several at once cost the largest plus EXTRA_FLAG_PENALTY per further flag.
+FLAG_PENALTY = {
+    "repeated": 1.2, "formulaic": 1.0, "too_short": 1.0, "ignored": 0.7,
+    # the reply judged as a whole message (sage_gym.simulators.coherence)
+    "spliced": 1.2, "repetitive": 1.2, "reused": 1.0, "stacked": 1.0, "truncated": 0.8,
+}
+MUTING_FLAGS = frozenset(FLAG_PENALTY)
+EXTRA_FLAG_PENALTY = 0.3
 
 # What the user thinks when their intention is met or still missing (first person).
 GOAL_MET = {
@@ -262,12 +275,18 @@ def words_of(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     """Words that carry the topic: not stopwords, at least 4 letters, crudely de-pluralised."""
-    return {w.rstrip("s") if len(w) > 4 else w for w in words_of(text) if len(w) >= 4 and w not in STOPWORDS}
+    return set(_content_words(text))
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+@lru_cache(maxsize=4096)
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(w.rstrip("s") if len(w) > 4 else w for w in words_of(text) if len(w) >= 4 and w not in STOPWORDS)
+
+
+@lru_cache(maxsize=4096)
+def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     toks = words_of(text)
-    return {tuple(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))} if toks else set()
+    return frozenset(tuple(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))) if toks else frozenset()
 
 
 def similarity(a: str, b: str) -> float:
@@ -290,14 +309,30 @@ class ReplyFeatures:
     overlap: int  # content words shared with what the user has said
     max_similarity: float  # to the agent's earlier replies
     flags: frozenset[str] = field(default_factory=frozenset)
+    splices: tuple[str, ...] = ()  # where the reply reads as sentences broken off and joined
 
 
-def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
+@dataclass(frozen=True)
+class _TextFeatures:
+    """The part of the analysis that depends on the reply's text alone (cached by text)."""
+
+    words: int
+    strategies: frozenset[str]
+    cue_hits: int
+    open_questions: int
+    questions: int
+
+
+# one pattern per strategy: its cues as alternatives (one scan of the text per strategy)
+_ANY_CUE = {name: re.compile("|".join(f"(?:{p})" for p in patterns)) for name, patterns in STRATEGY_CUES.items()}
+
+
+@lru_cache(maxsize=4096)
+def _text_features(agent_reply: str) -> _TextFeatures:
     text = agent_reply.lower()
-    n_words = len(words_of(text))
     strategies, hits = set(), 0
-    for name, patterns in _COMPILED.items():
-        count = sum(len(p.findall(text)) for p in patterns)
+    for name, any_cue in _ANY_CUE.items():
+        count = len(any_cue.findall(text))
         if count:
             strategies.add(name)
             hits += count
@@ -306,12 +341,27 @@ def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: s
         strategies.add("feelings")
         hits += feeling_hits
     open_q = len(_OPEN_QUESTION.findall(text))
-    questions = text.count("?")
     if open_q:
         strategies.add("question")
+    return _TextFeatures(len(words_of(text)), frozenset(strategies), hits, open_q, text.count("?"))
 
-    user_said = " ".join(m["content"] for m in history if m["role"] == "user")
-    overlap = len(content_words(agent_reply) & content_words(user_said))
+
+def detect_strategies(agent_reply: str) -> frozenset[str]:
+    """The strategies the built-in user sees in a reply (its cue table, section 1 of the docs)."""
+    return _text_features(agent_reply).strategies
+
+
+def _language(scenario: Scenario) -> str | None:
+    """The coherence rules' language for a scenario, or None where none are registered."""
+    return scenario.language if scenario.language in coherence.LANGUAGES else None
+
+
+def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
+    text = _text_features(agent_reply)
+    n_words, strategies, hits = text.words, text.strategies, text.cue_hits
+
+    said = frozenset().union(*(_content_words(m["content"]) for m in history if m["role"] == "user"))
+    overlap = len(_content_words(agent_reply) & said)
     earlier = [m["content"] for m in history if m["role"] == "assistant"]
     max_sim = max((similarity(agent_reply, e) for e in earlier), default=0.0)
 
@@ -326,11 +376,17 @@ def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: s
     if n_words >= 4 and overlap == 0:
         flags.add("ignored")
     temper = TEMPERAMENTS[scenario.character_type]
-    if questions > temper.pushy_questions:
+    if text.questions > temper.pushy_questions:
         flags.add("pushy")
     if n_words > temper.long_reply_words:
         flags.add("too_long")
-    return ReplyFeatures(n_words, frozenset(strategies), hits, open_q, questions, overlap, max_sim, frozenset(flags))
+    splices: tuple[str, ...] = ()
+    language = _language(scenario)
+    if language is not None and n_words:
+        quality = coherence.reply_quality(agent_reply, earlier, strategies, language)
+        flags |= quality.flags
+        splices = quality.splices
+    return ReplyFeatures(n_words, strategies, hits, text.open_questions, text.questions, overlap, max_sim, frozenset(flags), splices)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,12 +398,17 @@ def _turn_rng(seed: int, turn: int, agent_reply: str, salt: int) -> np.random.Ge
 
 
 def _intention_met_before(scenario: Scenario, history: Sequence[Message]) -> int:
-    """How many earlier agent replies already used the key strategy of the hidden intention."""
+    """How many earlier agent replies already met the hidden intention: used its key strategy in
+    whole, unrepeated sentences (salad does not count, then or now)."""
     key = KEY_STRATEGY.get(scenario.hidden_intention)
     if key is None:
         return 0
     earlier = [m["content"] for m in history if m["role"] == "assistant"]
-    return sum(key in analyse_reply(scenario, (), e).strategies for e in earlier)
+    language = _language(scenario)
+    return sum(
+        key in detect_strategies(e) and (language is None or not coherence.reply_quality(e, (), detect_strategies(e), language).flags)
+        for e in earlier
+    )
 
 
 @dataclass(frozen=True)
@@ -384,14 +445,15 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
         penalty -= 0.25  # intense feeling-talk before trust is built
     if "too_long" in flags:
         penalty -= 0.5 + (feats.words - temper.long_reply_words) / 100
-    if flags & {"repeated", "formulaic", "ignored", "too_short"}:
+    muting = sorted((FLAG_PENALTY[f] for f in flags & MUTING_FLAGS), reverse=True)
+    if muting:
+        # the reply is not taken as meant: its positive cues count for little, the worst flag costs
+        # in full and each further one a little more (salad usually trips several)
         positive *= POSITIVE_MUTE
-        penalty -= {"repeated": 1.2, "formulaic": 1.0, "ignored": 0.7, "too_short": 1.0}[
-            next(f for f in ("repeated", "formulaic", "too_short", "ignored") if f in flags)
-        ]
+        penalty -= muting[0] + EXTRA_FLAG_PENALTY * (len(muting) - 1)
 
     key = KEY_STRATEGY.get(scenario.hidden_intention)
-    met_now = key in feats.strategies and not flags & {"repeated", "formulaic", "ignored"}
+    met_now = key in feats.strategies and not flags & (MUTING_FLAGS - {"too_short"})
     met_before = _intention_met_before(scenario, history)
     if key and not met_now and met_before == 0 and turn >= PATIENCE_TURNS:
         penalty -= min(IMPATIENCE_CAP, IMPATIENCE_STEP * (turn - PATIENCE_TURNS + 1))  # grows while the intention is unmet
@@ -437,6 +499,16 @@ def _thoughts(scenario: Scenario, feats: ReplyFeatures, flags: frozenset[str], g
         lines.append("That sounds like a script, all the right words and nothing behind them.")
     if "ignored" in flags:
         lines.append("Did they even read what I wrote?")
+    if "spliced" in flags:
+        lines.append("Half of that doesn't even make sense, the sentences just run into each other.")
+    if "repetitive" in flags:
+        lines.append("They said the same words twice in one go.")
+    if "reused" in flags:
+        lines.append("I've heard all of these lines from them already.")
+    if "stacked" in flags:
+        lines.append("They're throwing every line in the book at me at once.")
+    if "truncated" in flags:
+        lines.append("They didn't even finish the sentence.")
     if "too_short" in flags:
         lines.append("That's all they have to say?")
     if "too_long" in flags:
@@ -483,6 +555,11 @@ FLAG_LINES = {
     "formulaic": ("That sounds like it came out of a pamphlet.", "Are you reading that off a card?"),
     "ignored": ("That's not really what I was talking about.", "Did you read what I said?"),
     "too_short": ("That's it?", "...okay?"),
+    "spliced": ("Sorry, what? That didn't make sense.", "You're not making any sense."),
+    "repetitive": ("You just said that twice.", "Are you even listening to yourself?"),
+    "reused": ("You've said all that already.", "Same lines again."),
+    "stacked": ("That's a lot of things at once.", "Slow down, you're throwing everything at me."),
+    "truncated": ("...and? You didn't finish.", "You trailed off there."),
     "too_long": ("That's a lot of words.", "I'm not going to read an essay."),
     "pushy": ("That's a lot of questions.", "Slow down, one thing at a time."),
 }
@@ -500,6 +577,7 @@ GOODBYE_FAILURE = (
     "I'm done. I shouldn't have bothered. Bye.",
 )
 GOODBYE_LEFT = ("I don't want to talk about this anymore. Bye.", "I think I'll leave it here. Bye.")
+REPLY_FLAG_ORDER = ("repeated", "spliced", "repetitive", "reused", "formulaic", "stacked", "truncated", "ignored", "too_short", "too_long", "pushy")
 AVOIDANT_WALKOUT = 20  # an avoidant user this low leaves of their own accord
 
 
@@ -524,7 +602,7 @@ def compose_reply(
     if ending == "left":
         return pick(GOODBYE_LEFT)
     parts = []
-    flag = next((f for f in ("repeated", "formulaic", "ignored", "too_short", "too_long", "pushy") if f in features.flags), None)
+    flag = next((f for f in REPLY_FLAG_ORDER if f in features.flags), None)
     harm = next((h for h in ("blame", "dismiss", "platitude") if h in features.strategies), None)
     if flag:
         parts.append(pick(FLAG_LINES[flag]))
@@ -620,3 +698,10 @@ def weight_table_markdown() -> str:
             cells.append(f"**{value}**" if KEY_STRATEGY[intention] == strategy else value)
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def clear_caches() -> None:
+    """Empty the per-text caches of the analysis (they only save time: results never depend on them)."""
+    for cached in (_text_features, _content_words, _shingles):
+        cached.cache_clear()
+    coherence.clear_caches()
