@@ -113,7 +113,7 @@ class CallLog:
     attempts: int = 0
     retries: int = 0
     causes: dict[str, int] = field(default_factory=dict)  # retries by cause
-    prompt_tokens: int = 0  # of the answers used, as the server's `usage` reports them
+    prompt_tokens: int = 0  # of every answer received (paid for, used or not), as its `usage` reports them
     completion_tokens: int = 0
 
 
