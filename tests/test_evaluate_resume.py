@@ -150,7 +150,10 @@ def test_no_key_reaches_any_file_the_evaluation_writes(tmp_path, scenarios, monk
             api_key=secrets["agent"], headers={"X-Api-Key": secrets["agent_header"]},
         )
         judge = LLMStrategyJudge(agent_url, "judge-model", api_key_env="SAGE_TEST_JUDGE_KEY")
-        simulator_kwargs = {"base_url": sim_url, "model": DEFAULT_MODEL, "api_key": secrets["simulator"], "headers": {"X-Trace-Token": secrets["simulator_header"]}}
+        simulator_kwargs = {
+            "base_url": sim_url, "model": DEFAULT_MODEL, "api_key": secrets["simulator"], "headers": {"X-Trace-Token": secrets["simulator_header"]},
+            "ledger": str(out / "calls.sqlite"),  # the simulator's requests and answers, kept in the folder too
+        }
         settings = EvalSettings(scenarios=str(scenarios), simulator="openai", simulator_kwargs=simulator_kwargs, limit=3, max_turns=2)
         report = evaluate(agent, out, settings, judge=judge, progress=False)
 
@@ -160,7 +163,8 @@ def test_no_key_reaches_any_file_the_evaluation_writes(tmp_path, scenarios, monk
     assert agent_calls and all(r["headers"]["authorization"] == f"Bearer {secrets['agent']}" and r["headers"]["x-api-key"] == secrets["agent_header"] for r in agent_calls)
     assert any(r["headers"]["authorization"] == f"Bearer {secrets['judge']}" for r in requests if r["model"] == "judge-model")
     written = sorted(p for p in out.rglob("*") if p.is_file())
-    assert {p.name for p in written} >= {"report.json", "transcripts.jsonl", "summary.md", "manifest.json", "emotion_trajectories.png"}
+    assert {p.name for p in written} >= {"report.json", "transcripts.jsonl", "summary.md", "manifest.json", "emotion_trajectories.png", "calls.sqlite"}
+    assert report["run"]["simulator"]["ledger"]["recorded"] > 0
     for path in written:
         data = path.read_bytes()
         for name, secret in secrets.items():
