@@ -214,3 +214,16 @@ def test_keys_an_agent_or_a_simulator_reports_in_its_manifest_are_redacted(tmp_p
     for path in tmp_path.rglob("*"):
         for secret in ("0123456789", "4711"):
             assert secret.encode() not in path.read_bytes(), path.name
+
+
+def test_several_agents_under_a_stopped_server_exit_with_an_error_count(tmp_path, scenarios, capsys):
+    simulator = openai_simulator(f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
+    status = cli(["--agent", "empathic", "--agent", "solution", "--scenarios", str(scenarios), "--limit", "2", "--max-turns", "2",
+                  "--no-progress", "--no-plots", "--simulator", "builtin", "--simulator", simulator, "--output", str(tmp_path)])
+    assert status == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "python -m agents.evaluate: 4 dialogue(s) ended in an error and are left out of the scores; run the same command again to retry them"
+    ]
+    summary = json.loads((tmp_path / "held_out.json").read_text())  # written all the same, the gaps unknown rather than a crash
+    assert all(rows["openai-sage_gym.builtin"]["errors"] == 2 and rows["openai-sage_gym.builtin"]["gap"] is None for rows in summary["agents"].values())
+    assert all(tau is None for tau in summary["kendall_tau"].values()) and "n/a" in (tmp_path / "held_out.md").read_text()

@@ -144,7 +144,9 @@ def held_out_summary(reports: Mapping[str, Mapping[str, Mapping[str, Any]]], lab
                 "sycophancy_rate": (report.get("sycophancy") or {}).get("sycophancy_rate"),
                 "errors": len(report.get("errors") or []),
             }
-            if label != reference:
+            if label != reference and not _scored_under_both(report, by_simulator[reference]):
+                row["gap"] = None  # every dialogue under one of them ended in an error: nothing to pair
+            elif label != reference:
                 row["gap"] = paired_bootstrap(
                     report["reliability"]["per_scenario"], by_simulator[reference]["reliability"]["per_scenario"],
                     samples=evaluation["bootstrap_samples"], confidence=evaluation["confidence"], seed=evaluation["seed"],
@@ -156,8 +158,14 @@ def held_out_summary(reports: Mapping[str, Mapping[str, Mapping[str, Any]]], lab
     tau = {}
     if len(names) >= 2:
         for a, b in combinations(labels, 2):
-            tau[f"{a} vs {b}"] = kendall_tau([agents[n][a]["score"]["mean"] for n in names], [agents[n][b]["score"]["mean"] for n in names])
+            x, y = ([agents[n][label]["score"]["mean"] for n in names] for label in (a, b))
+            tau[f"{a} vs {b}"] = None if None in x or None in y else kendall_tau(x, y)
     return {"reference_simulator": reference, "simulators": list(labels), "agents": agents, "kendall_tau": tau}
+
+
+def _scored_under_both(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    scored = [{k for k, v in r["reliability"]["per_scenario"].items() if len(v)} for r in (a, b)]
+    return bool(scored[0] & scored[1])
 
 
 def held_out_markdown(summary: Mapping[str, Any]) -> str:
@@ -178,6 +186,9 @@ def held_out_markdown(summary: Mapping[str, Any]) -> str:
             cells.append(f"{score['mean']:.1f} [{score['ci'][0]:.1f}, {score['ci'][1]:.1f}]" if score["mean"] is not None else "n/a")
         for label in labels[1:]:
             gap = rows[label]["gap"]
+            if gap is None:
+                cells.append("n/a")
+                continue
             mark = "" if gap["beyond_noise"] else " (within the noise)"
             cells.append(f"{gap['difference']:+.1f} [{gap['ci'][0]:+.1f}, {gap['ci'][1]:+.1f}]{mark}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
