@@ -7,12 +7,14 @@ reference agent talks with the built-in simulator on one scenario of the eval sp
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
 import gymnasium as gym
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
-from agents.baselines import REFERENCE_AGENTS, make_reference_agent
+from agents.cli import run_main
+from agents.eval.baselines import REFERENCE_AGENTS, make_reference_agent
 
 
 def bar(emotion: int, width: int = 20) -> str:
@@ -60,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_main(main, "python -m agents.demo"))

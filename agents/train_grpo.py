@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import sys
 
-from agents.config import TrainConfig, parse_config
-from agents.grpo import GRPOTrainer
-from agents.launch import first_and_last, launch, mean_of
+from agents.cli import run_main
+from agents.learn.config import TrainConfig, parse_config
+from agents.learn.grpo import GRPOTrainer
+from agents.learn.launch import first_and_last, launch, mean_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m agents.train_grpo"))

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import sys
 
-from agents.config import parse_config
-from agents.launch import first_and_last, launch, mean_of
-from agents.ppo import PPOConfig, PPOTrainer
+from agents.cli import run_main
+from agents.learn.config import parse_config
+from agents.learn.launch import first_and_last, launch, mean_of
+from agents.learn.ppo import PPOConfig, PPOTrainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "python -m agents.train_ppo"))

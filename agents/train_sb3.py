@@ -3,14 +3,14 @@
     python -m agents.train_sb3                        # a few minutes on 2 CPU cores, then evaluates
     python -m agents.evaluate --agent sb3 --model runs/sb3/model.zip
 
-The agent (`agents.sb3_agent`) sees hashed text features, the emotion bucket and the turn, and
+The agent (`agents.eval.sb3_agent`) sees hashed text features, the emotion bucket and the turn, and
 picks one of a fixed set of response plans rendered from templates. PPO learns it through the SB3
 adapter of the vectorized environment (`sage_gym.sb3.make_sb3_vec_env`): each step's simulator
 calls for all dialogues run concurrently. Training uses SAGE's evaluation rules (initial emotion
 40, 10 turns, change clipped to [-10, 10]) on the `train` split with the per-turn `delta` reward
 and a discount below 1, so each reply is credited with the change it caused.
 
-Afterwards the model is evaluated with `agents.evaluate` on the `eval` split next to the
+Afterwards the model is evaluated with `agents.eval.evaluate` on the `eval` split next to the
 reference `random` strategy agent, and the comparison is printed.
 
 | output | what it is |
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
-from agents.sb3_agent import PLANS, numeric_dialogue
+from agents.cli import run_main
+from agents.eval.sb3_agent import PLANS, numeric_dialogue
 from sage_gym.sb3 import make_sb3_vec_env
 
 
@@ -127,9 +129,10 @@ class ProgressLog(BaseCallback):
 
 def evaluate_against_random(model_path: Path, config: SB3Config, log: Any = print) -> str:
     """Evaluate the trained agent and the reference random-strategy agent on `eval_scenarios`; the comparison table."""
-    from agents.agent_api import ReferenceAgent
-    from agents.evaluate import EvalSettings, compare_reports, evaluate
-    from agents.sb3_agent import SB3StrategyAgent
+    from agents.eval.agent_api import ReferenceAgent
+    from agents.eval.evaluate import EvalSettings, evaluate
+    from agents.eval.report import compare_reports
+    from agents.eval.sb3_agent import SB3StrategyAgent
 
     settings = EvalSettings(scenarios=config.eval_scenarios, max_turns=config.max_turns, initial_emotion=config.initial_emotion, seed=config.seed)
     out = model_path.parent
@@ -169,4 +172,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, "python -m agents.train_sb3"))

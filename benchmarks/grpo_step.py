@@ -22,10 +22,10 @@ from tempfile import TemporaryDirectory
 
 import torch
 
-from agents.config import TrainConfig
-from agents.grpo import GRPOTrainer
-from agents.policy import Policy
-from agents.rollout import make_micro_batches
+from agents.learn.config import TrainConfig
+from agents.learn.grpo import GRPOTrainer
+from agents.learn.policy import Policy
+from agents.learn.batching import make_micro_batches
 
 
 class RecordingPolicy(Policy):
@@ -90,7 +90,7 @@ def main() -> None:
             max_new_tokens=args.max_new_tokens, template=args.template, output_dir=str(Path(tmp) / "run"), progress=False,
             tensorboard=False, transcripts=False, steps=args.repeats + 1,
         )
-        from agents.grpo import load_policy
+        from agents.learn.components import load_policy
 
         loaded = load_policy(cfg)
         policy = RecordingPolicy(model=loaded.model, tokenizer=loaded.tokenizer, chat=loaded.chat, device=loaded.device)

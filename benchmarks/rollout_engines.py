@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from agents.policy import Policy, Sampling
-from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.learn.policy import Policy, Sampling
+from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from sage_gym.scenarios import load_split
 
 SIZES = {  # Qwen2 shapes (hidden, layers, heads, kv heads, MLP)
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"hf:   {hf_tokens} tokens in {hf_seconds:.2f} s = {hf_tokens / hf_seconds:,.0f} tokens/s")
 
     try:
-        from agents.vllm_engine import build_rollout_engine
+        from agents.learn.vllm_engine import build_rollout_engine
 
         engine = build_rollout_engine("vllm", policy, gpu_memory_utilization=args.gpu_memory_utilization)
     except (ImportError, RuntimeError) as error:

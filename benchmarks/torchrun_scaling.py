@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents.tiny_model import tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.learn.tiny_model import tiny_random_model, tokenizer_corpus, train_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from rollout_engines import SIZES  # noqa: E402  (the same model shapes)

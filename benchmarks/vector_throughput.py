@@ -1,7 +1,7 @@
 """How close does a batch of dialogues come to one simulator latency per call?
 
-    python benchmarks/vector_throughput.py                 # 64 dialogues x 8 turns, 50 ms per call
-    python benchmarks/vector_throughput.py --dialogues 16 --skip-async
+    python benchmarks/vector_throughput.py                 # 64 dialogues x 8 turns, 50 ms per call (+ a 256-dialogue row)
+    python benchmarks/vector_throughput.py --dialogues 16 --skip-async --extra-dialogues
 
 A dialogue turn is two simulator calls (emotion update, then reply), made one after the other.
 With every dialogue's calls in flight together, a batch of D dialogues x T turns can at best take
@@ -10,21 +10,24 @@ With every dialogue's calls in flight together, a batch of D dialogues x T turns
 
 The simulator is the local OpenAI-compatible server (`sage_gym.simulators.server`, the built-in
 user over HTTP), run in a separate process with `latency_ms` added to every request, and reached
-through `OpenAISimulator` (the openai SDK), as a remote LLM would be. One run prints, side by side:
+through `OpenAISimulator` (its `ChatClient`), as a remote LLM would be. One run prints, side by side:
 
 | row | what runs |
 |---|---|
 | `SageVectorEnv` | D dialogues stepped concurrently on one event loop |
+| `SageVectorEnv, N dialogues` | the same with N dialogues (`--extra-dialogues`, default 256): the ideal time is the same |
 | `sequential loop` | one `SageDialogueEnv` stepped dialogue after dialogue (RLVER's rollout shape); it runs `--sequential-dialogues` dialogues and extrapolates linearly to D, since each dialogue costs the same |
 | `AsyncVectorEnv` | Gymnasium's process-per-env vector env over D `SageDialogueEnv`s (forkserver workers) |
 | `SageVectorEnv, in-process` | D dialogues against an in-process simulator that only sleeps `latency` per call: the vector env's own overhead, with no HTTP client or server cost at all |
 
 Each row runs one untimed warm-up turn (clients, connections, lazy imports), then times `reset`
 plus T steps. Every row runs twice: with the latency, and with 0 ms latency. The 0 ms run is the
-simulator's own cost (the openai client's and the server's CPU time); the "cost excluded" ratio
+simulator's own cost (the HTTP client's and the server's CPU time); the "cost excluded" ratio
 subtracts it: (wall - wall at 0 ms) / ideal. Both are printed, because where that CPU work is
 larger than the latency it hides the latency, and the difference is then noise. The CPU seconds
-of the client process(es) and of the server during the timed rollout are printed too.
+of the client process(es) and of the server during the timed rollout are printed too, and the
+client's CPU milliseconds per simulator call (client CPU s / (D x T x 2)): everything the
+environment and the HTTP client spend in the process that steps the dialogues.
 
 Peak memory is the largest sum of resident set sizes seen while the rollout ran (sampled every
 20 ms): the benchmark process, plus its worker processes for `AsyncVectorEnv` (not the server).
@@ -192,7 +195,7 @@ def total_memory(pids: Sequence[int], kind: str) -> int:
 @dataclass
 class Result:
     wall_s: float
-    dialogues: int  # dialogues actually run
+    dialogues: int  # dialogues actually run (each makes turns x CALLS_PER_TURN calls)
     cpu_s: float  # CPU time of this process (and its workers) during the timed rollout
     server_cpu_s: float = 0.0  # CPU time of the server process during the timed rollout
     peak_rss: int = 0
@@ -313,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sequential-dialogues", type=int, default=4, help="dialogues the sequential loop runs (extrapolated to --dialogues)")
     parser.add_argument("--async-workers", type=int, default=None, help="AsyncVectorEnv workers (default: --dialogues; extrapolated if fewer)")
     parser.add_argument("--skip-async", action="store_true", help="leave out AsyncVectorEnv")
+    parser.add_argument("--extra-dialogues", type=int, nargs="*", default=[256], help="more SageVectorEnv rows over HTTP with these batch sizes (none: no extra rows)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.latency_ms <= 0:
@@ -335,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         with server_process(latency) as (base_url, server_pid):
             print(f"  server at {latency:g} ms: SageVectorEnv ...", flush=True)
             results.setdefault("SageVectorEnv", {})[latency] = run_vector(current, "openai", simulator_kwargs(base_url), server_pid)
+            for extra in args.extra_dialogues:
+                print(f"  server at {latency:g} ms: SageVectorEnv, {extra} dialogues ...", flush=True)
+                bigger = Setting(extra, current.turns, current.latency_ms, current.seed, current.scenarios)
+                results.setdefault(f"SageVectorEnv, {extra} dialogues", {})[latency] = run_vector(bigger, "openai", simulator_kwargs(base_url), server_pid)
             print(f"  server at {latency:g} ms: sequential loop ({args.sequential_dialogues} dialogues) ...", flush=True)
             results.setdefault("sequential loop", {})[latency] = run_sequential(current, base_url, args.sequential_dialogues, server_pid)
             if not args.skip_async:
@@ -347,25 +355,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     print(f"ideal: {args.turns} turns x {CALLS_PER_TURN} calls x {args.latency_ms:g} ms = {ideal:.3f} s")
     header = (
-        f"{'':28s} {'ran':>4s} {'wall s':>8s} {'ratio':>7s} {'wall s @0ms':>12s} {'cost excl.':>10s} "
-        f"{'CPU s':>7s} {'server CPU s':>12s} {'peak RSS MB':>12s} {'USS MB':>8s}"
+        f"{'':32s} {'ran':>4s} {'wall s':>8s} {'ratio':>7s} {'wall s @0ms':>12s} {'cost excl.':>10s} "
+        f"{'CPU s':>7s} {'CPU ms/call':>11s} {'server CPU s':>12s} {'peak RSS MB':>12s} {'USS MB':>8s}"
     )
     print(header)
     print("-" * len(header))
     for name, by_latency in results.items():
         slow, fast = by_latency[args.latency_ms], by_latency[0.0]
-        scale = args.dialogues / slow.dialogues  # fewer dialogues run than asked: linear extrapolation
+        extrapolated = name in ("sequential loop", "AsyncVectorEnv")
+        scale = args.dialogues / slow.dialogues if extrapolated else 1.0  # fewer dialogues run than asked: linear extrapolation
         wall, wall0, cpu, server = (x * scale for x in (slow.wall_s, fast.wall_s, slow.cpu_s, slow.server_cpu_s))
         label = f"{name} (x{scale:g})" if scale != 1 else name
+        calls = slow.dialogues * args.turns * CALLS_PER_TURN
+        per_call = f"{1000 * slow.cpu_s / calls:11.2f}"
         print(
-            f"{label:28s} {slow.dialogues:4d} {wall:8.3f} {wall / ideal:7.2f} {wall0:12.3f} {(wall - wall0) / ideal:10.2f} "
-            f"{cpu:7.2f} {server:12.2f} {memory_columns(slow)}"
+            f"{label:32s} {slow.dialogues:4d} {wall:8.3f} {wall / ideal:7.2f} {wall0:12.3f} {(wall - wall0) / ideal:10.2f} "
+            f"{cpu:7.2f} {per_call} {server:12.2f} {memory_columns(slow)}"
         )
     print()
     if async_start:
         print(f"AsyncVectorEnv took {async_start[args.latency_ms]:.1f} s to start {workers} workers (not in its wall time).")
     print("ratio = wall / ideal; cost excl. = (wall - wall at 0 ms) / ideal; (xN) = extrapolated linearly from the dialogues run.")
     print("CPU s: this process (and AsyncVectorEnv's workers), server CPU s: the server process, both during the timed rollout.")
+    print("CPU ms/call: CPU s / (dialogues x turns x 2 calls), the client side's cost of one simulator call (AsyncVectorEnv: all its workers).")
     print(f"Load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs.")
 
 

@@ -33,10 +33,11 @@ or the turn limit is reached. This follows SAGE (Sentient Agent as a Judge) and 
 
 ## Bad input
 
-A non-string action raises `TypeError`; an action longer than `max_action_chars` raises
+A non-string action raises `TypeError`; an action longer than `max_action_chars`, or one that
+is not encodable as UTF-8 (a lone surrogate such as `"\\ud800"`, also inside `<think>`), raises
 `ValueError`; `step` before `reset` or after the episode ended raises
-`gymnasium.error.ResetNeeded`; an unknown scenario id raises `KeyError`. None of these change the
-environment. An empty action is valid: the user reacts to an empty reply (and does not like it).
+`gymnasium.error.ResetNeeded`; an unknown scenario id raises `KeyError`, a non-string one
+`TypeError`. None of these change the environment. An empty action is valid: the user reacts to an empty reply (and does not like it).
 A `SimulatorError` from the simulator propagates and also leaves the state unchanged, so the same
 step can be retried.
 """
@@ -55,6 +56,7 @@ from gymnasium.error import ResetNeeded
 
 from sage_gym._loop import run_sync
 from sage_gym.prompts import PromptLibrary, default_prompts
+from sage_gym.redaction import RedactedSpec
 from sage_gym.scenarios import Scenario, ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator, make_simulator
 from sage_gym.simulators.base import EMOTION_MAX, EMOTION_MIN, Reaction, Rules, UserState, emotion_bucket, emotion_grade
@@ -63,6 +65,14 @@ from sage_gym.thinking import split_think
 from sage_gym.transcripts import TranscriptWriter
 
 REWARD_MODES = ("delta", "final")
+
+
+def check_text(text: str, what: str) -> None:
+    """Raise ValueError unless `text` encodes as UTF-8 (a lone surrogate such as "\\ud800" does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} is not valid Unicode text: {err.reason} at character {err.start} ({text[err.start:err.end]!r})") from None
 TERMINAL_OUTCOMES = ("success", "failure", "left")
 OUTCOMES = TERMINAL_OUTCOMES + ("truncated", "error")
 
@@ -78,6 +88,7 @@ class SageDialogueEnv(gym.Env[str, str]):
     __doc__ = __doc__
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    spec = RedactedSpec()  # gym.make records the kwargs here: keep API keys out of str(env.spec)
 
     def __init__(
         self,
@@ -321,6 +332,7 @@ class SageDialogueEnv(gym.Env[str, str]):
                 f"action has {len(action)} characters, more than max_action_chars={self.action_space.max_length}; "
                 "shorten it or raise max_action_chars"
             )
+        check_text(action, "action")
 
     def _check_reaction(self, reaction: Reaction) -> None:
         if not (EMOTION_MIN <= reaction.emotion <= EMOTION_MAX) or reaction.state.emotion != reaction.emotion:

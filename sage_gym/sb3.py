@@ -23,7 +23,8 @@ when the turn limit (not the user) ended it; `seed()` and `set_options()` apply 
 `env_is_wrapped` reach the `SageDialogueEnv`s. A dialogue that ended because the simulator
 failed is done with `infos[i]["outcome"] == "error"`; filter those out of any statistics.
 
-Importing this module imports stable-baselines3 (and so torch); `import sage_gym` does not.
+Importing this module imports stable-baselines3 (and so torch), installed by the `sb3` extra
+(`pip install 'sage-gym[sb3]'`); `import sage_gym` does not.
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.env_util import is_wrapped
-from stable_baselines3.common.vec_env import VecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+try:
+    from stable_baselines3.common.env_util import is_wrapped
+    from stable_baselines3.common.vec_env import VecEnv
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+except ImportError as err:  # the core install has no stable-baselines3 (and so no torch)
+    raise ImportError(f"sage_gym.sb3 needs stable-baselines3: pip install 'sage-gym[sb3]' ({err})") from err
 
 from sage_gym.env import SageDialogueEnv
 from sage_gym.vector import SageVectorEnv, unbatch_infos

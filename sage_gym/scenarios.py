@@ -130,6 +130,9 @@ class Scenario:
         if not self.intention_text and self.hidden_intention in INTENTION_TEXT:
             object.__setattr__(self, "intention_text", INTENTION_TEXT[self.hidden_intention])
         object.__setattr__(self, "extras", freeze(self.extras))
+        bad = _unencodable_field(self)
+        if bad is not None:  # it would fail later, in a prompt or a transcript, after a dialogue began
+            raise ScenarioError(f"scenario {self.id.encode('utf-8', 'backslashreplace').decode()!r}: field '{bad}': not valid Unicode text (a lone surrogate)")
 
     @property
     def intention_group(self) -> str:
@@ -194,9 +197,66 @@ def _check_keys(record: Mapping, allowed: Iterable[str], where: str, prefix: str
         raise _fail(where, f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
+MAX_NESTING = 32  # levels of objects and lists in a scenario record (extras included)
+
+
+def _depth(value: Any) -> int:
+    """How deeply dicts and lists nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else item if isinstance(item, (list, tuple)) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _unencodable_field(scenario: Scenario) -> str | None:
+    """The field of `scenario` holding a string UTF-8 cannot encode, else None (fast when there is none)."""
+    parts = [scenario.persona, scenario.background]
+    strings = [v for part in parts for v in vars(part).values() if isinstance(v, str)]
+    strings += [v for part in parts for v in vars(part).values() if isinstance(v, tuple) for v in v]
+    strings += [v for k, v in vars(scenario).items() if isinstance(v, str)] + list(scenario.character_traits)
+    try:
+        "\n".join(s for s in strings if isinstance(s, str)).encode("utf-8")
+        if _unencodable_text(dict(scenario.extras)) is None:
+            return None
+    except UnicodeEncodeError:
+        pass
+    return _unencodable_text(scenario.to_dict())
+
+
+def _unencodable_text(value: Any) -> str | None:
+    """The path of the first string (key or value) in nested dicts and lists that UTF-8 cannot encode, else None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:  # iterative: records can nest deeply
+        path, item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "<value>"
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                name = str(key).encode("utf-8", "backslashreplace").decode()
+                if isinstance(key, str) and _unencodable_text(key) is not None:
+                    return f"{path}.{name}" if path else name
+                stack.append((f"{path}.{name}" if path else name, child))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return None
+
+
 def _parse_scenario(record: Any, where: str) -> Scenario:
     if not isinstance(record, Mapping):
         raise ScenarioError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    bad = _unencodable_text(record)
+    if bad is not None:
+        raise _fail(where, bad, "not valid Unicode text (a lone surrogate, e.g. the escape \\ud800)")
+    if _depth(record) > MAX_NESTING:  # deeper would fail later, when the set is copied or hashed
+        raise ScenarioError(f"{where}: the record is nested too deeply (more than {MAX_NESTING} levels)")
     _check_keys(record, [f.name for f in dataclasses.fields(Scenario)], where)
 
     sid = _get(record, "id", str, where)
@@ -288,6 +348,8 @@ class ScenarioSet(Sequence):
         return tuple(s.id for s in self._items)
 
     def get(self, scenario_id: str) -> Scenario:
+        if not isinstance(scenario_id, str):
+            raise TypeError(f"a scenario id is a str, got {type(scenario_id).__name__} {scenario_id!r}")
         try:
             return self._by_id[scenario_id]
         except KeyError:
@@ -319,16 +381,23 @@ class ScenarioSet(Sequence):
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for each non-blank line; malformed JSON names the file and line."""
+    """(line number, parsed object) for each non-blank line; bad UTF-8, bad JSON or absurd nesting name the file and line."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ScenarioError(f"{path}:{lineno}: not UTF-8 text: {err.reason} at byte {err.start} of the line") from None
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ScenarioError(f"{path}:{lineno}: invalid JSON: {err.msg} (column {err.colno})") from None
+            except RecursionError:
+                raise ScenarioError(f"{path}:{lineno}: invalid JSON: nested too deeply") from None
+            yield lineno, value
 
 
 def load_scenarios(path: str | Path) -> ScenarioSet:
@@ -339,10 +408,17 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
     scenarios = []
     for lineno, record in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        if isinstance(record, Mapping) and "player" in record and "scene" in record:
-            scenarios.append(from_sage(record, where))
-        else:
-            scenarios.append(Scenario.from_dict(record, where))
+        try:
+            if isinstance(record, Mapping) and "player" in record and "scene" in record:
+                scenarios.append(from_sage(record, where))
+            else:
+                scenarios.append(Scenario.from_dict(record, where))
+        except RecursionError:  # JSON nested within the parser's limit, but too deep to copy or hash
+            raise ScenarioError(f"{where}: the record is nested too deeply") from None
+        except ScenarioError as err:
+            if str(err).startswith(where):
+                raise
+            raise ScenarioError(f"{where}: {err}") from None
     return ScenarioSet(scenarios, name=str(path))
 
 

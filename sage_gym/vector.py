@@ -49,15 +49,25 @@ the seed `seed + i` (Gymnasium's convention), so the same seed gives the same ba
 
 ## Failures
 
-- **Simulator failure.** When one sub-env's simulator call raises `SimulatorError` (after the
-  simulator's own retries), that dialogue ends: outcome `"error"`, `terminated=True`, reward 0,
-  `infos["error"]` holds the message, and the transcript (if recorded) says so. The others go on.
-  A learner must drop such a dialogue, not score it zero. A `SimulatorError` while *starting* a
-  dialogue (`reset`, or a `NEXT_STEP` autoreset) propagates: there is no dialogue to mark.
-- **Anything else** (a bug, an invalid reaction) propagates out of `step`, after the other
-  sub-envs' steps have been applied; the failing sub-env keeps its state from before the step.
-- **Bad input** (wrong number of actions, a non-string action, one longer than the action space,
-  stepping before `reset`) raises before any simulator call runs, and changes nothing.
+A step never loses the dialogues that did advance: either it returns every sub-env's result, or
+it raises before anything changed.
+
+- **A sub-env that fails.** When one sub-env's step raises (a `SimulatorError` after the
+  simulator's own retries and deadline, or any other exception: a bug, an invalid reaction), that
+  dialogue ends: outcome `"error"`, `terminated=True`, reward 0, `infos["error"]` holds
+  `"<ExceptionType>: <message>"`, and the transcript (if recorded) says so. The others go on, and
+  the step returns all N results. A learner must drop such a dialogue, not score it zero (its
+  reward 0 is not a score). Exceptions that are not a `SimulatorError` are also logged with their
+  traceback on the `sage_gym.vector` logger.
+- **A restart that fails** (a `NEXT_STEP` autoreset whose simulator cannot open the dialogue):
+  the sub-env stays finished (`terminated=True`, outcome `"error"`, `infos["error"]` set, its last
+  observation) and the next step tries the restart again.
+- **A reset that fails** propagates: there is no dialogue to mark. The sub-envs it was resetting
+  count as never reset until a `reset()` succeeds.
+- **Bad input** (wrong number of actions, a non-string action, one longer than the action space
+  or not encodable as UTF-8, stepping before `reset`, a bad seed or reset option) raises before
+  any simulator call runs, and changes nothing.
+- `KeyboardInterrupt` and cancellation propagate (after the other sub-envs' results are applied).
 
 ## Concurrency
 
@@ -72,6 +82,7 @@ directly. `close()` closes the simulator's connections if the vector env built i
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +94,7 @@ from gymnasium.vector import AutoresetMode
 
 from sage_gym._loop import run_sync
 from sage_gym.env import SageDialogueEnv
+from sage_gym.redaction import RedactedSpec
 from sage_gym.scenarios import Scenario, ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator, SimulatorError, make_simulator
 
@@ -91,6 +103,7 @@ AUTORESET_NAMES = {
     "disabled": AutoresetMode.DISABLED,
 }
 RESET_OPTIONS = ("group_size", "scenario_ids", "reset_mask")
+log = logging.getLogger(__name__)
 
 
 def unbatch_infos(infos: Mapping[str, Any], num_envs: int) -> list[dict[str, Any]]:
@@ -126,6 +139,7 @@ def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
 
 class SageVectorEnv(gym.vector.VectorEnv):
     __doc__ = __doc__
+    spec = RedactedSpec()  # gym.make_vec records the kwargs here: keep API keys out of str(env.spec)
 
     def __init__(
         self,
@@ -233,13 +247,17 @@ class SageVectorEnv(gym.vector.VectorEnv):
         results = await self._gather([self.envs[i].areset() for i in restart] + [self.envs[i].astep(actions[i]) for i in stepping])
 
         rewards = np.zeros(self.num_envs, dtype=np.float64)
-        failure: BaseException | None = None
+        interrupted: BaseException | None = None
         for i, result in zip(restart + stepping, results):
-            if isinstance(result, BaseException):
-                if isinstance(result, SimulatorError) and i not in restarting:
-                    self._end_with_error(i, result)
+            if isinstance(result, Exception):
+                if not isinstance(result, SimulatorError):
+                    log.error("sub-env %d failed; its dialogue ends with outcome 'error'", i, exc_info=result)
+                if i in restarting:
+                    self._restart_failed(i, result)
                 else:
-                    failure = failure or result  # apply the others first, so the batch stays consistent
+                    self._end_with_error(i, result)
+            elif isinstance(result, BaseException):  # KeyboardInterrupt, cancellation: apply the others first
+                interrupted = interrupted or result
             elif i in restarting:
                 self._begin(i, *result)
             else:
@@ -247,8 +265,8 @@ class SageVectorEnv(gym.vector.VectorEnv):
                 self._terminations[i], self._truncations[i] = terminated, truncated
                 self._infos[i] = {**info, "error": None}
                 self._finished[i] = terminated or truncated
-        if failure is not None:
-            raise failure
+        if interrupted is not None:
+            raise interrupted
 
         infos: dict[str, Any] = {}
         for i, info in enumerate(self._infos):
@@ -316,15 +334,27 @@ class SageVectorEnv(gym.vector.VectorEnv):
         self._terminations[i] = self._truncations[i] = self._finished[i] = False
         self._started[i] = True
 
-    def _end_with_error(self, i: int, error: SimulatorError) -> None:
-        info = self.envs[i].mark_error(error)  # the sub-env records the failure in its transcript
-        self._infos[i] = info
+    def _end_with_error(self, i: int, error: Exception) -> None:
+        message = f"{type(error).__name__}: {error}"
+        try:
+            info = self.envs[i].mark_error(error)  # the sub-env records the failure in its transcript
+        except Exception as recording:  # e.g. the transcript cannot be written: still end the dialogue
+            log.error("sub-env %d: recording its failure failed", i, exc_info=recording)
+            info = {**(self._infos[i] or {}), "outcome": "error", "error": f"{message} (and recording it failed: {type(recording).__name__}: {recording})"}
+        self._infos[i] = {**info, "error": info.get("error") or message}
+        self._terminations[i], self._truncations[i], self._finished[i] = True, False, True
+
+    def _restart_failed(self, i: int, error: Exception) -> None:
+        """A NEXT_STEP autoreset failed: the sub-env stays finished and retries its restart next step."""
+        self._infos[i] = {**(self._infos[i] or {}), "outcome": "error", "error": f"{type(error).__name__}: {error}"}
         self._terminations[i], self._truncations[i], self._finished[i] = True, False, True
 
     def _per_env_seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
         if seed is None:
             return [None] * self.num_envs
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            if seed < 0:
+                raise ValueError(f"seed must be non-negative (NumPy's generators refuse negative seeds), got {seed!r}")
             return [int(seed) + i for i in range(self.num_envs)]
         if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence | np.ndarray):
             raise TypeError(f"seed must be None, an int or a list of {self.num_envs} ints, got {type(seed).__name__}")
@@ -334,6 +364,8 @@ class SageVectorEnv(gym.vector.VectorEnv):
         for s in seeds:
             if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))):
                 raise TypeError(f"each seed must be an int or None, got {s!r}")
+            if s is not None and s < 0:
+                raise ValueError(f"seeds must be non-negative (NumPy's generators refuse negative seeds), got {s!r}")
         return [None if s is None else int(s) for s in seeds]
 
     def _reset_plan(self, options: Mapping[str, Any] | None) -> tuple[np.ndarray, list[str | None], int]:

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.advantages import group_advantages
-from agents.losses import Totals, aggregate, clipped_surrogate, kl_penalty, policy_loss
+from agents.learn.advantages import group_advantages
+from agents.learn.losses import Totals, aggregate, clipped_surrogate, kl_penalty, policy_loss
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agents.checkpoint import find_checkpoint
-from agents.distributed import Distributed, init_distributed
+from agents.learn.checkpoint import find_checkpoint
+from agents.learn.distributed import Distributed, init_distributed
 from tests.tiny import model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sage_gym
-from agents.baselines import make_reference_agent
+from agents.eval.baselines import make_reference_agent
 from sage_gym import SageDialogueEnv
 from sage_gym.simulators import SimulatorError
 from sage_gym.transcripts import read_jsonl
@@ -275,3 +275,14 @@ def test_actions_are_any_unicode(small_set):
     obs, *_ = env.step("你好 😊 bakery")
     assert isinstance(obs, str)
     np.testing.assert_equal(env.emotion is not None, True)
+
+
+def test_actions_must_be_encodable_text_and_a_bad_one_changes_nothing(tmp_path):
+    env = SageDialogueEnv("eval", transcript_path=tmp_path / "t.jsonl", max_turns=1)
+    env.reset(seed=0)
+    for action in ("\ud800", "fine <think>\udc00</think> hi", "<think>ok</think>\udfff"):
+        with pytest.raises(ValueError, match="not valid Unicode"):
+            env.step(action)
+    assert len(env.history) == 1 and not env.done
+    env.step("That sounds hard.")
+    assert env.done and (tmp_path / "t.jsonl").read_text().count("\n") == 1

@@ -11,17 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.agent_api import AgentError, HFAgent, OpenAIChatAgent, ReferenceAgent, make_agent, policy_folder
-from agents.evaluate import (
-    PLOTS,
-    EvalSettings,
-    Scoring,
-    compare_reports,
-    episode_seed,
-    evaluate,
-    main,
-    score_records,
-)
+from agents.eval.agent_api import AgentError, HFAgent, OpenAIChatAgent, ReferenceAgent, make_agent, policy_folder
+from agents.eval.evaluate import EvalSettings, episode_seed, evaluate
+from agents.eval.report import PLOTS, Scoring, compare_reports, score_records
+from agents.evaluate import main
 from sage_gym.scenarios import write_scenarios
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from tests.conftest import make_scenario
@@ -304,7 +297,7 @@ def test_the_llm_judge_tags_every_turn_of_an_evaluation(tmp_path, scenario_file)
     answers = iter(['{"strategies": ["deep_empathy", "questioning"]}'] * 5 + ["unusable"] * 100)
 
     with fake_chat_endpoint(lambda request: next(answers)) as (base_url, requests):
-        from agents.strategies import LLMStrategyJudge
+        from agents.eval.strategies import LLMStrategyJudge
 
         judge = LLMStrategyJudge(base_url, "judge-model", max_retries=0)
         report = evaluate(ReferenceAgent("empathic"), tmp_path, EvalSettings(scenarios=str(scenario_file), limit=3, max_turns=3), judge=judge, **FAST)
@@ -332,8 +325,8 @@ def test_a_failing_agent_endpoint_stops_the_evaluation_loudly(tmp_path, scenario
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2 chat model with a byte-level BPE tokenizer, built in code (no downloads)."""
-    from agents.baselines import TEMPLATES
-    from agents.tiny_model import TinyModelSpec, train_tokenizer, tiny_random_model
+    from agents.eval.baselines import TEMPLATES
+    from agents.learn.tiny_model import TinyModelSpec, train_tokenizer, tiny_random_model
 
     texts = [t for options in TEMPLATES.values() for t in options] + [make_scenario().first_message, make_scenario().background.story]
     tokenizer = train_tokenizer(texts, vocab_size=400)

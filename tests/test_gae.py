@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.advantages import token_gae, whiten
+from agents.learn.advantages import token_gae, whiten
 
 # A dialogue: prompt (2 tokens), agent turn 1 (2 tokens), user turn (2), agent turn 2 (3), user turn (1), agent turn 3 (1).
 MASK = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1], dtype=torch.float32)
@@ -151,9 +151,9 @@ def test_whitening_across_ranks_uses_global_statistics() -> None:
 
 
 def _rollout(reward_mode: str):
-    from agents.policy import Policy, Sampling
-    from agents.rollout import collect_rollouts
-    from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+    from agents.learn.policy import Policy, Sampling
+    from agents.learn.rollout import collect_rollouts
+    from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
     from sage_gym.vector import SageVectorEnv
 
     tokenizer = train_tokenizer(tokenizer_corpus([]), 1024)

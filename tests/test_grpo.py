@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
-from agents.config import TrainConfig, build_parser, load_config_file, make_config, parse_config
-from agents.grpo import GRPOTrainer, derive_seed, lr_factor
-from agents.logging_utils import MetricSums, read_metrics
-from agents.policy import LoraSettings, Policy
-from agents.tiny_model import system_prompts, tiny_random_model
+from agents.learn.config import TrainConfig, build_parser, load_config_file, make_config, parse_config
+from agents.learn.grpo import GRPOTrainer
+from agents.learn.optim import lr_factor
+from agents.learn.seeds import derive_seed
+from agents.learn.metrics import MetricSums, read_metrics
+from agents.learn.policy import LoraSettings, Policy
+from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import sage_gym._loop  # importing sage_gym registers SageDialogue-v0
-from agents.baselines import make_reference_agent
+from agents.eval.baselines import make_reference_agent
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, SimulatorError, make_simulator
-from sage_gym.simulators.openai_sim import OpenAISimulator, _Transient, forget_response_modes, retry_after_seconds
+from sage_gym.simulators.client import _Transient
+from sage_gym.simulators.openai_sim import OpenAISimulator, forget_response_modes, retry_after_seconds
 from sage_gym.simulators.server import FaultConfig, run_server_in_thread
 from sage_gym.transcripts import read_jsonl
 from tests.conftest import make_scenario
@@ -307,9 +308,9 @@ def test_one_simulator_serves_several_event_loops(server_url):
     first, _ = asyncio.run(run_episode(simulator, scenarios()[0], 2, "empathic", max_turns=1))  # a loop of our own
     second, _ = asyncio.run(run_episode(simulator, scenarios()[0], 2, "empathic", max_turns=1))  # and another
     assert first == second
-    assert len(simulator._clients) == 2  # the background loop's, and the last closed loop's until the next call
+    assert len(simulator.client._pools) == 2  # the background loop's, and the last closed loop's until the next call
     env.step("What was the hardest part of it for you?")
-    assert list(simulator._clients) == [sage_gym._loop.background_loop()]  # clients of closed loops are dropped
+    assert list(simulator.client._pools) == [sage_gym._loop.background_loop()]  # clients of closed loops are dropped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,8 +364,8 @@ def test_retry_after_is_read_and_capped():
     simulator = OpenAISimulator(model="m", base_url="http://127.0.0.1:9/v1", backoff_initial=0.01, backoff_max=0.02, max_retry_after=1.5)
     state = State()
     state.outcome = Outcome(_Transient("rate_limit", "429", retry_after=100.0))
-    assert simulator._wait(state) == 1.5
+    assert simulator.client._wait(state) == 1.5
     state.outcome = Outcome(_Transient("rate_limit", "429", retry_after=0.5))
-    assert simulator._wait(state) == 0.5
+    assert simulator.client._wait(state) == 0.5
     state.outcome = Outcome(_Transient("server_error", "500"))
-    assert simulator._wait(state) <= 0.03
+    assert simulator.client._wait(state) <= 0.03

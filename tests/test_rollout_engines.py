@@ -9,7 +9,7 @@ Every contract test runs on each engine, with a full fine-tune and with a LoRA p
   tokens, which log-probs are kept), not vLLM;
 - `vllm`: the real engine, skipped unless vLLM is installed and a CUDA GPU is present. The policy
   runs in bf16 on the GPU, and vLLM's kernels round differently from transformers' (see
-  `agents.vllm_engine`), so its log-probs are compared within `VLLM_ATOL`.
+  `agents.learn.vllm_engine`), so its log-probs are compared within `VLLM_ATOL`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 import torch
 
-from agents.policy import Completion, LoraSettings, Policy, Sampling
-from agents.tiny_model import TinyModelSpec, system_prompts, tiny_random_model
-from agents.vllm_engine import VLLMEngine, build_rollout_engine
+from agents.learn.policy import Completion, LoraSettings, Policy, Sampling
+from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model
+from agents.learn.vllm_engine import VLLMEngine, build_rollout_engine
 from tests.tiny import one_thread, tokenizer  # noqa: F401  (fixtures)
 
 # head size 64: every vLLM attention backend takes it (some reject the 16 of tests.tiny.SMALL)
@@ -385,8 +385,8 @@ def test_close_frees_the_engine_and_its_folder(policy: Policy, tmp_path) -> None
 
 
 def train(tokenizer, tmp_path, engine: str, lora: bool, steps: int = 2) -> tuple[list[dict[str, float]], Any]:  # noqa: F811
-    from agents.config import TrainConfig
-    from agents.grpo import GRPOTrainer
+    from agents.learn.config import TrainConfig
+    from agents.learn.grpo import GRPOTrainer
 
     cfg = TrainConfig(
         model="in-memory", template="direct", steps=steps, group_size=2, scenarios_per_step=2, max_turns=2, max_new_tokens=8,
@@ -420,9 +420,9 @@ def test_a_run_with_the_engine_is_the_run_with_the_policy(tokenizer, tmp_path, l
 
 
 def test_the_engine_cannot_sync_sharded_weights(tokenizer, tmp_path) -> None:  # noqa: F811
-    from agents.config import TrainConfig
-    from agents.distributed import Distributed
-    from agents.grpo import GRPOTrainer
+    from agents.learn.config import TrainConfig
+    from agents.learn.distributed import Distributed
+    from agents.learn.grpo import GRPOTrainer
 
     cfg = TrainConfig(model="in-memory", output_dir=str(tmp_path), rollout_engine="vllm", parallel="fsdp2", scenarios_per_step=2)
     with pytest.raises(ValueError, match="--parallel ddp"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from stable_baselines3.common.env_checker import check_env
 
-from agents.agent_api import ReferenceAgent
-from agents.evaluate import EvalSettings, evaluate
-from agents.sb3_agent import (
+from agents.eval.agent_api import ReferenceAgent
+from agents.eval.evaluate import EvalSettings, evaluate
+from agents.eval.sb3_agent import (
     BUCKETS,
     FEATURES,
     HASH_BUCKETS,
@@ -22,13 +22,13 @@ from agents.sb3_agent import (
     numeric_dialogue,
     render_plan,
 )
-from agents.strategies import STRATEGIES, tag_reply
+from agents.eval.strategies import STRATEGIES, tag_reply
 from agents.train_sb3 import SB3Config, main, train
 from sage_gym import SageDialogueEnv
 from sage_gym.sb3 import NumericDialogueEnv, make_sb3_vec_env
 from tests.conftest import make_scenario
 
-# which tag of agents.strategies each template strategy of agents.baselines must produce
+# which tag of agents.eval.strategies each template strategy of agents.eval.baselines must produce
 TAG_OF = {
     "reflect": "deep_empathy", "validate": "validation", "question": "questioning", "praise": "praise", "advice": "advice",
     "motives": "perspective", "dialectic": "reframing", "reflection": "guided_reflection", "no_blame": "reassurance",

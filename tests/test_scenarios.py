@@ -152,3 +152,29 @@ def test_custom_intention_needs_text():
     record = _good_record(hidden_intention="custom", intention_text="")
     with pytest.raises(ScenarioError, match="intention_text"):
         Scenario.from_dict(record)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (b'{"id": "caf\xe9"}', r"bad\.jsonl:2: not UTF-8 text: invalid continuation byte"),
+        (b"[" * 100_000, r"bad\.jsonl:2: invalid JSON: nested too deeply"),
+        (json.dumps(_good_record(extras={"deep": "X"})).replace('"X"', "[" * 900 + "]" * 900).encode(), r"bad\.jsonl:2: (the record is nested too deeply|invalid JSON: nested too deeply)"),
+        (json.dumps(_good_record(id="\ud800")).encode(), r"bad\.jsonl:2: field 'id': not valid Unicode"),
+        (json.dumps(_good_record(extras={"note": ["ok", "\udfff"]})).encode(), r"bad\.jsonl:2: field 'extras.note\[1\]': not valid Unicode"),
+        (json.dumps(_good_record(id=7)).encode(), r"bad\.jsonl:2: field 'id': expected str, got int"),
+        (json.dumps({"id": 1, "player": "p", "scene": "\ud800", "first_talk": "hi"}).encode(), r"bad\.jsonl:2: scenario '1': field 'background.story': not valid Unicode"),
+    ],
+)
+def test_every_bad_file_is_a_scenario_error_naming_file_and_line(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps(_good_record(id="fine")).encode() + b"\n" + line + b"\n")
+    with pytest.raises(ScenarioError, match=message):
+        load_scenarios(path)
+
+
+def test_scenarios_made_in_code_must_be_valid_text(small_set):
+    with pytest.raises(ScenarioError, match="first_message.*not valid Unicode"):
+        make_scenario("x", first_message="hello \ud800")
+    with pytest.raises(TypeError, match="scenario id is a str"):
+        small_set.get(7)

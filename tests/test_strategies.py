@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agents.baselines import make_reference_agent
-from agents.strategies import (
+from agents.eval.baselines import make_reference_agent
+from agents.eval.strategies import (
     STRATEGIES,
     JudgeError,
     LLMStrategyJudge,

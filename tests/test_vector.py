@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
-from agents.baselines import make_reference_agent
+from agents.eval.baselines import make_reference_agent
 from sage_gym import SageDialogueEnv
 from sage_gym.scenarios import CHARACTER_TYPES, HIDDEN_INTENTIONS, INTENTION_TEXT, ScenarioSet, load_split
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
@@ -264,7 +264,7 @@ def test_bad_reset_options(distinct_set, options, error):
         envs.reset(seed=0, options=options)
 
 
-@pytest.mark.parametrize(("seed", "error"), [([1, 2], ValueError), ("7", TypeError), ([1, 2, "3", 4], TypeError)])
+@pytest.mark.parametrize(("seed", "error"), [([1, 2], ValueError), ("7", TypeError), ([1, 2, "3", 4], TypeError), (-1, ValueError), ([0, 1, -5, 2], ValueError)])
 def test_bad_seeds(seed, error):
     with pytest.raises(error):
         SageVectorEnv(4).reset(seed=seed)
@@ -370,14 +370,43 @@ def test_partial_failure_in_next_step_mode_restarts_the_failed_dialogue(distinct
     assert infos["turn"].tolist() == [0, 2] and infos["error"][0] is None
 
 
-def test_other_exceptions_propagate_after_the_others_are_applied(distinct_set):
+@pytest.mark.parametrize("error", [RuntimeError("a bug in a simulator"), AttributeError("'NoneType' object has no attribute 'message'"), ValueError("an invalid reaction")])
+def test_any_failure_in_one_sub_env_is_contained_and_the_others_are_returned(distinct_set, tmp_path, error):
     bad, good = distinct_set.ids[0], distinct_set.ids[1]
-    envs = SageVectorEnv(3, distinct_set, FlakySimulator(bad, RuntimeError("a bug in a simulator")))
+    path = tmp_path / "t.jsonl"
+    envs = SageVectorEnv(3, distinct_set, FlakySimulator(bad, error), autoreset_mode="disabled", transcript_path=path)
     envs.reset(seed=0, options={"scenario_ids": [good, bad, good]})
-    with pytest.raises(RuntimeError, match="a bug"):
-        envs.step([REPLY] * 3)
-    assert [len(env.history) for env in envs.envs] == [3, 1, 3]  # the failing one kept its state
-    assert envs.envs[1].outcome is None
+    _, rewards, terminations, _, infos = envs.step([REPLY] * 3)
+    assert [len(env.history) for env in envs.envs] == [3, 1, 3]  # the others advanced, and their results came back
+    assert infos["turn"].tolist() == [1, 0, 1] and terminations.tolist() == [False, True, False]
+    assert infos["outcome"][1] == "error" and infos["error"][1] == f"{type(error).__name__}: {error}" and rewards[1] == 0.0
+    assert [r["outcome"] for r in read_jsonl(path)] == ["error"]
+
+
+def test_a_failed_restart_keeps_the_sub_env_finished_and_retries_next_step(distinct_set):
+    class OpensOnce(BuiltinSimulator):
+        opened = 0
+
+        async def open(self, scenario, rng, rules):
+            self.opened += 1
+            if self.opened > 2:
+                raise SimulatorError("cannot open now")
+            return await super().open(scenario, rng, rules)
+
+        async def react(self, scenario, state, history, agent_reply):
+            reaction = await super().react(scenario, state, history, agent_reply)
+            return dataclasses.replace(reaction, leaves=True)  # every dialogue ends after one reply
+
+    simulator = OpensOnce()
+    envs = SageVectorEnv(2, distinct_set, simulator)
+    envs.reset(seed=0)
+    envs.step([REPLY, REPLY])
+    observations, _, terminations, _, infos = envs.step([None, None])  # both restarts fail
+    assert terminations.tolist() == [True, True] and infos["outcome"].tolist() == ["error", "error"]
+    assert "cannot open now" in infos["error"][0]
+    simulator.opened = 0
+    observations, _, terminations, _, infos = envs.step([None, None])  # retried, and now they start
+    assert terminations.tolist() == [False, False] and infos["turn"].tolist() == [0, 0] and infos["error"].tolist() == [None, None]
 
 
 def test_bad_actions_fail_before_any_simulator_call(distinct_set):
@@ -392,6 +421,8 @@ def test_bad_actions_fail_before_any_simulator_call(distinct_set):
         ([REPLY, 7, REPLY], TypeError, "action 1"),
         ([REPLY, REPLY, "x" * 101], ValueError, "action 2"),
         ([REPLY, None, REPLY], TypeError, "action 1"),
+        ([REPLY, REPLY, "fine \ud800"], ValueError, "action 2: .*not valid Unicode"),
+        ([REPLY, "<think>\udfff</think> hello", REPLY], ValueError, "action 1: .*not valid Unicode"),
     ]:
         with pytest.raises(error, match=match):
             envs.step(actions)
@@ -503,3 +534,14 @@ def test_render_and_call():
     envs.set_attr("max_turns", [4, 5])
     assert envs.call("max_turns") == (4, 5)
     assert SageVectorEnv(1).render() is None
+
+
+def test_a_rejected_reset_changes_nothing(distinct_set):
+    envs = SageVectorEnv(2, distinct_set, autoreset_mode="disabled")
+    first, _ = envs.reset(seed=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        envs.reset(seed=-3)
+    with pytest.raises(TypeError, match="scenario id is a str"):
+        envs.envs[0].reset(seed=1, options={"scenario_id": 7})
+    observations, _, _, _, infos = envs.step([REPLY, REPLY])  # the batch from before is still running
+    assert infos["turn"].tolist() == [1, 1] and infos["history"][0][0]["content"] == first[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.tiny_model import TinyModelSpec, tokenizer_corpus, train_tokenizer
+from agents.learn.tiny_model import TinyModelSpec, tokenizer_corpus, train_tokenizer
 
 SMALL = TinyModelSpec(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
 
@@ -31,7 +31,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def model_dir(tokenizer, tmp_path_factory):
     """A tiny random model saved to disk with its tokenizer: what `--model DIR` loads in a subprocess."""
-    from agents.tiny_model import tiny_random_model
+    from agents.learn.tiny_model import tiny_random_model
 
     folder = tmp_path_factory.mktemp("tiny-model")
     tiny_random_model(tokenizer, SMALL, seed=0).save_pretrained(folder, safe_serialization=True)

@@ -12,47 +12,60 @@ chat calls (emotion update, then reply; see `sage_gym.simulators.prompting`), or
 | API key          | `api_key`         | `SAGE_SIMULATOR_API_KEY`, `OPENAI_API_KEY`, `"EMPTY"` for non-OpenAI hosts |
 
 Structured output: `output_format="auto"` asks for `response_format` `json_schema`; a server that
-rejects it (400/422 naming the response format) is asked for `json_object` with the schema (what
-llama.cpp's Python server takes), then for tagged text (`Change: +5` lines). The mode that works
-is remembered per endpoint (base_url and model) for the life of the process. Every answer is
-parsed leniently and validated whatever the server promised.
+refuses it (any status whose body names the response format, the schema or a grammar: vLLM,
+llama.cpp, llama-cpp-python's HTTP 500, LM Studio, OpenAI's older models) is asked for
+`json_object` with the schema (what llama-cpp-python takes), then for tagged text
+(`Change: +5` lines). The mode that works is remembered per endpoint (base_url and model) for the
+life of the process. Every answer is parsed leniently and validated whatever the server promised.
 
-Reliability: each call has a timeout; timeouts, connection errors, 408, 409, 429 (honouring
-Retry-After, capped at `max_retry_after`), 5xx, and unreadable or truncated answers are retried
-up to `max_retries` times with exponential backoff and jitter (tenacity; the SDK's own retries are
-off). When the budget is spent, or on an error that retrying cannot fix (401, 404, a rejected
-request), `react` raises `SimulatorError` naming the endpoint, the model, the attempt count and
-the last cause, never the API key, and the dialogue's state is unchanged. Retries are counted in
-`stats` and in each `Reaction.analysis`.
+Reliability: requests go through `sage_gym.simulators.client.ChatClient`. Each call has a
+timeout; timeouts, connection errors, 408, 409, 429 (honouring Retry-After, capped at
+`max_retry_after`), 5xx, and malformed, unreadable or truncated answers are retried up to
+`max_retries` times with exponential backoff and jitter (tenacity). A user turn (both calls, all
+attempts) must finish within `step_timeout` seconds. When the budget or the time is spent, or on
+an error that retrying cannot fix (401, 403, 404, a rejected request), `react` raises
+`SimulatorError` naming the endpoint, the model, the attempt count and the last cause, never the
+API key, and the dialogue's state is unchanged. Retries are counted in `stats` and in each
+`Reaction.analysis`.
 
-Connections: one `AsyncOpenAI` client (one connection pool) and one concurrency limit per
-simulator instance and event loop. Clients are bound to the loop they were created on, so they
-are made lazily for the running loop: sage_gym's environments all run on one background loop,
-and a caller awaiting `react` from its own loop gets its own client. Share one instance between
-environments to share its pool and its limit.
+Connections: one keep-alive pool and one concurrency limit per simulator instance and event loop
+(made lazily for the running loop: sage_gym's environments all run on one background loop, and a
+caller awaiting `react` from its own loop gets its own pool). Share one instance between
+environments to share its pool and its limit. An instance pickles and deep-copies as its
+settings: the copy opens its own connections and starts its counters at zero.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+import h11
 import numpy as np
-import openai
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from sage_gym.prompts import PromptLibrary, default_prompts
+from sage_gym.redaction import REDACTED
+from sage_gym.simulators.client import (
+    FORMAT_REJECTION,
+    CallLog,
+    ChatAnswer,
+    ChatClient,
+    ChatDeadlineError,
+    ChatError,
+    FormatRejection,
+    Unreadable,
+    answer_text,
+    display_url,
+    retry_after_seconds,
+)
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Message, Reaction, Rules, SimulatorError, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.parsing import ParseError, parse_emotion_update, parse_single_call, parse_user_reply
@@ -73,9 +86,7 @@ ENV_BASE_URL, ENV_MODEL, ENV_API_KEY = "SAGE_SIMULATOR_BASE_URL", "SAGE_SIMULATO
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_API_KEY = "EMPTY"  # local servers ignore the key, but the SDK insists on one
 OUTPUT_FORMATS = ("auto",) + RESPONSE_MODES
-RETRY_STATUSES = frozenset({408, 409, 429})
-# A 400/422/501 whose message names one of these is a server that does not take this response_format.
-_FORMAT_REJECTION = re.compile(r"response_format|response format|json_schema|json_object|schema|structured output|guided|grammar", re.I)
+__all__ = ["OpenAISimulator", "SimulatorStats", "forget_response_modes", "retry_after_seconds", "FORMAT_REJECTION"]
 
 # The response mode that works for each endpoint (display base_url, model), shared by all instances.
 _MODE_MEMORY: dict[tuple[str, str], str] = {}
@@ -86,18 +97,6 @@ def forget_response_modes() -> None:
     """Forget which response mode each endpoint takes (the next calls probe from json_schema again)."""
     with _MODE_LOCK:
         _MODE_MEMORY.clear()
-
-
-class _Transient(Exception):
-    """One failed attempt that another attempt may fix."""
-
-    def __init__(self, cause: str, detail: str, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.cause, self.detail, self.retry_after = cause, detail, retry_after
-
-
-class _Fatal(Exception):
-    """A failure that retrying cannot fix (bad key, unknown model, rejected request)."""
 
 
 @dataclass
@@ -117,14 +116,23 @@ class SimulatorStats:
     retry_causes: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
 
-    def add_retry(self, cause: str) -> None:
+    def absorb(self, log: CallLog) -> None:
+        """Add what one chat call cost (requests and retries by cause)."""
         with self._lock:
-            self.retries += 1
-            self.retry_causes[cause] = self.retry_causes.get(cause, 0) + 1
+            self.calls += log.requests
+            self.retries += log.retries
+            for cause, count in log.causes.items():
+                self.retry_causes[cause] = self.retry_causes.get(cause, 0) + count
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -146,6 +154,7 @@ class _TurnLog:
     attempts: int = 0
     retries: int = 0
     mode: str = ""
+    deadline: float | None = None  # time.monotonic() instant by which the turn must be done
 
 
 class OpenAISimulator:
@@ -164,6 +173,7 @@ class OpenAISimulator:
         max_tokens: int | None = 512,
         seed: bool = True,
         timeout: float = 60.0,
+        step_timeout: float | None = 300.0,
         max_retries: int = 5,
         max_concurrency: int = 32,
         output_format: str = "auto",
@@ -172,7 +182,10 @@ class OpenAISimulator:
         backoff_max: float = 10.0,
         max_retry_after: float = 30.0,
         prompts: PromptLibrary | str | Path | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        if api_key == REDACTED:  # from a redacted env.spec: the key comes from the environment instead
+            api_key = None
         model = model or os.environ.get(ENV_MODEL) or ""
         if not isinstance(model, str) or not model.strip():
             raise ValueError(
@@ -187,6 +200,8 @@ class OpenAISimulator:
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
         _check_number("timeout", timeout, low=0.0, strict=True)
+        if step_timeout is not None:
+            _check_number("step_timeout", step_timeout, low=0.0, strict=True)
         _check_number("backoff_initial", backoff_initial, low=0.0)
         _check_number("backoff_max", backoff_max, low=0.0)
         _check_number("max_retry_after", max_retry_after, low=0.0)
@@ -202,12 +217,13 @@ class OpenAISimulator:
 
         self.model = model.strip()
         self.base_url = base_url.rstrip("/")
-        self.endpoint = _display_url(self.base_url)  # what messages and manifests show
+        self.endpoint = display_url(self.base_url)  # what messages and manifests show
         self.temperature = temperature
         self.top_p = top_p
         self.max_tokens = max_tokens
         self.seed = bool(seed)
         self.timeout = float(timeout)
+        self.step_timeout = None if step_timeout is None else float(step_timeout)
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
         self.output_format = output_format
@@ -217,23 +233,26 @@ class OpenAISimulator:
         self.max_retry_after = float(max_retry_after)
         self.prompts = prompts if isinstance(prompts, PromptLibrary) else (PromptLibrary(prompts) if prompts else default_prompts())
         self.stats = SimulatorStats()
-        self.__api_key = api_key  # name-mangled and never printed: see __repr__, manifest, _redact
-        self._lock = threading.Lock()
-        self._clients: dict[asyncio.AbstractEventLoop, tuple[openai.AsyncOpenAI, asyncio.Semaphore]] = {}
+        # the key lives only inside the client (never printed: see __repr__, manifest, ChatClient.redact)
+        self.client = ChatClient(
+            self.base_url,
+            api_key,
+            timeout=self.timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            backoff_initial=self.backoff_initial,
+            backoff_max=self.backoff_max,
+            max_retry_after=self.max_retry_after,
+            headers=headers,
+        )
 
     def __repr__(self) -> str:
         return f"OpenAISimulator(model={self.model!r}, base_url={self.endpoint!r}, output_format={self.output_format!r}, single_call={self.single_call})"
 
-    # pickling and deepcopy carry the settings, not the loop-bound clients
+    # pickling and deepcopy carry the settings (the client drops its loop-bound connections)
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_lock"], state["_clients"] = None, {}
-        state["stats"] = SimulatorStats()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        # the template library is rebuilt from its folder: its compiled-template cache does not pickle
+        return {**self.__dict__, "stats": SimulatorStats(), "prompts": PromptLibrary(self.prompts.folder)}
 
     # ------------------------------------------------------------------ Simulator protocol
 
@@ -245,6 +264,7 @@ class OpenAISimulator:
         """The user's reaction; raises SimulatorError (state untouched) when the endpoint cannot give one."""
         rules, turn = state.rules, _TurnLog()
         visible = plain_history(history)
+        turn.deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
         try:
             if self.single_call:
                 update, reply = await self._call(
@@ -300,7 +320,7 @@ class OpenAISimulator:
         )
 
     def manifest(self) -> dict[str, Any]:
-        """Everything that shapes this simulator's answers (never the API key)."""
+        """Everything that shapes this simulator's answers (never the API key or headers)."""
         return {
             "kind": self.kind,
             "model": self.model,
@@ -310,21 +330,18 @@ class OpenAISimulator:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
             "timeout": self.timeout,
+            "step_timeout": self.step_timeout,
             "max_retries": self.max_retries,
             "output_format": self.output_format,
             "output_format_in_use": self._mode(),
             "single_call": self.single_call,
             "prompts_sha256": self.prompts.sha256(),
-            "openai_sdk": openai.__version__,
+            "http_client": f"sage_gym ChatClient (h11 {h11.__version__})",
         }
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (others close with their loops)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._clients.pop(loop, None)
-        if entry is not None:
-            await entry[0].close()
+        await self.client.aclose()
 
     async def __aenter__(self) -> OpenAISimulator:
         return self
@@ -332,120 +349,76 @@ class OpenAISimulator:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def complete(self, name: str, build: Callable[[str], list[dict[str, str]]], parse: Callable[[str], T], seed: int = 0) -> T:
+    async def complete(
+        self, name: str, build: Callable[[str], list[dict[str, str]]], parse: Callable[[str], T], seed: int = 0, deadline: float | None = None
+    ) -> T:
         """One chat call through this endpoint's client, limits, retries and response-format fallback.
 
         `name` picks the JSON schema (`sage_gym.simulators.prompting.SCHEMAS`), `build(mode)` makes
         the messages and `parse(text)` reads the answer (a ParseError is retried). The scenario
         generator uses this, so every call to an LLM endpoint goes through one code path.
+        `deadline` is a `time.monotonic()` instant (None: only the retry budget bounds it).
         """
-        return await self._call(name, build, parse, seed, _TurnLog())
+        turn = _TurnLog()
+        turn.deadline = deadline
+        return await self._call(name, build, parse, seed, turn)
 
     # ------------------------------------------------------------------ one call, with retries
 
     async def _call(self, name: str, build: Callable[[str], list[dict[str, str]]], parse: Callable[[str], T], seed: int, turn: _TurnLog) -> T:
         """One chat call (`name` picks the schema), retried on transient failures; SimulatorError when spent."""
-        attempts = 0
+        mode = self._mode()
 
-        def on_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            cause = error.cause if isinstance(error, _Transient) else "unknown"
-            self.stats.add_retry(cause)
-            turn.retries += 1
-            log.info("simulator %s call to %s (model %s): attempt %d failed (%s), retrying", name, self.endpoint, self.model, state.attempt_number, self._redact(str(error)))
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Transient),
-            before_sleep=on_retry,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    turn.attempts += 1
-                    result = await self._attempt(name, build, parse, seed, turn)
-            return result
-        except (_Transient, _Fatal) as err:
-            cause = self._redact(str(err))
-        # raised outside the except block, so no exception chain (whose SDK errors hold the
-        # request and with it the Authorization header) travels with the SimulatorError
-        raise SimulatorError(
-            f"simulator {name} call to {self.endpoint} (model {self.model!r}) failed after {attempts} "
-            f"attempt{'s' if attempts != 1 else ''}: {cause}"
-        )
-
-    def _wait(self, state: RetryCallState) -> float:
-        # exponential backoff plus up to one initial step of jitter (spreads the retries of concurrent dialogues)
-        delay = (wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max) + wait_random(0, self.backoff_initial))(state)
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Transient) and error.retry_after is not None:
-            delay = max(delay, min(error.retry_after, self.max_retry_after))
-        return delay
-
-    async def _attempt(self, name: str, build: Callable[[str], list[dict[str, str]]], parse: Callable[[str], T], seed: int, turn: _TurnLog) -> T:
-        client, limit = self._connection()
-        while True:  # loops only to step down the response modes
-            mode = self._mode()
-            request: dict[str, Any] = {"model": self.model, "messages": build(mode), "timeout": self.timeout}
+        def request() -> dict[str, Any]:
+            nonlocal mode
+            mode = self._mode()  # another call may have stepped the endpoint down meanwhile
+            body: dict[str, Any] = {"model": self.model, "messages": build(mode)}
             for key, value in (("temperature", self.temperature), ("top_p", self.top_p), ("max_tokens", self.max_tokens)):
                 if value is not None:
-                    request[key] = value
+                    body[key] = value
             if self.seed:
-                request["seed"] = seed
+                body["seed"] = seed
             if (fmt := response_format(mode, name)) is not None:
-                request["response_format"] = fmt
-            self.stats.add("calls")
-            turn.calls += 1
-            started = time.monotonic()
+                body["response_format"] = fmt
+            return body
+
+        def read(answer: ChatAnswer) -> T:
             try:
-                async with limit:
-                    # the SDK's timeout is per read; wait_for bounds the whole call
-                    response = await asyncio.wait_for(client.chat.completions.create(**request), self.timeout)
-            except (asyncio.TimeoutError, openai.APITimeoutError):
-                raise _Transient("timeout", f"no answer within the timeout of {self.timeout:g} s") from None
-            except openai.APIConnectionError as err:
-                reason = f"{err} ({err.__cause__})" if err.__cause__ else str(err)  # the SDK's text alone is "Connection error."
-                raise _Transient("connection", f"connection error after {time.monotonic() - started:.1f} s: {reason}") from None
-            except openai.APIStatusError as err:
-                if self.output_format == "auto" and mode != "tagged" and _rejects_response_format(err):
-                    self._fall_back(mode, err)
-                    continue
-                raise _status_failure(err, mode) from None
-            turn.mode = mode
-            return self._read(response, parse)
+                return parse(answer_text(answer))
+            except ParseError as err:
+                raise Unreadable(str(err)) from None
 
-    def _read(self, response: Any, parse: Callable[[str], T]) -> T:
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            raise _Transient("unparseable", "the answer has no choices")
-        choice = choices[0]
-        text = getattr(choice.message, "content", None)
-        if choice.finish_reason == "length":
-            raise _Transient("truncated", f"the answer was cut off at max_tokens={self.max_tokens} (finish_reason 'length')")
-        if not isinstance(text, str):
-            refusal = getattr(choice.message, "refusal", None)
-            raise _Transient("unparseable", f"the answer has no text{f' (refusal: {refusal})' if refusal else ''}")
+        def rejected(rejection: FormatRejection) -> bool:
+            if self.output_format != "auto" or mode == RESPONSE_MODES[-1]:
+                return False
+            self._fall_back(mode, rejection)
+            return True
+
+        cost = CallLog()
         try:
-            return parse(text)
-        except ParseError as err:
-            raise _Transient("unparseable", f"unreadable answer: {err}") from None
+            result = await self.client.complete(
+                request, read, deadline=turn.deadline, on_format_rejected=rejected, log=cost, label=f"simulator {name} call to {self.endpoint} (model {self.model!r})"
+            )
+        except ChatError as err:
+            message = str(err)
+            if isinstance(err, ChatDeadlineError):
+                message += f" (step_timeout={self.step_timeout:g} s)" if self.step_timeout is not None else ""
+            elif err.cause == "format":
+                message += f"; output_format={self.output_format!r} is fixed: use output_format='auto' or 'tagged'"
+            # raised outside the except block, so no exception chain travels with the SimulatorError
+        else:
+            message = ""
+        finally:
+            self.stats.absorb(cost)
+            turn.calls += cost.requests
+            turn.attempts += cost.attempts
+            turn.retries += cost.retries
+        if message:
+            raise SimulatorError(message)
+        turn.mode = mode
+        return result
 
-    # ------------------------------------------------------------------ clients, modes, secrets
-
-    def _connection(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
-        """This loop's client and concurrency limit, made on first use (clients are loop-bound)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            for stale in [other for other in self._clients if other.is_closed()]:
-                del self._clients[stale]  # its loop is gone; so are its connections
-            entry = self._clients.get(loop)
-            if entry is None:
-                client = openai.AsyncOpenAI(api_key=self.__api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
-                entry = self._clients[loop] = (client, asyncio.Semaphore(self.max_concurrency))
-            return entry
+    # ------------------------------------------------------------------ response modes
 
     @property
     def _endpoint_key(self) -> tuple[str, str]:
@@ -457,21 +430,14 @@ class OpenAISimulator:
         with _MODE_LOCK:
             return _MODE_MEMORY.get(self._endpoint_key, RESPONSE_MODES[0])
 
-    def _fall_back(self, failed: str, err: openai.APIStatusError) -> None:
+    def _fall_back(self, failed: str, rejection: FormatRejection) -> None:
         following = RESPONSE_MODES[RESPONSE_MODES.index(failed) + 1]
         with _MODE_LOCK:
             current = _MODE_MEMORY.get(self._endpoint_key, RESPONSE_MODES[0])
             if RESPONSE_MODES.index(current) < RESPONSE_MODES.index(following):  # never step back up
                 _MODE_MEMORY[self._endpoint_key] = following
         self.stats.add("fallbacks")
-        log.info("%s (model %s) rejected response_format %s (%s); using %s", self.endpoint, self.model, failed, err.status_code, following)
-
-    def _redact(self, text: str) -> str:
-        """`text` without the API key, bearer tokens or anything shaped like an OpenAI key."""
-        if len(self.__api_key) >= 4:
-            text = text.replace(self.__api_key, "***")
-        text = re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
-        return re.sub(r"\bsk-[\w\-*.]{4,}", "sk-***", text)
+        log.info("%s (model %s) refused response_format %s (HTTP %d: %s); using %s", self.endpoint, self.model, failed, rejection.status, self.client.redact(rejection.message), following)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -485,68 +451,6 @@ def _ending(rules: Rules, emotion: int) -> str:
     if emotion < rules.failure_below:
         return "failure"
     return ""
-
-
-def _rejects_response_format(err: openai.APIStatusError) -> bool:
-    if err.status_code not in (400, 422, 501):
-        return False
-    body = err.body if isinstance(err.body, str) else repr(err.body)
-    return bool(_FORMAT_REJECTION.search(f"{err.message} {body}"))
-
-
-def _status_failure(err: openai.APIStatusError, mode: str) -> Exception:
-    """A retryable _Transient for 408/409/429/5xx, a _Fatal with a hint for everything else."""
-    status = err.status_code
-    message = _status_message(err)
-    if status in RETRY_STATUSES or status >= 500:
-        cause = "rate_limit" if status == 429 else ("server_error" if status >= 500 else f"http_{status}")
-        return _Transient(cause, f"HTTP {status}: {message}", retry_after=retry_after_seconds(getattr(err.response, "headers", None) or {}))
-    hints = {
-        401: "the endpoint refused the API key; set SAGE_SIMULATOR_API_KEY (or pass api_key=...)",
-        403: "the API key may not use this model or endpoint",
-        404: "unknown model or wrong base_url (OpenAI-compatible servers serve under .../v1)",
-    }
-    if status in (400, 422) and mode != "tagged" and _rejects_response_format(err):
-        hint = f"the server does not take response_format {mode!r}; use output_format='auto' or 'tagged'"
-    else:
-        hint = hints.get(status, "the endpoint rejected the request")
-    return _Fatal(f"HTTP {status}: {hint}: {message}")
-
-
-def _status_message(err: openai.APIStatusError) -> str:
-    body = err.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
-    return str(err.message)
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; None if absent or unreadable."""
-    try:
-        if headers.get("retry-after-ms") is not None:
-            value = float(headers["retry-after-ms"]) / 1000.0
-        elif headers.get("retry-after") is not None:
-            raw = headers["retry-after"]
-            try:
-                value = float(raw)
-            except ValueError:
-                value = email.utils.parsedate_to_datetime(raw).timestamp() - time.time()
-        else:
-            return None
-    except (TypeError, ValueError, OverflowError, IndexError):
-        return None
-    return max(0.0, value) if math.isfinite(value) else None
-
-
-def _display_url(url: str) -> str:
-    """The base URL without user:password and without a query string (either may hold a secret)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _check_number(name: str, value: Any, low: float | None = None, high: float | None = None, strict: bool = False) -> None:

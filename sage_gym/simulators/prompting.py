@@ -21,6 +21,7 @@ exactly what does not match when they were not made by these templates.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -150,7 +151,22 @@ def plain_history(history: Sequence[Message]) -> list[dict[str, str]]:
 
 
 def system_message(prompts: PromptLibrary, scenario: Scenario, rules: Rules) -> dict[str, str]:
-    content = prompts.render(
+    # the same for every call of a dialogue, and the costliest part of a request to build: remembered
+    # (unless the scenario cannot be a cache key: lists in its extras make it unhashable)
+    render = _remembered_system_content if hashable(scenario) else _system_content
+    return {"role": "system", "content": render(prompts, scenario, rules)}
+
+
+def hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _system_content(prompts: PromptLibrary, scenario: Scenario, rules: Rules) -> str:
+    return prompts.render(
         "simulator_system.j2",
         profile=scenario.to_dict(),
         intention=scenario.intention_text,
@@ -161,7 +177,9 @@ def system_message(prompts: PromptLibrary, scenario: Scenario, rules: Rules) -> 
         language=scenario.language,
         language_name=language_name(scenario.language),
     )
-    return {"role": "system", "content": content}
+
+
+_remembered_system_content = functools.lru_cache(maxsize=4096)(_system_content)
 
 
 def language_name(code: str) -> str:
@@ -225,15 +243,15 @@ def single_call_messages(
 def _emotion_update_prompt(
     prompts: PromptLibrary, rules: Rules, emotion: int, history: Sequence[Message], agent_reply: str, mode: str
 ) -> dict[str, str]:
-    content = prompts.render(
-        "emotion_update.j2",
-        emotion=emotion,
-        history=plain_history(history),
-        agent_reply=agent_reply,
-        rules=rules,
-        output_format=template_format(mode),
-    )
-    return {"role": "user", "content": content}
+    turns = tuple((str(m["role"]), str(m["content"])) for m in history)
+    return {"role": "user", "content": _emotion_update_content(prompts, rules, emotion, turns, agent_reply, mode)}
+
+
+@functools.lru_cache(maxsize=2048)
+def _emotion_update_content(prompts: PromptLibrary, rules: Rules, emotion: int, turns: tuple[tuple[str, str], ...], agent_reply: str, mode: str) -> str:
+    # remembered: the reply call of the same turn sends this prompt again
+    history = [{"role": role, "content": content} for role, content in turns]
+    return prompts.render("emotion_update.j2", emotion=emotion, history=history, agent_reply=agent_reply, rules=rules, output_format=template_format(mode))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,7 +379,9 @@ def _read_reply_prompt(request: TurnRequest, lines: list[str], answer: str) -> T
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _read_system(content: str) -> tuple[Scenario, int, int, int]:
+    # remembered: every call of a dialogue sends the same system prompt (a PromptMismatch is not cached)
     lines = _lines(content)
     profile = _json_after(lines, PROFILE_LABEL, dict, "the profile", fence=True)
     try:

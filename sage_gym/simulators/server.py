@@ -25,6 +25,12 @@ past any sensible client timeout; a share answered with malformed output (trunca
 output; `--api-key` demands a key and, like some real servers, echoes a wrong one in its 401.
 Fault draws come from a RNG seeded with `--seed`.
 
+`--emulate NAME` answers each response format the way a real server does (`EMULATIONS`: status
+code and error body of the formats it refuses, the extra fields of its answers):
+llama-cpp-python, llama-server (and its older builds), vLLM, SGLang, Ollama, LM Studio, OpenAI
+(and its models without structured outputs). `FaultConfig.raw_answer` makes every chat request
+get that body (any bytes) with `raw_status`, to test clients against arbitrary answers.
+
 `run_server_in_thread(port=0, **faults)` runs it in a background thread for tests and
 benchmarks and yields its base URL. It binds 127.0.0.1 unless told otherwise.
 """
@@ -33,13 +39,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -47,16 +54,86 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sage_gym.simulators.base import UserState, clamp_emotion, emotion_bucket
+from sage_gym.scenarios import Scenario
+from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
-from sage_gym.simulators.builtin import assess, compose_reply, ending_for, react_sync, user_turns
-from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, read_request, render_answer
+from sage_gym.simulators.builtin import Assessment, assess, compose_reply, ending_for, react_sync, user_turns
+from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, hashable, read_request, render_answer
 
 DEFAULT_MODEL = "sage_gym.builtin"
 FAULT_KINDS = ("rate_429", "rate_500", "hang", "malformed")
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """How one real OpenAI-compatible server treats `response_format`, as its source and docs show.
+
+    `refuses` maps a requested format ("json_schema", "json_object", "json_object+schema", the
+    latter being json_object with a "schema" key as llama-cpp-python takes it) to the status and
+    JSON body the server answers with; every other format, and no response_format at all (tagged
+    text), is served. `message_extras` and `completion_extras` are the fields its answers carry
+    beyond OpenAI's. docs/simulators.md has the table with the sources.
+    """
+
+    name: str
+    refuses: Mapping[str, tuple[int, Any]] = field(default_factory=dict)
+    message_extras: Mapping[str, Any] = field(default_factory=dict)
+    completion_extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+# llama-cpp-python (llama_cpp/server): pydantic allows response_format.type "text" or
+# "json_object" (with an optional "schema"); its RouteErrorHandler turns the request-validation
+# error into HTTP 500 {"error": {"message": str(error), "type": "internal_server_error", ...}}.
+_PYDANTIC_LITERAL_ERROR = (
+    "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", "
+    "'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}]"
+)
+_OPENAI_NO_SCHEMA_KEY = (400, {"error": {"message": "Unknown parameter: 'response_format.schema'.", "type": "invalid_request_error", "param": "response_format.schema", "code": "unknown_parameter"}})
+_LM_STUDIO_REFUSAL = (400, {"error": "'response_format.type' must be 'json_schema' or 'text'"})
+EMULATIONS: dict[str, Emulation] = {
+    emulation.name: emulation
+    for emulation in (
+        Emulation(
+            "llama-cpp-python",
+            refuses={"json_schema": (500, {"error": {"message": _PYDANTIC_LITERAL_ERROR, "type": "internal_server_error", "param": None, "code": None}})},
+        ),
+        # llama.cpp's llama-server takes json_schema and json_object (with "schema") since 2024
+        Emulation("llama-server", completion_extras={"system_fingerprint": "b4000-emulated", "timings": {"predicted_n": 1}}),
+        # older llama-server builds (and forks such as ik_llama.cpp) threw from the request parser: HTTP 500
+        Emulation(
+            "llama-server-legacy",
+            refuses={"json_schema": (500, {"error": {"code": 500, "message": 'response_format type must be one of "text" or "json_object", but got: json_schema', "type": "server_error"}})},
+        ),
+        Emulation("vllm", message_extras={"reasoning_content": None, "tool_calls": []}, completion_extras={"prompt_logprobs": None}),
+        Emulation("sglang", message_extras={"reasoning_content": None, "tool_calls": None}),
+        # Ollama's /v1 maps json_object to format "json" and json_schema to the schema; it ignores "schema" in json_object
+        Emulation("ollama", completion_extras={"system_fingerprint": "fp_ollama"}),
+        Emulation("lm-studio", refuses={"json_object": _LM_STUDIO_REFUSAL, "json_object+schema": _LM_STUDIO_REFUSAL}),
+        Emulation("openai", refuses={"json_object+schema": _OPENAI_NO_SCHEMA_KEY}, message_extras={"refusal": None, "annotations": []}),
+        # OpenAI models without structured outputs (gpt-3.5-turbo, gpt-4-turbo)
+        Emulation(
+            "openai-legacy",
+            refuses={
+                "json_schema": (
+                    400,
+                    {
+                        "error": {
+                            "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+                            "type": "invalid_request_error",
+                            "param": "response_format",
+                            "code": None,
+                        }
+                    },
+                ),
+                "json_object+schema": _OPENAI_NO_SCHEMA_KEY,
+            },
+            message_extras={"refusal": None},
+        ),
+    )
+}
 
 
 @dataclass
@@ -77,11 +154,20 @@ class FaultConfig:
     reject_json_schema: bool = False
     reject_json_object: bool = False
     api_key: str | None = None  # if set, requests must carry it as a bearer token
+    emulate: str | None = None  # answer response formats like this real server (a key of EMULATIONS)
+    raw_answer: bytes | str | None = None  # answer every chat request with exactly these bytes (a str: its UTF-8) ...
+    raw_status: int = 200  # ... and this status
 
     def __post_init__(self) -> None:
+        if isinstance(self.raw_answer, str):
+            self.raw_answer = self.raw_answer.encode("utf-8", "surrogateescape")
         self.validate()
 
     def validate(self) -> None:
+        if self.emulate is not None and self.emulate not in EMULATIONS:
+            raise ValueError(f"emulate must be one of {sorted(EMULATIONS)}, got {self.emulate!r}")
+        if not 100 <= self.raw_status <= 599:
+            raise ValueError(f"raw_status must be an HTTP status (100-599), got {self.raw_status!r}")
         rates = {"rate_429": self.rate_429, "rate_500": self.rate_500, "hang_rate": self.hang_rate, "malformed_rate": self.malformed_rate}
         for name, value in rates.items():
             if not 0.0 <= value <= 1.0:
@@ -162,15 +248,30 @@ def _answer_mode(response_format: Any, prompt_format: str) -> str:
     return kind
 
 
+def _assessed(turn: TurnRequest, seed: int) -> Assessment:
+    """The built-in simulator's judgement of this turn's agent reply (remembered: the reply call judges it again)."""
+    history = tuple((m["role"], m["content"]) for m in turn.history)
+    judge = _remembered_assess if hashable(turn.scenario) else _assess  # lists in extras: not a cache key
+    return judge(turn.scenario, turn.rules, turn.emotion, history, turn.agent_reply, seed)
+
+
+def _assess(scenario: Scenario, rules: Rules, emotion: int, history: tuple[tuple[str, str], ...], agent_reply: str, seed: int) -> Assessment:
+    messages = [{"role": role, "content": content} for role, content in history]
+    return assess(scenario, rules, emotion, user_turns(messages), seed, messages, agent_reply)
+
+
+_remembered_assess = functools.lru_cache(maxsize=4096)(_assess)
+
+
 def _emotion_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
-    judged = assess(turn.scenario, turn.rules, turn.emotion, user_turns(turn.history), seed, turn.history, turn.agent_reply)
+    judged = _assessed(turn, seed)
     return {"meaning": judged.meaning, "goal": judged.goal, "thoughts": judged.thoughts, "feeling": judged.feeling, "change": judged.change}
 
 
 def _reply_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
     """The reply step, checked against the emotion-update exchange it continues."""
     index = user_turns(turn.history)
-    judged = assess(turn.scenario, turn.rules, turn.emotion, index, seed, turn.history, turn.agent_reply)
+    judged = _assessed(turn, seed)
     assert turn.update is not None
     if turn.update.change != judged.change:
         raise BadRequest(f"the replayed change {turn.update.change:+d} is not the built-in simulator's {judged.change:+d} for this seed and turn", "messages")
@@ -208,7 +309,7 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
     stats = ServerStats()
     rng = random.Random(faults.seed)
 
-    async def chat_completions(request: Request) -> JSONResponse:
+    async def chat_completions(request: Request) -> Response:
         stats.requests += 1
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
@@ -221,7 +322,7 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
         finally:
             stats.in_flight -= 1
 
-    async def _complete(request: Request) -> JSONResponse:
+    async def _complete(request: Request) -> Response:
         try:  # read the body first: a hang then watches the connection for the client giving up
             body = json.loads(await request.body())
         except (ValueError, RecursionError):
@@ -233,6 +334,10 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
                 raise BadRequest(f"Incorrect API key provided: {given}", None, status=401)
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000.0)
+        if faults.raw_answer is not None:
+            stats.answered += 1
+            raw = faults.raw_answer.encode("utf-8", "surrogateescape") if isinstance(faults.raw_answer, str) else faults.raw_answer
+            return Response(raw, status_code=faults.raw_status, media_type="application/json")
         fault = faults.draw(rng)
         if fault:
             stats.faults[fault] += 1
@@ -250,12 +355,20 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
         stats.response_formats[requested] = stats.response_formats.get(requested, 0) + 1
         if (requested == "json_schema" and faults.reject_json_schema) or (requested.startswith("json_object") and faults.reject_json_object):
             raise BadRequest(f"response_format type {requested.split('+')[0]!r} is not supported by this server", "response_format")
+        emulation = EMULATIONS[faults.emulate] if faults.emulate else Emulation("sage_gym")
+        if requested in emulation.refuses:
+            status, error = emulation.refuses[requested]
+            stats.rejected += 1
+            return JSONResponse(error, status_code=status)
         text = answer_text(body)
         finish_reason = "stop"
         if fault == "malformed":
             text, finish_reason = malformed(text, rng)
         stats.answered += 1
-        return JSONResponse(_completion(body.get("model") or model, text, finish_reason, body.get("messages")))
+        completion = _completion(body.get("model") or model, text, finish_reason, body.get("messages"))
+        completion["choices"][0]["message"].update(emulation.message_extras)
+        completion.update(emulation.completion_extras)
+        return JSONResponse(completion)
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "sage_gym"}]})
@@ -376,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reject-json-schema", action="store_true", help="answer 400 to response_format json_schema")
     parser.add_argument("--reject-json-object", action="store_true", help="answer 400 to response_format json_object")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument("--emulate", default=None, choices=sorted(EMULATIONS), help="answer response formats the way this real server does")
+    parser.add_argument("--raw-answer", default=None, help="answer every chat request with this text instead (to test clients)")
+    parser.add_argument("--raw-status", type=int, default=200, help="the status of --raw-answer answers")
     return parser
 
 

@@ -12,7 +12,7 @@ It is written to a temporary folder next to its final place and renamed into pla
 while saving never leaves a half-written checkpoint where `--resume` would find it; the file
 `checkpoints/latest` (replaced atomically too) names the newest. Only rank 0 writes; weights
 and optimizer states are whole (unsharded), so a checkpoint resumes on any number of ranks with
-either wrapper (`agents.distributed`).
+either wrapper (`agents.learn.distributed`).
 """
 
 from __future__ import annotations

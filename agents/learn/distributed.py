@@ -30,12 +30,17 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
+from agents.learn.losses import Totals
+from agents.learn.metrics import MetricSums
+
 PARALLEL_MODES = ("ddp", "fsdp2")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,91 @@ class Distributed:
 
     def gather(self, value: Any) -> list[Any]:
         return self.all_gather(value) if self.all_gather is not None else [value]
+
+    @property
+    def once(self) -> float:
+        """The count of a quantity every rank holds a share of: 1 on rank 0 only, so the reduced count is 1."""
+        return 1.0 if self.is_main else 0.0
+
+    @property
+    def loss_scale(self) -> float:
+        """DDP and FSDP2 average gradients over ranks; each rank's loss is already its share of the global sum."""
+        return float(self.world_size)
+
+    def reduce_metrics(self, metrics: MetricSums) -> MetricSums:
+        """Sums and counts summed over ranks, maxima maxed: every mean is over the global batch."""
+        return metrics.reduce(self.all_reduce, self.all_gather, self.all_max)
+
+
+# ----------------------------------------------------------------------------------------------
+# the update as single-process code: global mini-batches, global counts, passes in lock-step
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """One planned optimizer step: this rank's share of a global mini-batch."""
+
+    epoch: int
+    index: int  # k-th mini-batch of the epoch
+    indices: list[int]  # positions of this rank's episodes in the step's episode list
+    global_size: int  # dialogues in the mini-batch over all ranks (0: every rank skips it)
+
+    @property
+    def first(self) -> bool:
+        """The first optimizer step of the step: the weights are still those that sampled the rollout."""
+        return self.epoch == 0 and self.index == 0
+
+
+def minibatch_plan(dist: Distributed, position: dict[int, int], total: int, epochs: int, parts: int, seed: int) -> list[MiniBatch]:
+    """Every planned optimizer step of a training step, alike on every rank.
+
+    `position` maps this rank's trainable dialogues (global indices, out of `total` over all
+    ranks) to their places in the rank's episode list. One permutation of the *global*
+    trainable dialogues, drawn from `seed`, is cut into `parts` mini-batches per epoch; each rank
+    keeps its own dialogues of each part. So the mini-batches are those of a single process, and
+    a part that is empty everywhere is seen as such by all.
+    """
+    flags = [0.0] * total
+    for dialogue in position:
+        flags[dialogue] = 1.0
+    flags = dist.sum(flags)
+    global_trainable = [d for d in range(total) if flags[d] > 0]
+    rng = np.random.default_rng(seed)
+    plan = []
+    for epoch in range(epochs):
+        order = rng.permutation(global_trainable) if global_trainable else np.zeros(0, dtype=int)
+        for k, part in enumerate(np.array_split(order, parts)):
+            plan.append(MiniBatch(epoch, k, [position[d] for d in part.tolist() if d in position], len(part)))
+    return plan
+
+
+def global_totals(dist: Distributed, policy_tokens: list[int], norm_tokens: float) -> Totals:
+    """The loss normalisers of a mini-batch over all ranks (each rank's loss is its share of the global loss)."""
+    tokens, sequences = dist.sum([float(sum(policy_tokens)), float(len(policy_tokens))])
+    return Totals(tokens=tokens, sequences=sequences, norm_tokens=norm_tokens)
+
+
+def lockstep(dist: Distributed, micros: list[T], dummy: Callable[[], T]) -> Iterator[tuple[T, bool]]:
+    """(micro-batch, real) for `micros`, then (dummy(), False) until every rank has made as many passes.
+
+    Every forward under FSDP2 gathers parameters and every synced backward under DDP reduces
+    gradients: both are collectives, so every rank must run the same number of passes. A dummy
+    pass is a real pass of weight 0 (the same graph, so it touches the same weights).
+    """
+    most = int(dist.max([float(len(micros))])[0]) if dist.is_distributed else len(micros)
+    for j in range(most):
+        yield (micros[j], True) if j < len(micros) else (dummy(), False)
+
+
+def accumulating(dist: Distributed, micros: list[T], dummy: Callable[[], T], modules: list[nn.Module]) -> Iterator[tuple[T, bool]]:
+    """`lockstep`, for gradient accumulation: gradients of `modules` are reduced across ranks in the
+    last pass only. Run each pass's backward inside the loop body: the pass's context is open then."""
+    passes = list(lockstep(dist, micros, dummy))
+    for j, (micro, real) in enumerate(passes):
+        with contextlib.ExitStack() as stack:
+            for module in modules:
+                stack.enter_context(gradient_sync(module, j == len(passes) - 1))
+            yield micro, real
 
 
 # ----------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class TrainConfig:
         if self.scenario_limit is not None:
             return self.scenario_limit
         if self.embedded_model:
-            from agents.tiny_model import TinyModelSpec
+            from agents.learn.tiny_model import TinyModelSpec
 
             return TinyModelSpec().scenario_limit
         return None

@@ -14,6 +14,10 @@ Both sampling and the loss read the logits through the same function (`_logits`,
 Models load from a local folder, a hub id, or a GGUF file (`gguf_file=`, converted once by
 transformers and cached as safetensors). LoRA adapters come from `peft`; with LoRA the frozen
 reference policy is the same model with its adapters disabled (`Policy.adapters_disabled`).
+
+Longer than the other modules on purpose: sampling and the loss's log-probs must read the logits
+through one function, and keeping the chat format, loading, sampling and log-prob paths of one
+model side by side is what lets a reader check that they agree.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from agents.distributed import gathered
+from agents.learn.distributed import gathered
 
 PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
 GGUF_SHORTCUT = "gemma3-270m-gguf"  # --model value that assembles Gemma 3 270M from the optional [gguf] extra
@@ -318,7 +322,7 @@ class Policy:
     """A causal LM with its tokenizer and chat format. Construct with `Policy.from_pretrained`.
 
     `forward_module` runs every forward pass; `train_module` is what the loss calls: the same
-    module, or its DDP wrapper under torchrun (`agents.distributed.wrap_module`).
+    module, or its DDP wrapper under torchrun (`agents.learn.distributed.wrap_module`).
     """
 
     model: Any
@@ -623,7 +627,7 @@ class Policy:
 
     def save(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Model weights (or only the LoRA adapter) and the tokenizer. `state_dict`: the model's
-        whole weights when the live ones are sharded (FSDP2; `agents.distributed.full_model_state`)."""
+        whole weights when the live ones are sharded (FSDP2; `agents.learn.distributed.full_model_state`)."""
         folder = Path(folder)
         if state_dict is not None:  # gathered shards hold tied weights twice; a model's own save writes them once
             state_dict = {k: v for k, v in state_dict.items() if not _is_tied(self.model, k)}

@@ -4,7 +4,7 @@
 laptop CPU in minutes, and already writes fluent, on-topic replies so that RL has something to
 shift. This module builds one, deterministically, and caches it:
 
-1. **Dialogues.** The reference "random" strategy agent of `agents.baselines` talks with the
+1. **Dialogues.** The reference "random" strategy agent of `agents.eval.baselines` talks with the
    built-in simulator over the shipped training scenarios. Each turn it picks one or two
    strategies at random (reflect, validate, question, praise, advice, motives, ...) and fills
    their templates with the user's own words. In the think-then-say format the reply is preceded
@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import baselines
-from agents.policy import ChatFormat, Policy, cache_root
+from agents.eval import baselines
+from agents.learn.policy import ChatFormat, Policy, cache_root
 
 BUILD_VERSION = 1  # bump when the build itself changes (the cache key also hashes spec, scenarios, prompts, baselines)
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -322,14 +322,6 @@ def build_tiny_model(output_dir: str | Path | None = None, spec: TinyModelSpec |
             raise
     log(f"built the tiny chat model in {time.time() - started:.0f} s (final warm-start loss {losses[-1]:.3f})")
     return target
-
-
-def untrained_policy(template: str = "think", seed: int = 0, spec: TinyModelSpec | None = None) -> Policy:
-    """A tiny random-weight policy with a tokenizer trained on the shipped texts: for tests, in about a second."""
-    spec = spec or TinyModelSpec()
-    tokenizer = train_tokenizer(tokenizer_corpus([], spec.split), spec.vocab_size)
-    model = tiny_random_model(tokenizer, spec, seed=seed)
-    return Policy.from_model(model, tokenizer, system_prompt=system_prompts()[template])
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Rollout engines: the policy itself (`hf`, the default) or a colocated vLLM engine (`vllm`).
 
-A rollout engine is anything with `chat` (the policy's `ChatFormat`), `sample(contexts, sampling,
+A rollout engine (`agents.learn.rollout.RolloutEngine`) is anything with `chat` (the policy's `ChatFormat`), `sample(contexts, sampling,
 generator=None, max_new_tokens=None, seeds=None) -> list[Completion]` with the contract of
 `Policy.sample`, `sync_weights(policy)` (called by the trainer after every optimizer phase) and
 `close()`. `build_rollout_engine("hf", policy)` is the policy; `"vllm"` is a `VLLMEngine`.
@@ -20,7 +20,7 @@ pushes what training changed:
   own `load_weights` (Hugging Face names in; vLLM fuses q/k/v and gate/up itself).
 
 Either way vLLM's prefix cache is then reset: KV blocks computed under the old weights must not
-be reused. Weights are read inside `agents.distributed.gathered`, so an FSDP2-sharded policy works
+be reused. Weights are read inside `agents.learn.distributed.gathered`, so an FSDP2-sharded policy works
 too (every rank then has to call `sync_weights` together, as the trainer does).
 
 **Contract and log-probs.** Prompts go in as token ids (`TokensPrompt`) and the sampled ids come
@@ -70,8 +70,9 @@ from typing import Any
 
 import torch
 
-from agents.distributed import gathered
-from agents.policy import Completion, Policy, Sampling, turn_budgets
+from agents.learn.distributed import gathered
+from agents.learn.policy import Completion, Policy, Sampling, turn_budgets
+from agents.learn.rollout import RolloutEngine
 
 ROLLOUT_ENGINES = ("hf", "vllm")
 VLLM_MIN_VERSION = "0.10.2"  # logprobs_mode="processed_logprobs" and the V1 engine; keep pyproject's extra in step
@@ -79,7 +80,7 @@ LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values 
 RECOMPUTE_ROWS = 8  # rows per teacher-forced pass when log-probs are recomputed (top_p < 1)
 
 
-def build_rollout_engine(name: str, policy: Policy, **options: Any) -> Any:
+def build_rollout_engine(name: str, policy: Policy, **options: Any) -> RolloutEngine:
     """The engine `collect_rollouts` samples with: the policy itself ("hf") or a `VLLMEngine` ("vllm").
 
     `options` are `VLLMEngine`'s keyword arguments; the HF engine has none and ignores them.

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.policy import Policy, load_pretrained, positions
+from agents.learn.policy import Policy, load_pretrained, positions
 
 CRITIC_KINDS = ("head", "separate")
 

@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from agents.eval.endpoint import AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.prompts import default_prompts
 from sage_gym.thinking import split_think
@@ -278,7 +279,7 @@ class LLMStrategyJudge:
     The judge sees the user's message before the reply and the reply itself (its `<think>` part
     removed), with the taxonomy above, and answers `{"strategies": [...]}`. Requests run
     concurrently; each is retried with backoff on endpoint errors and on unusable answers
-    (`agents.agent_api.ChatEndpoint`), then gives a `JudgeError` naming the endpoint and model.
+    (`agents.eval.endpoint.ChatEndpoint`), then gives a `JudgeError` naming the endpoint and model.
     The API key is read from the environment variable `api_key_env` and never appears in
     manifests or errors.
     """
@@ -297,8 +298,6 @@ class LLMStrategyJudge:
         max_retries: int = 3,
         max_concurrency: int = 16,
     ) -> None:
-        from agents.agent_api import ChatEndpoint
-
         self.endpoint = ChatEndpoint(base_url, model, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries, max_concurrency=max_concurrency)
         self.temperature, self.max_tokens = float(temperature), int(max_tokens)
 
@@ -319,8 +318,6 @@ class LLMStrategyJudge:
 
     async def atag(self, user_message: str, reply: str) -> tuple[str, ...]:
         """The strategies of one reply, given the user's message it answers; raises `JudgeError`."""
-        from agents.agent_api import AgentError
-
         try:
             return await self.endpoint.complete(
                 self.messages(user_message, reply), parse=parse_judge_output, temperature=self.temperature, max_tokens=self.max_tokens

@@ -88,11 +88,6 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, totals: Total
     raise ValueError(f"loss aggregation must be one of {AGGREGATIONS}, got {mode!r}")
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
-
-
 @dataclass
 class PolicyLossOutput:
     loss: torch.Tensor  # this micro-batch's share of the mini-batch loss (backward on it)

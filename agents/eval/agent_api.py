@@ -15,10 +15,10 @@ Text agents read only `info["history"]`, the visible dialogue (the user's lines 
 
 | kind | class | what it is |
 |---|---|---|
-| `empathic`, `solution`, `dismissive`, `random`, `keyword_stuffer` | `ReferenceAgent` | the template agents of `agents.baselines` |
+| `empathic`, `solution`, `dismissive`, `random`, `keyword_stuffer` | `ReferenceAgent` | the template agents of `agents.eval.baselines` |
 | `hf` | `HFAgent` | a local Hugging Face causal LM, a `train_grpo`/`train_ppo` checkpoint, or a LoRA adapter folder |
 | `openai` | `OpenAIChatAgent` | any chat model behind an OpenAI-compatible endpoint |
-| `sb3` | `agents.sb3_agent.SB3StrategyAgent` | a stable-baselines3 policy choosing among strategy templates |
+| `sb3` | `agents.eval.sb3_agent.SB3StrategyAgent` | a stable-baselines3 policy choosing among strategy templates |
 """
 
 from __future__ import annotations
@@ -26,21 +26,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from agents import baselines
+from agents.eval import baselines
+from agents.eval.endpoint import AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.prompts import AGENT_TEMPLATES, default_prompts
 
 AGENT_KINDS = tuple(baselines.REFERENCE_AGENTS) + ("hf", "openai", "sb3")
 SYSTEM_TEMPLATES = tuple(AGENT_TEMPLATES) + ("none",)
-
-
-class AgentError(RuntimeError):
-    """An agent could not produce a reply (for example its endpoint kept failing)."""
 
 
 @runtime_checkable
@@ -130,9 +126,11 @@ class HFAgent:
     ) -> None:
         import torch
 
-        from agents.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
+        from agents.learn.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
 
         folder = policy_folder(Path(model))
+        if not folder.exists() and _looks_local(folder):
+            raise FileNotFoundError(f"no model at {folder}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
         model = str(folder) if folder != Path(model) else model
         saved = _saved_policy_settings(folder)
         if template is None and saved.get("system_prompt") is not None:
@@ -218,10 +216,16 @@ def policy_folder(path: Path) -> Path:
     if (path / "policy" / "sage_policy.json").is_file():
         return path / "policy"
     if (path / "checkpoints").is_dir():
-        from agents.checkpoint import find_checkpoint
+        from agents.learn.checkpoint import find_checkpoint
 
         return find_checkpoint(path, "auto") / "policy"
     return path
+
+
+def _looks_local(path: Path) -> bool:
+    """A path that cannot be a hub id ("org/name"): absolute, relative to ., deeper than two parts, or inside a folder that exists here."""
+    text = str(path)
+    return path.is_absolute() or text.startswith((".", "~")) or len(path.parts) > 2 or (len(path.parts) == 2 and path.parent.is_dir())
 
 
 def _saved_policy_settings(folder: Path) -> dict[str, Any]:
@@ -241,62 +245,6 @@ def _weights_sha256(folder: Path) -> str | None:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------------
-# a chat model behind an OpenAI-compatible endpoint
-
-
-class ChatEndpoint:
-    """One OpenAI-compatible chat endpoint: retried requests, a concurrency limit, no key in errors.
-
-    The `AsyncOpenAI` client is made lazily for the running event loop (a client is bound to the
-    loop it was created on). Each request is retried `max_retries` times with exponential backoff
-    and jitter (tenacity; the SDK's own retries are off) on any failure, including an empty or
-    unusable answer when `parse` raises; then `AgentError` names the endpoint, the model and the
-    last cause.
-    """
-
-    def __init__(
-        self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 120.0, max_retries: int = 3, max_concurrency: int = 32
-    ) -> None:
-        self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
-        self.timeout, self.max_retries, self.max_concurrency = float(timeout), int(max_retries), int(max_concurrency)
-        self._clients: dict[int, tuple[Any, asyncio.Semaphore]] = {}
-
-    def _client(self) -> tuple[Any, asyncio.Semaphore]:
-        from openai import AsyncOpenAI
-
-        loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            client = AsyncOpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY", timeout=self.timeout, max_retries=0)
-            self._clients[loop] = (client, asyncio.Semaphore(self.max_concurrency))
-        return self._clients[loop]
-
-    async def complete(self, messages: Sequence[Mapping[str, str]], parse: Any = None, **sampling: Any) -> Any:
-        """The assistant's answer to `messages` (passed through `parse` when given)."""
-        from tenacity import AsyncRetrying, stop_after_attempt, wait_random_exponential
-
-        client, limit = self._client()
-        try:
-            async with limit:
-                async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(self.max_retries + 1), wait=wait_random_exponential(multiplier=0.5, max=8), reraise=True
-                ):
-                    with attempt:
-                        response = await client.chat.completions.create(model=self.model, messages=list(messages), **sampling)
-                        text = response.choices[0].message.content
-                        if text is None:
-                            raise ValueError("the endpoint returned no message content")
-                        return parse(text) if parse is not None else text
-        except Exception as error:
-            raise AgentError(
-                f"{self.model!r} at {self.base_url} failed after {self.max_retries + 1} attempts: {type(error).__name__}: {error}"
-            ) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")
-
-    def manifest(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "model": self.model, "timeout": self.timeout, "max_retries": self.max_retries}
 
 
 class OpenAIChatAgent:
@@ -371,7 +319,7 @@ def make_agent(kind: str, **options: Any) -> EvalAgent:
     if kind == "openai":
         return OpenAIChatAgent(**options)
     if kind == "sb3":
-        from agents.sb3_agent import SB3StrategyAgent
+        from agents.eval.sb3_agent import SB3StrategyAgent
 
         return SB3StrategyAgent(**options)
     raise ValueError(f"unknown agent kind {kind!r}; expected one of {AGENT_KINDS}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from agents.distributed import Distributed, init_distributed, shutdown_distributed
+from agents.learn.config import TrainConfig
+from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
+from agents.learn.trainer import Trainer
 
 
-def launch(cfg: Any, trainer_cls: type) -> tuple[list[dict[str, float]], Distributed]:
+def launch(cfg: TrainConfig, trainer_cls: type[Trainer]) -> tuple[list[dict[str, float]], Distributed]:
     """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place)."""
     from transformers.utils import logging as hf_logging
 

@@ -135,3 +135,21 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, sum_across_ranks: Callable[
     mean = total / count
     var = max(squares / count - mean * mean, 0.0)
     return (((x - mean) / (var + eps) ** 0.5) * m).to(values.dtype)
+
+
+def explained_variance(
+    returns: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, sum_across_ranks: Callable[[list[float]], list[float]] | None = None
+) -> float:
+    """1 - Var(R - V) / Var(R) over the masked tokens: 1 is a perfect critic, 0 no better than a constant."""
+    m = mask.double()
+    r, v = returns.double(), values.double()
+    e = r - v
+    sums = [float((r * m).sum()), float((r * r * m).sum()), float((e * m).sum()), float((e * e * m).sum()), float(m.sum())]
+    if sum_across_ranks is not None:
+        sums = sum_across_ranks(sums)
+    sr, srr, se, see, n = sums
+    if n < 2:
+        return float("nan")
+    var_r = srr / n - (sr / n) ** 2
+    var_e = see / n - (se / n) ** 2
+    return float("nan") if var_r <= 1e-12 else 1.0 - var_e / var_r

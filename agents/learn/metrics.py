@@ -18,40 +18,56 @@ from typing import Any
 
 
 class MetricSums:
-    """Named (sum, count) pairs. `mean()` divides; `reduce` lets a distributed run sum across ranks."""
+    """Named (sum, count) pairs and maxima. `means()` divides; `reduce` sums pairs and takes maxima across ranks."""
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, float] = defaultdict(float)
+        self.maxima: dict[str, float] = {}
 
     def add(self, name: str, value: float, count: float = 1.0) -> None:
         """Add `value` as the *sum* of `count` observations."""
         self.sums[name] += float(value)
         self.counts[name] += float(count)
 
+    def add_max(self, name: str, value: float) -> None:
+        """Keep the largest `value` seen under `name` (on this rank; `reduce` takes the max over ranks)."""
+        self.maxima[name] = max(self.maxima.get(name, float("-inf")), float(value))
+
     def add_mean(self, name: str, mean: float, count: float) -> None:
         self.add(name, mean * count, count)
 
-    def reduce(self, all_reduce: Callable[[list[float]], list[float]] | None, all_gather: Callable[[Any], list[Any]] | None = None) -> MetricSums:
-        """Sum every entry across ranks with `all_reduce` (a function on a flat list); identity when None.
+    def reduce(
+        self, all_reduce: Callable[[list[float]], list[float]] | None, all_gather: Callable[[Any], list[Any]] | None = None,
+        all_max: Callable[[list[float]], list[float]] | None = None,
+    ) -> MetricSums:
+        """Sum every (sum, count) entry across ranks with `all_reduce` (a function on a flat list) and
+        take every maximum with `all_max`; identity when `all_reduce` is None.
 
         With `all_gather` the names are first united over ranks: a rank that logged no KL or saw
-        no policy token still takes part with zeros, so the flat lists line up.
+        no policy token still takes part with zeros (and a maximum with -inf), so the flat lists line up.
         """
         if all_reduce is None:
             return self
-        names = sorted(self.sums)
+        names, peaks = sorted(self.sums), sorted(self.maxima)
         if all_gather is not None:
-            names = sorted(set().union(*all_gather(names)))
+            united = all_gather((names, peaks))
+            names = sorted(set().union(*(n for n, _ in united)))
+            peaks = sorted(set().union(*(p for _, p in united)))
         flat = all_reduce([self.sums[n] for n in names] + [self.counts[n] for n in names])
         reduced = MetricSums()
         for i, name in enumerate(names):
             reduced.sums[name] = flat[i]
             reduced.counts[name] = flat[len(names) + i]
+        local = [self.maxima.get(n, float("-inf")) for n in peaks]
+        reduced.maxima = dict(zip(peaks, all_max(local) if all_max is not None else local))
         return reduced
 
     def means(self) -> dict[str, float]:
-        return {n: (self.sums[n] / self.counts[n] if self.counts[n] else float("nan")) for n in sorted(self.sums)}
+        """Every mean, and every maximum as it is."""
+        out = {n: (self.sums[n] / self.counts[n] if self.counts[n] else float("nan")) for n in self.sums}
+        out.update(self.maxima)
+        return dict(sorted(out.items()))
 
 
 def _finite(value: Any) -> Any:
@@ -109,17 +125,30 @@ def moving_average(values: Iterable[float], window: int) -> list[float]:
     return out
 
 
-def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: str = "GRPO on SageDialogue") -> Path:
-    """Mean episode return (and its moving average) and final emotion per step, as a PNG."""
+def _pyplot() -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, title: str, png_path: str | Path) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=110)
+    _pyplot().close(fig)
+    return png_path
+
+
+def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: str = "GRPO on SageDialogue") -> Path:
+    """Mean episode return (and its moving average) and final emotion per step, as a PNG."""
     records = [r for r in read_metrics(metrics_path) if r.get("return") is not None]
     steps = [r["step"] for r in records]
     returns = [r["return"] for r in records]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.8))
     axes[0].plot(steps, returns, alpha=0.35, label="mean return")
     axes[0].plot(steps, moving_average(returns, 5), label="moving average (5)")
     axes[0].set_xlabel("step")
@@ -131,9 +160,17 @@ def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: s
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("final emotion (0-100)")
     axes[1].grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return _save(fig, title, png_path)
+
+
+def plot_critic_curve(metrics_path: str | Path, png_path: str | Path, title: str = "PPO critic") -> Path:
+    """Value loss and explained variance per step, as a PNG."""
+    records = read_metrics(metrics_path)
+    steps = [r["step"] for r in records]
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.8))
+    for ax, name, label in ((axes[0], "value_loss", "value loss"), (axes[1], "explained_variance", "explained variance")):
+        ax.plot(steps, [r.get(name) if r.get(name) is not None else float("nan") for r in records])
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    return _save(fig, title, png_path)

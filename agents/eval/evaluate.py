@@ -1,0 +1,319 @@
+"""The SAGE benchmark for any agent, reproducibly, into one folder (the command line: `python -m agents.evaluate`).
+
+Every scenario of the split (default `eval`) is played with SAGE's evaluation settings (initial
+emotion 40, 10 agent turns, the simulator's change clipped to [-10, 10]; all overridable)
+through `SageVectorEnv`, many dialogues at once. Each dialogue's seed is derived from the
+evaluation seed and the scenario id, so a dialogue does not depend on which others ran beside it.
+
+| output | what it holds |
+|---|---|
+| `report.json` | the manifest (agent, simulator model and sampling, rules, prompt and scenario-set hashes, seeds, package version) and the results |
+| `transcripts.jsonl` | one finished dialogue per line, every agent turn tagged with its strategies |
+| `summary.md` | the results as Markdown tables |
+| `emotion_trajectories.png`, `score_by_intention.png`, `strategy_mix.png` | plots |
+| `manifest.json` | the manifest, written first: a rerun into the same folder resumes only if it matches |
+
+Results: the **score** (mean final emotion), the **success share** (final emotion at 100), the
+**failure share** (final emotion below 10), the mean number of agent turns, all with seeded
+percentile-bootstrap confidence intervals, overall, per hidden intention, per intention group and
+per character type; the outcome and grade counts; the mean emotion by turn; and the mix of
+response strategies (`agents.eval.strategies`). A dialogue whose simulator failed for good (outcome
+`error`) is listed under `errors` and left out of every number, never scored as zero.
+
+Interrupted evaluations resume: dialogues already in `transcripts.jsonl` are skipped, and the
+report is computed from the transcripts alone (in a fixed order), so a resumed evaluation gives
+the same `report.json` as an uninterrupted one, apart from its `run` section (times, counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.eval.agent_api import EvalAgent
+from agents.eval.report import PLOTS, REPORT, SUMMARY, Scoring, score_records, write_outputs
+from agents.eval.strategies import LLMStrategyJudge, tag_reply
+from sage_gym.env import package_version
+from sage_gym.scenarios import ScenarioSet, resolve_scenarios
+from sage_gym.simulators import Simulator
+from sage_gym.transcripts import append_jsonl, read_jsonl
+from sage_gym.vector import SageVectorEnv, unbatch_infos
+
+TRANSCRIPTS, MANIFEST = "transcripts.jsonl", "manifest.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# settings and the episode plan
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation plays. The defaults are SAGE's evaluation settings on the eval split."""
+
+    scenarios: str = "eval"  # a split name or a JSONL path
+    simulator: str | Simulator = "builtin"  # a name ("builtin", "openai") or a Simulator instance
+    simulator_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    initial_emotion: int = 40
+    max_turns: int = 10
+    change_clip: tuple[int, int] = (-10, 10)
+    episodes_per_scenario: int = 1
+    limit: int | None = None  # only the first `limit` scenarios of the set
+    seed: int = 0
+    num_envs: int = 16  # dialogues in flight at once (does not change a reference agent's results)
+    bootstrap_samples: int = 2000
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_scenario < 1:
+            raise ValueError(f"episodes_per_scenario must be at least 1, got {self.episodes_per_scenario}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be a positive number of scenarios, got {self.limit}")
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
+        if self.bootstrap_samples < 1 or not 0 < self.confidence < 1:
+            raise ValueError(f"need bootstrap_samples >= 1 and 0 < confidence < 1, got {self.bootstrap_samples} and {self.confidence}")
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"initial_emotion": self.initial_emotion, "max_turns": self.max_turns, "change_clip": tuple(self.change_clip)}
+
+
+@dataclass(frozen=True)
+class Episode:
+    scenario_id: str
+    repeat: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.scenario_id, self.repeat)
+
+
+def episode_key(scenario_id: str, repeat: int) -> str:
+    return f"{scenario_id}#{repeat}"
+
+
+def episode_seed(seed: int, scenario_id: str, repeat: int) -> int:
+    """A dialogue's seed: a stable hash (CRC32) of the evaluation seed, the scenario id and the repeat."""
+    return zlib.crc32(f"{seed}/{scenario_id}/{repeat}".encode())
+
+
+def plan_episodes(scenarios: ScenarioSet, settings: EvalSettings) -> list[Episode]:
+    chosen = list(scenarios)[: settings.limit]
+    return [Episode(s.id, r, episode_seed(settings.seed, s.id, r)) for s in chosen for r in range(settings.episodes_per_scenario)]
+
+
+# ----------------------------------------------------------------------------------------------
+# running the dialogues
+
+
+def run_dialogues(
+    agent: EvalAgent,
+    venv: SageVectorEnv,
+    episodes: Sequence[Episode],
+    finished: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """Play `episodes` through `venv` (autoreset disabled), refilling each slot as its dialogue ends.
+
+    `finished` receives the transcript records of the dialogues that ended at each step.
+    """
+    n = venv.num_envs
+    queue = deque(episodes)
+    slots: list[Episode | None] = [None] * n
+    infos: list[dict[str, Any]] = [{} for _ in range(n)]
+
+    def start(free: list[int]) -> None:
+        starting = {i: queue.popleft() for i in free[: len(queue)]}
+        if not starting:
+            return
+        options: dict[str, Any] = {"scenario_ids": [starting[i].scenario_id if i in starting else None for i in range(n)]}
+        if len(starting) < n:
+            options["reset_mask"] = np.array([i in starting for i in range(n)])
+        _, batch = venv.reset(seed=[starting[i].seed if i in starting else None for i in range(n)], options=options)
+        fresh = unbatch_infos(batch, n)
+        for i, episode in starting.items():
+            slots[i], infos[i] = episode, fresh[i]
+            agent.begin(i, episode.seed)
+
+    start(list(range(n)))
+    while any(slot is not None for slot in slots):
+        active = [i for i in range(n) if slots[i] is not None]
+        replies = agent.act(active, [infos[i] for i in active])
+        actions: list[str | None] = [None] * n
+        for i, reply in zip(active, replies):
+            actions[i] = reply
+        _, _, terminated, truncated, batch = venv.step(actions)
+        step_infos = unbatch_infos(batch, n)
+        done = []
+        for i in active:
+            infos[i] = step_infos[i]
+            if terminated[i] or truncated[i]:
+                episode = slots[i]
+                assert episode is not None
+                record = venv.envs[i].episode_record()
+                record.update(repeat=episode.repeat, error=step_infos[i].get("error"))
+                done.append(record)
+                slots[i] = None
+        if done:
+            finished(done)
+        start([i for i in range(n) if slots[i] is None])
+
+
+def tag_records(records: list[dict[str, Any]], judge: LLMStrategyJudge | None) -> None:
+    """Add each agent turn's strategies (rule-based, and the judge's when there is one) to the records."""
+    pairs, where = [], []
+    for record in records:
+        before = record["first_message"]
+        for turn in record["turns"]:
+            turn["strategies"] = list(tag_reply(turn["agent_reply"]))
+            pairs.append((before, turn["agent_reply"]))
+            where.append(turn)
+            before = turn["user_reply"]
+    if judge is None or not pairs:
+        return
+    for turn, tags in zip(where, judge.tag_turns(pairs)):
+        if isinstance(tags, Exception):
+            turn["judge_strategies"], turn["judge_error"] = None, str(tags)
+        else:
+            turn["judge_strategies"] = list(tags)
+
+
+# ----------------------------------------------------------------------------------------------
+# the evaluation
+
+
+def build_manifest(
+    agent: EvalAgent, env_manifest: Mapping[str, Any], settings: EvalSettings, episodes: Sequence[Episode], judge: LLMStrategyJudge | None
+) -> dict[str, Any]:
+    """Everything that determines the results (JSON-normalised, so it compares equal after a reload)."""
+    # not recorded: simulator_kwargs may hold secrets (the simulator's own manifest records its
+    # settings), and num_envs changes how long an evaluation takes, not its dialogues
+    evaluation = {f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in ("simulator_kwargs", "num_envs")}
+    if not isinstance(settings.simulator, str):
+        evaluation["simulator"] = settings.simulator.kind
+    evaluation["episodes"] = len(episodes)
+    evaluation["episodes_sha256"] = _sha256(json.dumps([[e.scenario_id, e.repeat, e.seed] for e in episodes]))
+    evaluation["episode_seed"] = "crc32(f'{seed}/{scenario_id}/{repeat}')"
+    manifest = {
+        "package": {"name": "sage-gym", "version": package_version()},
+        "agent": agent.manifest(),
+        "environment": dict(env_manifest),
+        "evaluation": evaluation,
+        "strategy_tagger": {"rule": {"module": "agents.eval.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
+        "strategy_judge": judge.manifest() if judge is not None else None,
+    }
+    return json.loads(json.dumps(manifest, default=str))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _open_folder(out: Path, manifest: Mapping[str, Any], overwrite: bool) -> None:
+    """Start a fresh folder, or check that the one there holds this same evaluation (to resume it)."""
+    if overwrite:
+        for name in (REPORT, TRANSCRIPTS, MANIFEST, SUMMARY, *PLOTS):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    stored_path = out / MANIFEST
+    if stored_path.is_file():
+        stored = json.loads(stored_path.read_text())
+        if stored != manifest:
+            changed = sorted(_differences(stored, manifest))
+            raise ValueError(
+                f"{out} holds an evaluation with other settings ({', '.join(changed[:6])} differ), so it cannot be resumed; "
+                "choose another --output or pass --overwrite"
+            )
+    elif (out / TRANSCRIPTS).exists():
+        raise ValueError(f"{out} has {TRANSCRIPTS} but no {MANIFEST}: it was not written by this evaluator; choose another --output or pass --overwrite")
+    else:
+        stored_path.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _differences(a: Any, b: Any, path: str = "") -> Iterable[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in set(a) | set(b):
+            yield from _differences(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    elif a != b:
+        yield path or "(root)"
+
+
+def evaluate(
+    agent: EvalAgent,
+    output_dir: str | Path,
+    settings: EvalSettings = EvalSettings(),
+    *,
+    judge: LLMStrategyJudge | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) an evaluation into `output_dir`; returns the report (also written there)."""
+    from tqdm.auto import tqdm
+
+    started = time.time()
+    out = Path(output_dir)
+    scenarios = resolve_scenarios(settings.scenarios)
+    episodes = plan_episodes(scenarios, settings)
+    transcripts = out / TRANSCRIPTS
+
+    done = {episode_key(r["scenario_id"], r["repeat"]) for r in _read_records(transcripts)} if not overwrite else set()
+    pending = [e for e in episodes if e.key not in done]
+    venv = SageVectorEnv(
+        max(1, min(settings.num_envs, len(pending))),
+        scenarios,
+        settings.simulator,
+        dict(settings.simulator_kwargs),
+        autoreset_mode="disabled",
+        **settings.env_kwargs(),
+    )
+    try:
+        manifest = build_manifest(agent, venv.envs[0].manifest(), settings, episodes, judge)
+        _open_folder(out, manifest, overwrite)
+        resumed_from = len(episodes) - len(pending)
+        bar = tqdm(total=len(episodes), initial=resumed_from, desc=f"evaluating {agent.name}", unit="dialogue", disable=not progress)
+
+        def finished(records: list[dict[str, Any]]) -> None:
+            tag_records(records, judge)
+            for record in records:
+                append_jsonl(transcripts, record)
+            bar.update(len(records))
+
+        try:
+            if pending:
+                run_dialogues(agent, venv, pending, finished)
+        finally:
+            bar.close()
+    finally:
+        venv.close()
+
+    planned = {e.key for e in episodes}
+    records = [r for r in _read_records(transcripts) if episode_key(r["scenario_id"], r["repeat"]) in planned]
+    report = {"manifest": manifest, **score_records(records, Scoring.from_manifest(manifest))}
+    report["run"] = {
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": round(time.time() - started, 2),
+        "resumed_from": resumed_from,
+        "dialogues_this_run": len(pending),
+        "num_envs": venv.num_envs,
+        "python": platform.python_version(),
+    }
+    write_outputs(out, report, records, plots=plots)
+    return report
+
+
+def _read_records(transcripts: Path) -> list[dict[str, Any]]:
+    return list(read_jsonl(transcripts)) if transcripts.exists() else []

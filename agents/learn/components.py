@@ -1,0 +1,71 @@
+"""The parts a run is assembled from, by configuration: the policy and the environments it plays."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agents.learn.config import TrainConfig
+from agents.learn.policy import LoraSettings, Policy
+from sage_gym.vector import SageVectorEnv
+
+
+def system_prompt(template: str) -> str:
+    from sage_gym.prompts import default_prompts
+
+    return default_prompts().agent_system_prompt(template)
+
+
+def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: str | None = None, dtype: str | None = None) -> Policy:
+    """The policy of a config: the named model, or the embedded tiny chat model (built once, cached)."""
+    model = cfg.model
+    if cfg.embedded_model:
+        from agents.learn.tiny_model import build_tiny_model
+
+        model = str(build_tiny_model(log=log))
+    lora = LoraSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) if cfg.lora else None
+    return Policy.from_pretrained(
+        model or "",
+        system_prompt=system_prompt(cfg.template),
+        gguf_file=cfg.gguf_file,
+        tokenizer=cfg.tokenizer,
+        dtype=dtype or cfg.dtype,
+        device=device or cfg.device,
+        lora=lora,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        chat_template=cfg.chat_template,
+        trust_remote_code=cfg.trust_remote_code,
+    )
+
+
+def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    if cfg.simulator == "builtin":
+        return {}
+    kwargs: dict[str, Any] = {"model": cfg.simulator_model, "base_url": cfg.simulator_base_url, "temperature": cfg.simulator_temperature}
+    if cfg.simulator_kwargs:
+        extra = json.loads(cfg.simulator_kwargs)
+        if not isinstance(extra, dict):
+            raise ValueError("--simulator-kwargs must be a JSON object")
+        kwargs.update(extra)
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def make_envs(cfg: TrainConfig, num_envs: int, transcript_path: Path | None) -> SageVectorEnv:
+    """`num_envs` dialogues that each play to the end (autoreset disabled: a GRPO group is never reset mid-batch)."""
+    from agents.learn.tiny_model import limited_scenarios
+
+    return SageVectorEnv(
+        num_envs,
+        scenarios=limited_scenarios(cfg.scenarios, cfg.resolved_scenario_limit()),
+        simulator=cfg.simulator,
+        simulator_kwargs=simulator_kwargs(cfg),
+        autoreset_mode="disabled",
+        max_concurrency=cfg.max_concurrency,
+        max_turns=cfg.max_turns,
+        initial_emotion=cfg.initial_emotion,
+        reward_mode=cfg.reward_mode,
+        strip_think=True,
+        transcript_path=transcript_path,
+    )

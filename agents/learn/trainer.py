@@ -1,0 +1,331 @@
+"""The run around an algorithm: set-up, resume, the step loop, metrics, checkpoints.
+
+`Trainer.fit()` trains `cfg.steps` steps. Each step is
+
+    batch = rollout(step)                              agents/learn/rollout.py
+    advantages = algorithm.advantages(batch)           GRPO: agents/learn/grpo.py, PPO: agents/learn/ppo.py
+    metrics = algorithm.update(batch, advantages, step)
+    engine.sync_weights(policy)                        the next rollout samples from the new weights
+
+and the trainer adds the rollout's metrics, reduces them over ranks and writes them. What the
+trainer owns is the same for every algorithm: the policy (loaded, resumed, wrapped for torchrun),
+the rollout engine, the envs, the metrics writer and the checkpoints. What an `Algorithm` owns is
+its own: GRPO its KL reference and the policy's optimizer, PPO those and a critic.
+
+Set-up runs in an order that matters for resuming exactly: models copied from the *initial*
+policy first (the KL reference, a separate critic), then the checkpoint's weights, then the
+torchrun wrappers, then the optimizers and their checkpoint state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from agents.learn.batching import MicroBatch, dummy_batch, make_micro_batches
+from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
+from agents.learn.components import load_policy, make_envs
+from agents.learn.config import TrainConfig
+from agents.learn.distributed import Distributed, full_model_state, is_sharded, lockstep, rank_device, wrap_module
+from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve
+from agents.learn.optim import Optimized
+from agents.learn.policy import Policy, Sampling, resolve_dtype
+from agents.learn.rollout import Episode, RolloutBatch, collect_rollouts
+from agents.learn.seeds import Stream, stream_seed
+from agents.learn.vllm_engine import build_rollout_engine
+
+@dataclass
+class Run:
+    """What an algorithm works with: the configuration, this rank's place, the policy and where it computes."""
+
+    cfg: TrainConfig
+    dist: Distributed
+    policy: Policy
+    device: torch.device
+    compute_dtype: torch.dtype  # forward passes run in it; full fine-tunes keep float32 weights under mixed precision
+    sampling: Sampling
+    output_dir: Path
+    log: Callable[[str], None]
+
+    @property
+    def updates(self) -> int:
+        """Planned optimizer steps of the whole run (the schedules' length)."""
+        return self.cfg.steps * self.cfg.epochs * self.cfg.minibatches
+
+    def micro_batches(self, episodes: list[Episode], indices: list[int]) -> list[MicroBatch]:
+        return make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, int(self.policy.tokenizer.pad_token_id))
+
+    def dummy(self) -> MicroBatch:
+        return dummy_batch(int(self.policy.tokenizer.pad_token_id), self.device)
+
+    @torch.no_grad()
+    def per_episode_rows(self, episodes: list[Episode], indices: list[int], rows_of: Callable[[MicroBatch], torch.Tensor]) -> dict[int, torch.Tensor]:
+        """`rows_of(micro)` ([B, L], no gradient) for every episode of `episodes[indices]`, cut to its length, on the CPU.
+
+        Micro-batches run in lock-step over ranks (a rank with fewer runs dummy passes): the
+        forwards of a sharded model are collectives.
+        """
+        out: dict[int, torch.Tensor] = {}
+        for micro, real in lockstep(self.dist, self.micro_batches(episodes, indices), self.dummy):
+            batch = micro.to(self.device) if real else micro
+            rows = rows_of(batch)
+            for row, index in enumerate(batch.indices):
+                out[index] = rows[row, : len(episodes[index])].cpu()
+        return out
+
+
+class PolicyPart(Protocol):
+    """What the trainer reads of an algorithm's policy step (`agents.learn.grpo.PolicyStep`)."""
+
+    reference: Policy | str | None  # the KL reference: None (beta 0), "adapters" (LoRA) or a frozen copy
+    optimized: Optimized
+
+
+class Algorithm(Protocol):
+    """A learning algorithm on a `Run`: built with `(run, checkpoint state or None)` before the
+    policy's checkpoint weights are loaded, then `prepare`d once the policy is wrapped."""
+
+    name: str
+    min_group_size: int
+    policy_step: PolicyPart  # the policy's loss, its KL reference, optimizer and schedule
+
+    @staticmethod
+    def check(cfg: TrainConfig) -> None: ...
+
+    def __init__(self, run: Run, state: dict[str, Any] | None) -> None: ...
+
+    def prepare(self, state: dict[str, Any] | None) -> None: ...
+
+    def advantages(self, batch: RolloutBatch) -> Any: ...
+
+    def update(self, batch: RolloutBatch, advantages: Any, step: int) -> MetricSums: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def plots(self, output_dir: Path) -> list[Path]: ...
+
+
+SUMMED = ("dropped_errors", "overlong", "skipped_groups", "groups", "sampled_tokens", "update_tokens")  # totals, not means
+
+
+class Trainer:
+    """Owns a run: `fit()` trains `cfg.steps` steps of `algorithm_cls` (resuming if asked), logging and saving."""
+
+    algorithm_cls: type[Algorithm]  # GRPO or PPO
+
+    def __init__(self, cfg: TrainConfig, dist: Distributed | None = None, policy: Policy | None = None, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.dist = dist or Distributed()
+        self.log = log if self.dist.is_main else (lambda message: None)
+        self._check_config()
+        threads = cfg.resolved_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        self.output_dir = Path(cfg.output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.policy, device, compute_dtype = self._load_policy(policy)
+        self.step = 0
+        state, path = None, None
+        if cfg.resume:
+            path = find_checkpoint(self.output_dir, cfg.resume)
+            state = load_trainer_state(path)
+            self.step = int(state["step"])
+        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
+        self.run = run
+        self.algorithm = self.algorithm_cls(run, state)  # copies of the initial policy come first
+        if path is not None:
+            self.policy.load_weights(path / "policy")
+        if self.dist.is_distributed:
+            self.policy.train_module = wrap_module(self.policy.forward_module, cfg.parallel, self.dist, device, compute_dtype)
+            self.policy.device = device
+        self.algorithm.prepare(state)
+        if path is not None:
+            self.log(f"resumed from {path} at step {self.step}")
+        self.engine = build_rollout_engine(
+            cfg.rollout_engine, self.policy, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed, work_dir=self.output_dir / "vllm"
+        )
+        self.groups_per_rank = cfg.scenarios_per_step // self.dist.world_size
+        transcripts = None
+        if cfg.transcripts:
+            transcripts = self.output_dir / ("transcripts.jsonl" if self.dist.is_main else f"transcripts-rank{self.dist.rank}.jsonl")
+        self.envs = make_envs(cfg, self.groups_per_rank * cfg.group_size, transcripts)
+        self.scenario_ids = list(self.envs.scenarios.ids)
+        self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.tensorboard, purge_step=self.step + 1 if cfg.resume else None) if self.dist.is_main else None
+
+    def _check_config(self) -> None:
+        cfg = self.cfg
+        self.algorithm_cls.check(cfg)
+        least = self.algorithm_cls.min_group_size
+        if cfg.group_size < least:
+            raise ValueError(f"group_size must be at least {least} (a group is its own baseline), got {cfg.group_size}")
+        if cfg.scenarios_per_step < 1 or cfg.scenarios_per_step % self.dist.world_size:
+            raise ValueError(f"scenarios_per_step ({cfg.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
+        for name in ("steps", "epochs", "minibatches", "micro_batch_tokens", "max_turns", "max_new_tokens"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.rollout_engine == "vllm" and self.dist.is_distributed and cfg.parallel == "fsdp2":
+            raise ValueError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
+
+    def _load_policy(self, policy: Policy | None) -> tuple[Policy, torch.device, torch.dtype]:
+        """(the policy, this rank's device, the compute dtype); a given policy is used as it is."""
+        cfg = self.cfg
+        if policy is not None:
+            return policy, policy.device, policy.autocast_dtype or policy.dtype
+        device = rank_device(cfg.device, self.dist)
+        compute_dtype = resolve_dtype(cfg.dtype, device)
+        mixed = cfg.mixed_precision and not cfg.lora and compute_dtype != torch.float32
+        weights = torch.float32 if mixed else compute_dtype
+        # FSDP2 loads to host memory and shards from there, so no GPU ever holds the whole model
+        sharded = self.dist.is_distributed and cfg.parallel == "fsdp2"
+        policy = load_policy(cfg, log=self.log, device="cpu" if sharded else str(device), dtype=str(weights).removeprefix("torch."))
+        policy.autocast_dtype = compute_dtype if mixed else None
+        return policy, device, compute_dtype
+
+    @property
+    def reference(self) -> Policy | str | None:
+        """The KL reference: None (beta 0), "adapters" (LoRA) or a frozen copy of the initial policy."""
+        return self.algorithm.policy_step.reference
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The policy's optimizer."""
+        return self.algorithm.policy_step.optimized.optimizer
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        """The policy's learning-rate schedule."""
+        return self.algorithm.policy_step.optimized.scheduler
+
+    # -------------------------------------------------------------------- one step
+
+    def scenario_plan(self, step: int) -> tuple[list[str], int]:
+        """(this rank's scenario ids, index of its first group). All ranks draw the same global plan."""
+        rng = np.random.default_rng(stream_seed(self.cfg.seed, step, Stream.SCENARIOS))
+        count = self.cfg.scenarios_per_step
+        picks = rng.choice(len(self.scenario_ids), size=count, replace=count > len(self.scenario_ids))
+        first = self.dist.rank * self.groups_per_rank
+        return [self.scenario_ids[i] for i in picks[first : first + self.groups_per_rank]], first
+
+    def rollout(self, step: int) -> RolloutBatch:
+        ids, first_group = self.scenario_plan(step)
+        # sub-env i is reset with seed + i and dialogue d samples from its own stream: offsetting
+        # both by the global index makes every dialogue independent of the number of ranks
+        env_seed = stream_seed(self.cfg.seed, step, Stream.ENV_RESET) + first_group * self.cfg.group_size
+        return collect_rollouts(
+            self.policy, self.envs, self.run.sampling, group_size=self.cfg.group_size, seed=env_seed, scenario_ids=ids,
+            sample_seed=stream_seed(self.cfg.seed, step, Stream.SAMPLING), max_seq_len=self.cfg.max_seq_len, overlong=self.cfg.overlong,
+            group_offset=first_group, engine=self.engine,
+        )
+
+    def compute_advantages(self, batch: RolloutBatch) -> Any:
+        return self.algorithm.advantages(batch)
+
+    def update(self, batch: RolloutBatch, advantages: Any, step: int) -> MetricSums:
+        return self.algorithm.update(batch, advantages, step)
+
+    def train_step(self) -> dict[str, float]:
+        """One rollout and one update; returns the step's metrics (reduced across ranks)."""
+        step = self.step + 1
+        torch.manual_seed(stream_seed(self.cfg.seed, step, Stream.TORCH, self.dist.rank))  # dropout etc.: resumable
+        started = time.perf_counter()
+        batch = self.rollout(step)
+        rollout_seconds = time.perf_counter() - started
+        advantages = self.compute_advantages(batch)
+        started_update = time.perf_counter()
+        sums = self.update(batch, advantages, step)
+        self.engine.sync_weights(self.policy)  # the next rollout samples from the updated weights
+        update_seconds = time.perf_counter() - started_update
+
+        add_rollout_metrics(sums, batch)
+        sums.add("rollout_seconds", rollout_seconds, 1.0)
+        sums.add("update_seconds", update_seconds, 1.0)
+        reduced = self.dist.reduce_metrics(sums)
+        metrics = reduced.means()
+        for total in SUMMED:
+            metrics[total] = reduced.sums.get(total, 0.0)
+        metrics["rollout_tokens_per_s"] = metrics["sampled_tokens"] / max(metrics["rollout_seconds"], 1e-9)
+        metrics["update_tokens_per_s"] = metrics["update_tokens"] / max(metrics["update_seconds"], 1e-9)
+        metrics["step_seconds"] = rollout_seconds + update_seconds
+        self.step = step
+        return metrics
+
+    # -------------------------------------------------------------------- the run
+
+    def fit(self, until: int | None = None) -> list[dict[str, float]]:
+        """Train to step `until` (default `cfg.steps`), then checkpoint and (at the end) plot the curves."""
+        cfg = self.cfg
+        last = min(until or cfg.steps, cfg.steps)
+        history = []
+        bar = None
+        if cfg.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=self.algorithm.name, unit="step", dynamic_ncols=True)
+        try:
+            while self.step < last:
+                metrics = self.train_step()
+                history.append(metrics)
+                if self.writer is not None:
+                    self.writer.write(self.step, metrics)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(ret=f"{metrics['return']:+.3f}", emo=f"{metrics['emotion']:.0f}", kl=f"{metrics.get('kl', 0):.3f}")
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < last:
+                    self.save()
+            if history:
+                self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        metrics_path = self.output_dir / "metrics.jsonl"
+        if self.step >= cfg.steps and self.dist.is_main and metrics_path.is_file():
+            png = plot_learning_curve(metrics_path, self.output_dir / "learning_curve.png", title=f"{self.algorithm.name.upper()} on SageDialogue")
+            self.log(f"learning curve: {png}")
+            for png in self.algorithm.plots(self.output_dir):
+                self.log(f"{png.stem.replace('_', ' ')}: {png}")
+        return history
+
+    def save(self) -> Path | None:
+        """Every rank calls this (gathering sharded state is collective); rank 0 writes."""
+        module = self.policy.forward_module
+        weights = _strip_prefix(full_model_state(module), "model.") if is_sharded(module) else None
+        state = self.algorithm.state()
+        if not self.dist.is_main:
+            return None
+        return save_checkpoint(self.output_dir, self.step, self.policy, state, self.cfg.to_dict(), keep=self.cfg.keep_checkpoints, weights=weights)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.engine.close()
+        self.envs.close()
+
+
+def add_rollout_metrics(sums: MetricSums, batch: RolloutBatch) -> None:
+    """What every algorithm logs about its dialogues (sums and counts, so ranks add up)."""
+    episodes = batch.episodes
+    sums.add("return", sum(e.episode_return for e in episodes), len(episodes))
+    sums.add("emotion", sum(e.final_emotion for e in episodes if e.final_emotion == e.final_emotion), len(episodes))
+    for name in ("success", "failure", "left", "truncated"):
+        sums.add(f"{name}_rate", sum(e.outcome == name for e in episodes), len(episodes))
+    sums.add("turns", sum(e.turns for e in episodes), len(episodes))
+    sums.add("episode_tokens", sum(len(e) for e in episodes), len(episodes))
+    sums.add("policy_tokens", sum(e.num_policy_tokens for e in episodes), len(episodes))
+    sums.add("dropped_errors", batch.dropped_errors, 0.0)
+    sums.add("overlong", batch.overlong, 0.0)
+    sums.add("sampled_tokens", batch.sampled_tokens, 0.0)
+    sums.add("generate_seconds", batch.generate_seconds, 1.0)
+    sums.add("env_seconds", batch.env_seconds, 1.0)
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The HF model's own keys from those of the module that holds it as `model`."""
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
