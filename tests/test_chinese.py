@@ -119,7 +119,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from agents.baselines import make_reference_agent  # noqa: E402
+from agents.eval.baselines import make_reference_agent  # noqa: E402
 from sage_gym.simulators.base import Rules, UserState  # noqa: E402
 from sage_gym.simulators.builtin import BuiltinSimulator, assess, detect_strategies, react_sync, reply_language  # noqa: E402
 from sage_gym.simulators.coherence import is_salad, is_spliced, is_truncated, reply_quality  # noqa: E402

@@ -15,7 +15,7 @@ with the conversation the way the built-in simulator checks for.
 Every agent is a callable `agent(history) -> reply` with `reset(seed)`; `history` is the list of
 OpenAI-format messages in `info["history"]` (the user's lines have role "user").
 
-A user who writes Chinese gets the same plans from Chinese templates (`agents.baselines_zh`).
+A user who writes Chinese gets the same plans from Chinese templates (`agents.eval.baselines_zh`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from agents import baselines_zh
+from agents.eval import baselines_zh
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
 _STOP = frozenset(

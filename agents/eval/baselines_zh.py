@@ -1,6 +1,6 @@
 """The reference agents' Chinese: strategy templates and topic extraction for a user who writes Chinese.
 
-`agents.baselines` switches to these tables when the user's latest message is Chinese (more Han
+`agents.eval.baselines` switches to these tables when the user's latest message is Chinese (more Han
 characters than Latin words), so every reference agent plays `eval-zh` and imported SAGE/RLVER
 profiles with the same plans as in English.
 
