@@ -285,3 +285,66 @@ def test_the_local_server_answers_chinese_scenarios_in_chinese():
         over_http = asyncio.run(main(url))
     assert over_http == asyncio.run(episode(BuiltinSimulator()))
     assert all(HAN.search(thoughts) and HAN.search(reply) for _, _, thoughts, reply in over_http)
+
+
+# ----------------------------------------------------------------------------------------------
+# the reference agents, the strategy tagger, the SB3 features and the demo in Chinese
+
+from agents.eval.baselines import TEMPLATES, render_strategy  # noqa: E402
+from agents.eval.baselines_zh import TEMPLATES as TEMPLATES_ZH  # noqa: E402
+from agents.eval.baselines_zh import topic_phrases  # noqa: E402
+from agents.eval.sb3_agent import PLANS, hashed_words, render_plan  # noqa: E402
+from agents.eval.strategies import STRATEGIES, tag_reply  # noqa: E402
+
+TAG_OF = {  # template strategy -> the tag it must get (as tests/test_sb3_agent.py checks in English)
+    "reflect": "deep_empathy", "validate": "validation", "question": "questioning", "praise": "praise", "advice": "advice",
+    "motives": "perspective", "dialectic": "reframing", "reflection": "guided_reflection", "no_blame": "reassurance",
+    "platitude": "platitude", "dismiss": "dismissal",
+}
+ZH_HISTORY = [{"role": "user", "content": "也没什么，就是宿舍晚上有点吵，我最近睡得不太好。"}]
+
+
+def test_reference_agents_answer_a_chinese_user_in_chinese_and_quote_what_they_said():
+    assert set(TEMPLATES_ZH) == set(TEMPLATES)
+    assert topic_phrases(ZH_HISTORY)[0] == "“宿舍晚上有点吵”"
+    for name in ("empathic", "solution", "dismissive", "random", "keyword_stuffer"):
+        reply = make_reference_agent(name, seed=1)(ZH_HISTORY)
+        assert HAN.search(reply) and reply_language(reply) == "zh" and "  " not in reply, (name, reply)
+    reply = make_reference_agent("empathic", seed=1)(ZH_HISTORY)
+    assert reply.count("“宿舍晚上有点吵”") <= 1  # each clause quoted once per reply
+    assert make_reference_agent("empathic", seed=1)([{"role": "user", "content": "I can't sleep."}]).isascii()
+
+
+@pytest.mark.parametrize("strategy", sorted(TAG_OF))
+def test_the_tagger_reads_every_chinese_template(strategy):
+    for index in range(len(TEMPLATES_ZH[strategy])):
+        reply = render_strategy(strategy, ZH_HISTORY, np.random.default_rng(index), index)
+        assert TAG_OF[strategy] in tag_reply(reply), (reply, tag_reply(reply))
+
+
+def test_the_tagger_tags_the_issues_examples_and_keeps_english_apart():
+    assert set(tag_reply(EMPATHIC)) == {"deep_empathy", "questioning"}
+    assert tag_reply(DISMISSIVE) == ("dismissal",) and tag_reply("这不是你的错。") == ("reassurance",)
+    assert tag_reply("想开点，一切都会好的。") == ("platitude",) and "reframing" in tag_reply("一方面她们太吵，另一方面你也没说清楚。")
+    assert tag_reply("It sounds like you're exhausted.") == ("deep_empathy",) and len(STRATEGIES) == 12
+
+
+def test_sb3_features_and_plans_handle_chinese_text():
+    vector = hashed_words("宿舍晚上有点吵")
+    assert vector.any() and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-6
+    assert np.array_equal(vector, hashed_words("宿舍晚上有点吵")) and not np.array_equal(vector, hashed_words("考试考砸了"))
+    info = {"history": ZH_HISTORY, "turn": 0, "bucket": "medium"}
+    for index, plan in enumerate(PLANS):
+        reply = render_plan(index, info)
+        assert reply_language(reply) == "zh" and reply == render_plan(index, info)
+        assert {TAG_OF[s] for s in plan} <= set(tag_reply(reply)), (plan, reply)
+
+
+def test_the_demo_plays_a_chinese_scenario(capsys):
+    from agents.demo import main as demo
+
+    assert demo(["--scenarios", "eval-zh", "--seed", "3", "--max-turns", "2", "--show-thoughts"]) == 0
+    out = capsys.readouterr().out
+    agent_lines = [line for line in out.splitlines() if line.startswith("AGENT: ")]
+    assert len(agent_lines) == 2 and all(HAN.search(line) for line in agent_lines)
+    assert "thinks: " in out and "Outcome:" in out

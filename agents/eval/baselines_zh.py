@@ -20,7 +20,7 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 _CLAUSE_BREAK = re.compile(r"[，。！？!?；;：:、,…“”‘’「」『』《》（）()\s~～—]+")
 _FILLER = re.compile(r"^(?:嗯+|唉|哎|啊|呃|那个|也没什么|没什么|没事|就是|其实|反正|可能|总之|然后|所以|但是|不过|我觉得|说实话|说真的|算了)+")
 # questions, lines about the listener and bare reactions ("这么说也对", "算了") make poor topics
-_SKIP = re.compile(r"什么|怎么|为什么|哪|谁|吗|呢|吧|你|这么说|说得|算你|接近|白说|不算|也对|大概|也许|好像|不知道|无所谓|算了|不说|不想|有道理|没错")
+_SKIP = re.compile(r"什么|怎么|为什么|哪|谁|吗|呢|吧|你|当回事|没多大事|就那样|这么说|说得|算你|接近|白说|不算|也对|大概|也许|好像|不知道|无所谓|算了|不说|不想|有道理|没错")
 # the same function characters the built-in user leaves out of a topic (a topic must carry content)
 _FUNCTION = frozenset(
     "的了着过地得是在有和与跟同及或而且但就都也还又再很太最更非常我你他她它们这那个些么什怎谁哪吗呢吧啊呀哦嗯嘛呗啦一不没别"
