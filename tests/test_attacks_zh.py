@@ -1,5 +1,5 @@
 """The attack suite in Chinese: each family, built from the Chinese reference agents' own replies on
-`eval-zh`, must score below the whole replies it is made of (docs/builtin_simulator.md, section 7).
+`eval-zh`, must score below the whole replies it is made of (docs/builtin_simulator.md, section 9).
 
 The families are those of tests/test_attacks.py; Chinese has no spaces, so the generators cut,
 repeat and truncate at character positions instead of words.

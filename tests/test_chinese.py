@@ -185,7 +185,7 @@ def test_the_issues_empathic_chinese_reply_beats_the_dismissive_one():
     assert engaged[-1] > 40, engaged
 
 
-CUE_EXAMPLES = {  # strategy -> a reply that uses it (section 7 of docs/builtin_simulator.md)
+CUE_EXAMPLES = {  # strategy -> a reply that uses it (section 9 of docs/builtin_simulator.md)
     "reflect": "听起来宿舍太吵让你很累。", "feelings": "这件事让人委屈。", "validate": "难怪你睡不好，换谁都会这样。",
     "praise": "你一直坚持下来，真的很不容易。", "question": "你最担心的是什么？", "advice": "你可以试试先跟室友定个作息时间。",
     "motives": "他可能是因为自己压力也大。", "dialectic": "一方面她们太吵，另一方面你也没说清楚。",
@@ -243,7 +243,7 @@ def test_the_built_in_user_refuses_languages_it_does_not_speak_at_reset():
 
 
 def test_chinese_whole_message_rules_fire_on_their_examples_and_spare_natural_chinese():
-    # each rule on a reply that trips it (section 7 of docs/builtin_simulator.md)
+    # each rule on a reply that trips it (section 9 of docs/builtin_simulator.md)
     assert is_spliced("听起来你很难受吗你最担心的是什么？", "zh")  # a question particle runs on
     assert is_spliced("我能想象，“宿舍晚上有点吵压在心里。", "zh")  # a quotation opened and never closed
     assert is_spliced("你可以试试先跟她们谈谈，因为。一方面她们太吵。", "zh")  # a sentence ends on a conjunction

@@ -30,6 +30,12 @@ How a reply is scored (the full rule table is in docs/builtin_simulator.md):
 The user's reply is composed from the scenario (its `details`, told bit by bit), the new emotion
 bucket, the character type and what went wrong or right, so a transcript reads like a
 conversation.
+
+The user speaks English and Chinese. What they read and say in each language is a `Lexicon`
+(`LEXICONS`: the English tables below, the Chinese ones in `sage_gym.simulators.builtin_zh`); the
+scoring rules are shared. A reply in the other language gets the flag `wrong_language`, and a
+scenario in any other language is refused when a dialogue opens (docs/builtin_simulator.md,
+section 9).
 """
 
 from __future__ import annotations
@@ -361,7 +367,7 @@ def _text_features(agent_reply: str, language: str = "en") -> _TextFeatures:
 
 def detect_strategies(agent_reply: str, language: str = "en") -> frozenset[str]:
     """The strategies the built-in user sees in a reply (its cue table, section 1 of the docs;
-    section 7 for Chinese)."""
+    section 9 for Chinese)."""
     return _text_features(agent_reply, lexicon_for(language).code).strategies
 
 

@@ -2,7 +2,7 @@
 
 `sage_gym.simulators.builtin` plays a scenario whose `language` is "zh" with these tables instead of
 its English ones; the scoring rules themselves (weights, character types, anti-gaming flags, the
-change ladder) are shared. Section 7 of docs/builtin_simulator.md lists every cue with an example.
+change ladder) are shared. Section 9 of docs/builtin_simulator.md lists the cues and rules with examples.
 
 Chinese is not written with spaces, so the text measures differ from English:
 

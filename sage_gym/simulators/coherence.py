@@ -21,6 +21,9 @@ deterministic checks can see:
 The language-specific parts (tokenizer, sentence splitter, word classes and the pairs of classes
 that cannot stand side by side) live in a `Language` record; `LANGUAGES` maps a scenario's language
 code to one. The rules themselves only read that record, so a second language is one more entry.
+Two are registered: English and Chinese (tokens from a short word list, else single characters;
+phrases of 6 tokens; particles that cannot stand together; quotation marks that must pair up;
+docs/builtin_simulator.md, section 9).
 """
 
 from __future__ import annotations
