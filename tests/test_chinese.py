@@ -348,3 +348,15 @@ def test_the_demo_plays_a_chinese_scenario(capsys):
     agent_lines = [line for line in out.splitlines() if line.startswith("AGENT: ")]
     assert len(agent_lines) == 2 and all(HAN.search(line) for line in agent_lines)
     assert "thinks: " in out and "Outcome:" in out
+
+
+def test_the_local_server_refuses_a_language_the_built_in_user_does_not_speak():
+    from sage_gym.prompts import default_prompts
+    from sage_gym.simulators.prompting import emotion_update_messages
+    from sage_gym.simulators.server import BadRequest, answer_text
+
+    french = make_scenario(sid="fr-1", language="fr")
+    history = [{"role": "user", "content": french.first_message}]
+    messages = emotion_update_messages(default_prompts(), french, Rules(), 40, history, "Ça a l'air dur.", "json_schema")
+    with pytest.raises(BadRequest, match="'fr-1' is in language 'fr'"):
+        answer_text({"model": "m", "messages": messages, "seed": 5})

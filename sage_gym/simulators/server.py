@@ -60,7 +60,7 @@ from starlette.routing import Route
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
-from sage_gym.simulators.builtin import Assessment, assess, compose_reply, ending_for, react_sync, user_turns
+from sage_gym.simulators.builtin import Assessment, assess, check_language, compose_reply, ending_for, react_sync, user_turns
 from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, hashable, read_request, render_answer
 
 DEFAULT_MODEL = "sage_gym.builtin"
@@ -226,6 +226,10 @@ def answer_text(body: dict[str, Any]) -> str:
         turn = read_request(body.get("messages"))
     except PromptMismatch as err:
         raise BadRequest(f"cannot read the simulator prompts: {err}", "messages") from None
+    try:
+        check_language(turn.scenario)  # the built-in user speaks en and zh; it does not answer others in English
+    except ValueError as err:
+        raise BadRequest(str(err), "messages") from None
     mode = _answer_mode(body.get("response_format"), turn.output_format)
     if turn.kind == "emotion_update":
         return render_answer(_emotion_fields(turn, seed), mode)
