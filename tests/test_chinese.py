@@ -1,13 +1,26 @@
-"""Chinese scenarios: SAGE-format profiles imported as `zh` scenarios, and the train-zh / eval-zh splits."""
+"""Chinese: SAGE-format profiles imported as `zh` scenarios, the train-zh / eval-zh splits, the built-in
+user in Chinese, and the reference agents, tagger, SB3 features and demo in Chinese."""
 
+import asyncio
 import json
+import re
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
+from agents.eval.baselines import TEMPLATES, make_reference_agent, render_strategy
+from agents.eval.baselines_zh import TEMPLATES as TEMPLATES_ZH
+from agents.eval.baselines_zh import topic_phrases
+from agents.eval.sb3_agent import PLANS, hashed_words, render_plan
+from agents.eval.strategies import STRATEGIES, tag_reply
 from sage_gym.scenario_cli import main as scenarios_cli
 from sage_gym.scenarios import SAGE_THEME_MARKER, SAGE_TASKS, ScenarioError, from_sage, load_scenarios, load_split, resolve_scenarios, to_sage
+from sage_gym.simulators.base import Rules, UserState
+from sage_gym.simulators.builtin import BuiltinSimulator, assess, detect_strategies, react_sync, reply_language
+from sage_gym.simulators.coherence import is_salad, is_spliced, is_truncated, reply_quality
+from tests.conftest import make_scenario
 
 TASK = {intention: task for task, intention in SAGE_TASKS.items()}
 
@@ -113,17 +126,6 @@ def test_evaluation_command_line_takes_a_chinese_split(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # the built-in user in Chinese
 
-import asyncio  # noqa: E402
-import dataclasses  # noqa: E402
-import re  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from agents.eval.baselines import make_reference_agent  # noqa: E402
-from sage_gym.simulators.base import Rules, UserState  # noqa: E402
-from sage_gym.simulators.builtin import BuiltinSimulator, assess, detect_strategies, react_sync, reply_language  # noqa: E402
-from sage_gym.simulators.coherence import is_salad, is_spliced, is_truncated, reply_quality  # noqa: E402
-from tests.conftest import make_scenario  # noqa: E402
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 EMPATHIC = "听起来这件事让你特别难受……你最担心他什么？"  # the issue's careful reply
@@ -290,11 +292,6 @@ def test_the_local_server_answers_chinese_scenarios_in_chinese():
 # ----------------------------------------------------------------------------------------------
 # the reference agents, the strategy tagger, the SB3 features and the demo in Chinese
 
-from agents.eval.baselines import TEMPLATES, render_strategy  # noqa: E402
-from agents.eval.baselines_zh import TEMPLATES as TEMPLATES_ZH  # noqa: E402
-from agents.eval.baselines_zh import topic_phrases  # noqa: E402
-from agents.eval.sb3_agent import PLANS, hashed_words, render_plan  # noqa: E402
-from agents.eval.strategies import STRATEGIES, tag_reply  # noqa: E402
 
 TAG_OF = {  # template strategy -> the tag it must get (as tests/test_sb3_agent.py checks in English)
     "reflect": "deep_empathy", "validate": "validation", "question": "questioning", "praise": "praise", "advice": "advice",

@@ -715,17 +715,16 @@ ENGLISH = Lexicon(
     flag_lines=FLAG_LINES, harm_lines=HARM_LINES, goodbye_success=GOODBYE_SUCCESS, goodbye_failure=GOODBYE_FAILURE,
     goodbye_left=GOODBYE_LEFT,
 )
-zh = builtin_zh
 CHINESE = Lexicon(
-    code="zh", cues=_one_pattern(zh.STRATEGY_CUES), feelings=zh.FEELINGS, open_question=zh.OPEN_QUESTION,
-    question_marks=zh.QUESTION_MARKS, units=zh.units, content=zh.content_bigrams, shingle_units=zh.units, shingle_n=zh.SHINGLE,
-    too_short=zh.TOO_SHORT, length_scale=zh.LENGTH_SCALE, joiner="", goal_met=zh.GOAL_MET, goal_missing=zh.GOAL_MISSING,
-    goal_lines=zh.GOAL_LINES, thought_lines=zh.THOUGHT_LINES, listening=zh.LISTENING, meaning_names=zh.MEANING_NAMES,
-    meaning=zh.MEANING, feeling_names=zh.FEELING_NAMES, hints=zh.HINTS, openers=zh.OPENERS, warming=zh.WARMING,
-    flag_lines=zh.FLAG_LINES, harm_lines=zh.HARM_LINES, goodbye_success=zh.GOODBYE_SUCCESS, goodbye_failure=zh.GOODBYE_FAILURE,
-    goodbye_left=zh.GOODBYE_LEFT,
+    code="zh", cues=_one_pattern(builtin_zh.STRATEGY_CUES), feelings=builtin_zh.FEELINGS, open_question=builtin_zh.OPEN_QUESTION,
+    question_marks=builtin_zh.QUESTION_MARKS, units=builtin_zh.units, content=builtin_zh.content_bigrams,
+    shingle_units=builtin_zh.units, shingle_n=builtin_zh.SHINGLE, too_short=builtin_zh.TOO_SHORT, length_scale=builtin_zh.LENGTH_SCALE,
+    joiner="", goal_met=builtin_zh.GOAL_MET, goal_missing=builtin_zh.GOAL_MISSING, goal_lines=builtin_zh.GOAL_LINES,
+    thought_lines=builtin_zh.THOUGHT_LINES, listening=builtin_zh.LISTENING, meaning_names=builtin_zh.MEANING_NAMES,
+    meaning=builtin_zh.MEANING, feeling_names=builtin_zh.FEELING_NAMES, hints=builtin_zh.HINTS, openers=builtin_zh.OPENERS,
+    warming=builtin_zh.WARMING, flag_lines=builtin_zh.FLAG_LINES, harm_lines=builtin_zh.HARM_LINES,
+    goodbye_success=builtin_zh.GOODBYE_SUCCESS, goodbye_failure=builtin_zh.GOODBYE_FAILURE, goodbye_left=builtin_zh.GOODBYE_LEFT,
 )
-del zh
 LEXICONS: dict[str, Lexicon] = {"en": ENGLISH, "zh": CHINESE}  # the languages the built-in user speaks
 
 
