@@ -8,6 +8,8 @@ import re
 import gymnasium as gym
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
 from agents.eval.baselines import TEMPLATES, make_reference_agent, render_strategy
@@ -357,3 +359,15 @@ def test_the_local_server_refuses_a_language_the_built_in_user_does_not_speak():
     messages = emotion_update_messages(default_prompts(), french, Rules(), 40, history, "Ça a l'air dur.", "json_schema")
     with pytest.raises(BadRequest, match="'fr-1' is in language 'fr'"):
         answer_text({"model": "m", "messages": messages, "seed": 5})
+
+
+BOTH_LANGUAGES = (load_split("eval-zh")[0], make_scenario())
+
+
+@settings(max_examples=40, deadline=None)
+@given(reply=st.text(alphabet=st.sampled_from(list("听起来你很难受吗的了“”（）。，？！…abc XYZ 123😔\n")) | st.characters(), max_size=80))
+def test_any_text_gets_a_reaction_in_either_language(reply):
+    for scenario in BOTH_LANGUAGES:
+        reaction = react_sync(scenario, UserState(emotion=40, rules=Rules(), seed=1), [{"role": "user", "content": scenario.first_message}], reply)
+        assert -10 <= reaction.change <= 10 and reaction.reply
+        assert bool(HAN.search(reaction.reply)) == (scenario.language == "zh")
