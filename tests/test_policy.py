@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling
+from agents.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling, inverse_cdf
 from agents.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 
@@ -120,6 +120,26 @@ def test_left_padded_sampling_log_probs_match_a_plain_forward(policy) -> None:
             logits = policy.model(input_ids=ids).logits[0].float() / 0.8
         lp = torch.log_softmax(logits, -1)[len(ctx) - 1 : -1].gather(-1, ids[0, len(ctx) :, None])[:, 0]
         torch.testing.assert_close(lp, torch.tensor(completion.logprobs), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("vocab", [300, 5000, 2 * 4096 + 17])
+def test_inverse_cdf_equals_a_full_float64_cumulative_sum(vocab) -> None:
+    """The two-level search draws what one float64 cumulative sum over the row draws, never a zero-mass entry."""
+    g = torch.Generator().manual_seed(vocab)
+    probs = torch.softmax(torch.randn(64, vocab, generator=g) * 4, -1)
+    probs[::2] = probs[::2].masked_fill(torch.rand(32, vocab, generator=g) < 0.95, 0.0)  # truncated rows (top-p)
+    uniform = torch.rand(64, dtype=torch.float64, generator=g)
+    uniform[:2] = torch.tensor([0.0, 1 - 2**-53], dtype=torch.float64)
+    cdf = probs.double().cumsum(-1)
+    full = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True)[:, 0]
+    drawn = inverse_cdf(probs, uniform)
+    assert torch.equal(drawn, full)
+    assert bool((probs.gather(1, drawn[:, None]) > 0).all())
+
+
+def test_sampling_passes_the_cache_without_deprecation_warnings(policy, recwarn) -> None:
+    policy.sample([policy.chat.prompt_ids("Hi.")] * 2, Sampling(1.0, 1.0, 4), seeds=[1, 2])
+    assert not [str(w.message) for w in recwarn if "past_key_values" in str(w.message)]
 
 
 # ----------------------------------------------------------------------------------------------
