@@ -327,6 +327,9 @@ class Policy:
     chat: ChatFormat
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     logprob_chunk: int = 1024  # rows of the vocabulary projection computed at once in the loss path
+    # float32 logits of a micro-batch small enough to keep for the backward pass; larger ones are
+    # recomputed there (checkpointed chunks), which costs one more vocabulary projection
+    logprob_keep_bytes: int = 256 * 2**20
     forward_module: Any = field(default=None, repr=False)
     train_module: Any = field(default=None, repr=False)
     autocast_dtype: torch.dtype | None = None  # mixed precision: float32 weights, forward passes in this dtype
@@ -587,7 +590,8 @@ class Policy:
 
         Right-padded batch [B, L]. Only the scored positions go through the vocabulary projection,
         in chunks of `logprob_chunk` rows; with gradients on, each chunk is checkpointed so its
-        float32 logits are recomputed in the backward pass instead of being stored.
+        float32 logits are recomputed in the backward pass instead of being stored, unless the
+        whole micro-batch's logits (and their log-softmax) take less than `logprob_keep_bytes`.
         """
         logprobs, entropy = self.train_module("logprobs", input_ids, attention_mask, score_mask, temperature, with_entropy)
         return LogprobOutput(logprobs, entropy)
@@ -603,9 +607,11 @@ class Policy:
         rows = hidden[:, :-1][scored]
         targets = input_ids[:, 1:][scored]
         lp_parts, ent_parts = [], []
+        vocab = getattr(self.base.get_output_embeddings(), "out_features", None)
+        recompute = torch.is_grad_enabled() and (vocab is None or 2 * 4 * rows.shape[0] * vocab > self.logprob_keep_bytes)
         for start in range(0, rows.shape[0], self.logprob_chunk):
             h, y = rows[start : start + self.logprob_chunk], targets[start : start + self.logprob_chunk]
-            if torch.is_grad_enabled():
+            if recompute:
                 lp, ent = checkpoint(self._chunk_logprobs, h, y, temperature, with_entropy, use_reentrant=False)
             else:
                 lp, ent = self._chunk_logprobs(h, y, temperature, with_entropy)

@@ -146,8 +146,10 @@ def test_sampling_passes_the_cache_without_deprecation_warnings(policy, recwarn)
 # the loss path
 
 
-def test_chunked_token_logprobs_equal_the_full_log_softmax(policy) -> None:
+@pytest.mark.parametrize("keep_bytes", [0, 2**30])  # logits recomputed in the backward pass, or kept
+def test_chunked_token_logprobs_equal_the_full_log_softmax(policy, keep_bytes) -> None:
     policy.logprob_chunk = 7  # several chunks, and a ragged last one
+    policy.logprob_keep_bytes = keep_bytes
     torch.manual_seed(0)
     ids = torch.randint(5, len(policy.tokenizer), (2, 30))
     attention = torch.ones_like(ids)
@@ -168,9 +170,16 @@ def test_chunked_token_logprobs_equal_the_full_log_softmax(policy) -> None:
     expected_entropy = torch.zeros(2, 30)
     expected_entropy[:, 1:] = entropy[:, :-1]
     torch.testing.assert_close(out.entropy.detach(), expected_entropy * score, atol=1e-4, rtol=0)
-    # gradients flow through the checkpointed chunks
-    out.logprobs.sum().backward()
-    assert policy.model.get_input_embeddings().weight.grad is not None
+    # gradients flow through the chunks, checkpointed or not, and equal those of the full log-softmax
+    (out.logprobs.sum() + out.entropy.sum()).backward()
+    grads = [p.grad.clone() for p in policy.model.parameters()]
+    policy.model.zero_grad()
+    logits = policy.model(input_ids=ids, attention_mask=attention).logits.float() / 0.7
+    full = torch.log_softmax(logits, -1)
+    (full[:, :-1].gather(-1, ids[:, 1:, None])[..., 0] * score[:, 1:]).sum().backward(retain_graph=True)
+    (-(full.exp() * full).sum(-1)[:, :-1] * score[:, 1:]).sum().backward()
+    for got, want in zip(grads, [p.grad for p in policy.model.parameters()]):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------
