@@ -142,6 +142,8 @@ def run_trl(folder: Path, args: argparse.Namespace, workdir: Path) -> list[dict[
 
         def on_step_end(self, *a, **k):
             now = time.perf_counter()
+            if args.threads and torch.get_num_threads() != args.threads:
+                raise SystemExit(f"TRL runs on {torch.get_num_threads()} threads, not {args.threads}: not the same machine share")
             split = timer.take()
             steps.append({"step": now - self.last, "generate": split.get("generate", 0.0), "rollout": split.get("rollout", 0.0)})
             steps[-1]["update"] = steps[-1]["step"] - steps[-1]["rollout"]
