@@ -237,9 +237,11 @@ def main() -> None:
     for key, label in (("step", "step"), ("generate", "generation"), ("update", "update")):
         print(f"{label:10s} {trl_s[key]:8.3f} {ours_s[key]:8.3f} {ours_s[key] / trl_s[key]:9.2f}")
     print(f"{'per token':10s} {1e3 * trl_s['step'] / tokens:7.2f}ms {1e3 * ours_s['step'] / tokens:7.2f}ms")
+    per_repeat = [statistics.median(s["step"] for s in o[1:]) / statistics.median(s["step"] for s in t[1:]) for t, o in zip(runs["trl"], runs["ours"])]
+    print(f"ratio per repeat (ours / TRL, the run just before): {', '.join(f'{r:.2f}' for r in per_repeat)}")
     print(f"ratio (whole step, ours / TRL): {ours_s['step'] / trl_s['step']:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "trl": trl_s, "ours": ours_s, "ratio": ours_s["step"] / trl_s["step"]}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "trl": trl_s, "ours": ours_s, "ratio": ours_s["step"] / trl_s["step"], "per_repeat": per_repeat, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":
