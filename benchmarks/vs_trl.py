@@ -85,6 +85,20 @@ def opening_prompts(template: str, limit: int) -> list[list[dict[str, str]]]:
     ]
 
 
+def check_same_prompt_ids(folder: Path, args: argparse.Namespace) -> None:
+    """TRL renders each prompt with the chat template and tokenizes it; ours grows it from token pieces: same ids."""
+    from transformers import AutoTokenizer
+
+    from agents.policy import ChatFormat
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    chat = ChatFormat(tokenizer, system_prompt(args.template))
+    for messages in opening_prompts(args.template, args.scenarios):
+        theirs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        if list(theirs) != chat.prompt_ids(messages[1]["content"]):
+            raise SystemExit(f"TRL and ours tokenize the prompt {messages[1]['content'][:40]!r} differently: not the same work")
+
+
 class Timer:
     """Accumulates the seconds spent in wrapped methods of an object, by name."""
 
@@ -219,6 +233,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         folder = model_folder(args.size, workdir)
+        check_same_prompt_ids(folder, args)
         runs: dict[str, list] = {"trl": [], "ours": []}
         for repeat in range(args.repeats):
             for side in ("trl", "ours"):
