@@ -11,7 +11,7 @@
 # | vllm tests | tests/test_rollout_engines.py -k vllm with the real engine |
 # | torchrun 1 GPU | benchmarks/torchrun_scaling.py --ranks 1: one process, DDP and FSDP2 play the same dialogues |
 #
-# Every command has its own time limit (the sum is 7.5 minutes); one that fails or runs out shows
+# Every command has its own time limit (the sum is 7 minutes 50 s); one that fails or runs out shows
 # as such in the table and the suite goes on to the next.
 set -uo pipefail
 
@@ -48,10 +48,10 @@ summary() {  # the figure a log ends with
     esac
 }
 
-run vs_trl_0.5b 100 "$PYTHON" benchmarks/vs_trl.py --size qwen2-0.5b --device cuda --threads 0 --steps 8 --repeats 3 --json "$LOGS/vs_trl_0.5b.json"
-run vs_trl_1.5b 130 "$PYTHON" benchmarks/vs_trl.py --size qwen2-1.5b --device cuda --threads 0 --steps 6 --repeats 3 --json "$LOGS/vs_trl_1.5b.json"
-run rollout_engines 90 "$PYTHON" benchmarks/rollout_engines.py --size qwen2-0.5b --device cuda --contexts 256
-run vllm_tests 60 "$PYTHON" -m pytest tests/test_rollout_engines.py -k vllm -q -p no:cacheprovider
+run vs_trl_0.5b 110 "$PYTHON" benchmarks/vs_trl.py --size qwen2-0.5b --device cuda --threads 0 --steps 5 --repeats 3 --json "$LOGS/vs_trl_0.5b.json"
+run vs_trl_1.5b 120 "$PYTHON" benchmarks/vs_trl.py --size qwen2-1.5b --device cuda --threads 0 --steps 4 --repeats 3 --json "$LOGS/vs_trl_1.5b.json"
+run rollout_engines 100 "$PYTHON" benchmarks/rollout_engines.py --size qwen2-0.5b --device cuda --contexts 256
+run vllm_tests 70 "$PYTHON" -m pytest tests/test_rollout_engines.py -k vllm -q -p no:cacheprovider
 run torchrun_1gpu 70 "$PYTHON" benchmarks/torchrun_scaling.py --ranks 1 --device cuda --size qwen2-0.5b --steps 3
 
 echo
