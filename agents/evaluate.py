@@ -4,7 +4,10 @@
     python -m agents.evaluate --agent hf --model runs/grpo           # a training run (its latest checkpoint), a checkpoint, a model or LoRA adapter folder
     python -m agents.evaluate --agent openai --base-url http://localhost:8000/v1 --model my-chat-model
     python -m agents.evaluate --agent sb3 --model runs/sb3/model.zip
-    python -m agents.evaluate --compare evaluations/*/report.json    # a table of several reports
+    python -m agents.evaluate --agent empathic --trials 3            # each scenario 3 times: the noise floor and pass^k
+    python -m agents.evaluate --agent empathic --agent solution --simulator builtin --simulator 'openai:base_url=...,model=...'
+                                                                     # several agents under several simulators: gaps, Kendall's tau
+    python -m agents.evaluate --compare evaluations/*/report.json    # a table of several reports, and which differences are beyond the noise
 
 What is played and what comes out: `agents.eval.evaluate`; the scores and files: `agents.eval.report`.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,9 @@ from typing import Any
 from agents.cli import run_main
 from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
+from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, evaluate_across, held_out_markdown, load_simulator_specs, parse_simulator_spec
+from agents.eval.probes import SycophancyJudge
+from sage_gym.simulators.ledger import MODES as LEDGER_MODES
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
 from agents.eval.strategies import LLMStrategyJudge
 
@@ -35,17 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate an agent on a scenario split with SAGE's settings (or compare reports with --compare).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--compare", nargs="+", metavar="REPORT", help="print a table of these reports (report.json files or their folders) and exit")
-    parser.add_argument("--agent", choices=AGENT_KINDS, help="the agent to evaluate")
+    parser.add_argument(
+        "--compare", nargs="+", metavar="REPORT",
+        help="print a table of these reports (report.json files or their folders), and for each pair whether the difference is beyond the noise, and exit",
+    )
+    parser.add_argument("--force", action="store_true", help="--compare reports made under other simulators, rules or scenarios")
+    parser.add_argument(
+        "--agent", action="append", choices=AGENT_KINDS,
+        help="the agent to evaluate; repeat it (with --simulator repeated or not) to rank several agents under each simulator",
+    )
     parser.add_argument("--output", help="output folder (default: evaluations/<agent>-<scenarios>)")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming what is in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
     group = parser.add_argument_group("what to play")
-    group.add_argument("--scenarios", "--split", dest="scenarios", default="eval", help="a split (train, eval) or a scenario JSONL file")
+    group.add_argument("--scenarios", "--split", dest="scenarios", default="eval", help="a split (train, eval, probes) or a scenario JSONL file")
     group.add_argument("--limit", type=int, help="only the first N scenarios")
-    group.add_argument("--episodes-per-scenario", type=int, default=1)
+    group.add_argument(
+        "--trials", "--episodes-per-scenario", dest="episodes_per_scenario", type=int, default=1, metavar="K",
+        help="play each scenario K times, each with its own simulator and agent seeds; the report gives the noise floor and pass^k",
+    )
     group.add_argument("--initial-emotion", type=int, default=40)
     group.add_argument("--max-turns", type=int, default=10)
     group.add_argument("--change-clip", type=int, nargs=2, default=[-10, 10], metavar=("LOW", "HIGH"))
@@ -55,8 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--confidence", type=float, default=0.95)
 
     group = parser.add_argument_group("simulator")
-    group.add_argument("--simulator", default="builtin", choices=("builtin", "openai"))
+    group.add_argument(
+        "--simulator", action="append", metavar="SPEC",
+        help="builtin (default), openai (with --simulator-kwargs), openai:KEY=VALUE,... or openai:{JSON}, optionally LABEL=SPEC; "
+        "repeat it to evaluate under several simulators and report the gaps to the first",
+    )
     group.add_argument("--simulator-kwargs", type=json.loads, default={}, help='JSON keyword arguments of the simulator, e.g. \'{"base_url": "...", "model": "..."}\'')
+    group.add_argument(
+        "--price-per-1k", type=float, nargs="+", metavar="USD",
+        help="dollars per 1000 simulator tokens (one price, or prompt and completion prices): the report's run.simulator gets the cost",
+    )
+    group.add_argument(
+        "--ledger", metavar="PATH",
+        help="keep every LLM simulator request and answer in this SQLite file, to replay them (sage_gym.simulators.ledger)",
+    )
+    group.add_argument(
+        "--ledger-mode", choices=LEDGER_MODES,
+        help="record-and-replay (default): answer recorded requests from the file and record new ones; replay: the file only "
+        "(a new request is an error); record: send everything again; off",
+    )
+    group.add_argument("--simulators", metavar="FILE", help="a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator")
 
     group = parser.add_argument_group("agent options (hf, openai, sb3)")
     group.add_argument("--model", help="hf: model folder, hub id, checkpoint or LoRA adapter folder; openai: model name; sb3: saved model .zip")
@@ -73,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai/judge: environment variable holding the API key")
     group.add_argument("--stochastic", action="store_true", help="sb3: sample actions instead of taking the most likely one")
 
-    group = parser.add_argument_group("LLM strategy judge (optional)")
-    group.add_argument("--judge-base-url", help="tag strategies with an LLM judge at this OpenAI-compatible endpoint too")
+    group = parser.add_argument_group("LLM judge (optional)")
+    group.add_argument("--judge-base-url", help="tag strategies, and judge probe replies for sycophancy, with an LLM at this OpenAI-compatible endpoint too")
     group.add_argument("--judge-model")
     return parser
 
@@ -84,24 +119,24 @@ def given(**options: Any) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def agent_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of `make_agent` for the chosen kind, from the command line."""
-    if args.agent in ("hf", "openai", "sb3") and not args.model:
-        raise SystemExit(f"--agent {args.agent} needs --model")
-    if args.agent == "hf":
+def agent_options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The keyword arguments of `make_agent` for `kind`, from the command line."""
+    if kind in ("hf", "openai", "sb3") and not args.model:
+        raise SystemExit(f"--agent {kind} needs --model")
+    if kind == "hf":
         return given(
             model=args.model, base_model=args.base_model, template=args.template, max_reply_words=args.max_reply_words,
             temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, device=args.device,
             dtype=args.dtype, chat_template=args.chat_template, seed=args.seed,
         )
-    if args.agent == "openai":
+    if kind == "openai":
         if not args.base_url:
             raise SystemExit("--agent openai needs --base-url")
         return given(
             base_url=args.base_url, model=args.model, template=args.template, max_reply_words=args.max_reply_words,
             temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens, api_key_env=args.api_key_env,
         )
-    if args.agent == "sb3":
+    if kind == "sb3":
         return {"model": args.model, "deterministic": not args.stochastic}
     return {}
 
@@ -109,24 +144,50 @@ def agent_options(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     args = build_parser().parse_args(argv)
     if args.compare:
-        print(compare_reports(args.compare))
+        print(compare_reports(args.compare, force=args.force))
         return None
     if not args.agent:
         raise SystemExit("choose an agent with --agent (or compare reports with --compare)")
+    if args.simulators and args.simulator:
+        raise SystemExit("give simulators with --simulator or with --simulators FILE, not both")
+    specs = load_simulator_specs(args.simulators) if args.simulators else [parse_simulator_spec(s, args.simulator_kwargs) for s in args.simulator or ["builtin"]]
+    if args.ledger_mode and not args.ledger:
+        raise SystemExit("--ledger-mode needs --ledger PATH")
+    if args.ledger:
+        if any(spec.kind == "builtin" for spec in specs):
+            raise SystemExit("--ledger records LLM simulator calls, and the builtin simulator makes none; use it with --simulator openai:...")
+        ledger = {"ledger": args.ledger, "ledger_mode": args.ledger_mode or "record-and-replay"}
+        specs = [replace(spec, kwargs={**spec.kwargs, **ledger}) for spec in specs]
     settings = EvalSettings(
-        scenarios=args.scenarios, simulator=args.simulator, simulator_kwargs=args.simulator_kwargs,
+        scenarios=args.scenarios, simulator=specs[0].kind, simulator_kwargs=dict(specs[0].kwargs),
         initial_emotion=args.initial_emotion, max_turns=args.max_turns, change_clip=tuple(args.change_clip),
         episodes_per_scenario=args.episodes_per_scenario, limit=args.limit, seed=args.seed, num_envs=args.num_envs,
         bootstrap_samples=args.bootstrap_samples, confidence=args.confidence,
     )
-    judge = None
+    judge = sycophancy_judge = None
     if args.judge_base_url or args.judge_model:
         if not (args.judge_base_url and args.judge_model):
             raise SystemExit("the LLM judge needs both --judge-base-url and --judge-model")
         judge = LLMStrategyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
-    agent = make_agent(args.agent, **agent_options(args))
+        sycophancy_judge = SycophancyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
+    agents = [make_agent(kind, **agent_options(args, kind)) for kind in dict.fromkeys(args.agent)]
+    price = None
+    if args.price_per_1k:
+        if len(args.price_per_1k) > 2:
+            raise SystemExit("--price-per-1k takes one price, or a prompt and a completion price")
+        price = args.price_per_1k[0] if len(args.price_per_1k) == 1 else tuple(args.price_per_1k)
+    options = dict(
+        judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots, price_per_1k=price
+    )
+    if len(agents) > 1 or len(specs) > 1:
+        output = args.output or str(Path("evaluations") / f"held-out-{_slug(Path(args.scenarios).stem)}")
+        summary = evaluate_across(agents, specs, output, settings, **options)
+        print(held_out_markdown(summary))
+        print(f"wrote {output}/{HELD_OUT_JSON}, {HELD_OUT_MD} and one evaluation folder per agent and simulator")
+        return summary
+    agent = agents[0]
     output = args.output or str(Path("evaluations") / f"{_slug(agent.name)}-{_slug(Path(args.scenarios).stem)}")
-    report = evaluate(agent, output, settings, judge=judge, overwrite=args.overwrite, progress=not args.no_progress, plots=not args.no_plots)
+    report = evaluate(agent, output, settings, **options)
     print(summary_markdown(report).split("## By hidden intention")[0].rstrip())
     print(f"\nwrote {output}/{REPORT}, {TRANSCRIPTS}, {SUMMARY} and plots")
     return report

@@ -71,9 +71,10 @@ CHARACTER_TYPES = ("negative", "passive", "avoidant")
 SAGE_CHARACTER_TYPES = FrozenDict({"负面型": "negative", "被动型": "passive", "回避型": "avoidant"})
 SAGE_THEME_MARKER = "\n####隐藏主题:\n***"
 SPEAKER_STYLES = ("active", "passive")
-# The shipped splits: the English library and the Chinese one (SAGE and RLVER are Chinese).
-# A split name maps to personas/<name with "-" as "_">.jsonl.
-SPLITS = ("train", "eval", "train-zh", "eval-zh")
+# The shipped splits: the English library and the Chinese one (SAGE and RLVER are Chinese), and
+# `probes`, users of both languages who press for agreement with a false belief or a harmful plan
+# (agents.eval.probes). A split name maps to personas/<name with "-" as "_">.jsonl.
+SPLITS = ("train", "eval", "train-zh", "eval-zh", "probes")
 
 
 class ScenarioError(ValueError):
@@ -423,7 +424,7 @@ def load_scenarios(path: str | Path) -> ScenarioSet:
 
 
 def load_split(split: str) -> ScenarioSet:
-    """A shipped split: `train`, `eval` (English) or `train-zh`, `eval-zh` (Chinese)."""
+    """A shipped split: `train`, `eval` (English), `train-zh`, `eval-zh` (Chinese) or `probes` (both)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or a path to a JSONL file")
     return load_scenarios(data_path("personas", f"{split.replace('-', '_')}.jsonl"))

@@ -243,7 +243,7 @@ def test_compare_prints_a_table_of_reports(tmp_path, scenario_file, capsys):
     main(["--compare", str(tmp_path / "a" / "report.json"), str(tmp_path / "b")])
     table = capsys.readouterr().out
     assert table == compare_reports([tmp_path / "a", tmp_path / "b"]) + "\n"
-    rows = table.splitlines()
+    rows = table.split("\n\n")[0].splitlines()  # the table, then the paired differences (tests/test_trust.py)
     assert len(rows) == 4 and "empathic" in rows[2] and "dismissive" in rows[3]
     assert f"{a['results']['score']['mean']:.1f}" in rows[2] and f"{b['results']['score']['mean']:.1f}" in rows[3]
     with pytest.raises(FileNotFoundError, match="no evaluation report"):
@@ -281,6 +281,7 @@ def test_openai_compatible_endpoint_as_the_agent(tmp_path, scenario_file, monkey
     assert report["results"]["n"] == 3 and len(requests) == 6
     first = requests[0]
     assert first["model"] == "agent-model" and first["temperature"] == 0.3 and first["max_tokens"] == 99
+    assert len({r["seed"] for r in requests}) == 6  # each dialogue and turn its own sampling seed
     assert first["messages"][0]["role"] == "system" and first["messages"][1]["role"] == "user"
     assert first["headers"]["authorization"] == "Bearer sk-agent-secret"
     second_turn = [r for r in requests if len(r["messages"]) == 4]

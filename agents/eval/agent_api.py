@@ -279,9 +279,16 @@ class OpenAIChatAgent:
         self.system_prompt = system_prompt_for(template, max_reply_words)
         self.sampling = {"temperature": float(temperature), "top_p": float(top_p), "max_tokens": int(max_tokens)}
         self.name = model
+        self._seeds: dict[int, int] = {}
 
     def begin(self, slot: int, seed: int) -> None:
-        """Nothing to set up: every request carries the whole visible dialogue."""
+        """Every request carries the whole visible dialogue; only the dialogue's seed is kept."""
+        self._seeds[slot] = seed
+
+    def request_seed(self, slot: int, history: Sequence[Mapping[str, str]]) -> int:
+        """The sampling seed sent with a request: the dialogue's seed plus the turn (servers that
+        honour `seed` then sample each trial differently and each rerun alike)."""
+        return (self._seeds.get(slot, 0) + sum(1 for m in history if m["role"] == "assistant")) % 2**31
 
     def messages(self, history: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -289,7 +296,14 @@ class OpenAIChatAgent:
 
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
         async def all_replies() -> list[str]:
-            return list(await asyncio.gather(*(self.endpoint.complete(self.messages(info["history"]), **self.sampling) for info in infos)))
+            return list(
+                await asyncio.gather(
+                    *(
+                        self.endpoint.complete(self.messages(info["history"]), seed=self.request_seed(slot, info["history"]), **self.sampling)
+                        for slot, info in zip(slots, infos)
+                    )
+                )
+            )
 
         return run_sync(all_replies())
 
@@ -301,6 +315,7 @@ class OpenAIChatAgent:
             "template": self.template,
             "system_prompt_sha256": sha256_text(self.system_prompt or ""),
             **self.sampling,
+            "seed": "dialogue seed + turn",
         }
 
 

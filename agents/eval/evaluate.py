@@ -20,6 +20,12 @@ per character type; the outcome and grade counts; the mean emotion by turn; and 
 response strategies (`agents.eval.strategies`). A dialogue whose simulator failed for good (outcome
 `error`) is listed under `errors` and left out of every number, never scored as zero.
 
+How far to trust the numbers: `--trials K` plays every scenario K times (the trial is the
+`repeat` index, part of each dialogue's key and seed) and the report's `reliability` section
+gives the two-level interval, per-scenario spread and pass^k (`agents.eval.trust`); `canaries`
+(`agents.eval.canaries`) and, on probe scenarios, `sycophancy` (`agents.eval.probes`) flag what
+the score alone does not show; `run.simulator` counts this run's simulator calls and tokens.
+
 Interrupted evaluations resume: dialogues already in `transcripts.jsonl` are skipped, and the
 report is computed from the transcripts alone (in a fixed order), so a resumed evaluation gives
 the same `report.json` as an uninterrupted one, apart from its `run` section (times, counts).
@@ -41,11 +47,13 @@ from typing import Any
 import numpy as np
 
 from agents.eval.agent_api import EvalAgent
+from agents.eval.probes import SycophancyJudge, probe_of, tag_probe_records
 from agents.eval.report import PLOTS, REPORT, SUMMARY, Scoring, score_records, write_outputs
 from agents.eval.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator
+from sage_gym.simulators.ledger import LedgerMiss, cost
 from sage_gym.transcripts import append_jsonl, read_jsonl
 from sage_gym.vector import SageVectorEnv, unbatch_infos
 
@@ -192,7 +200,12 @@ def tag_records(records: list[dict[str, Any]], judge: LLMStrategyJudge | None) -
 
 
 def build_manifest(
-    agent: EvalAgent, env_manifest: Mapping[str, Any], settings: EvalSettings, episodes: Sequence[Episode], judge: LLMStrategyJudge | None
+    agent: EvalAgent,
+    env_manifest: Mapping[str, Any],
+    settings: EvalSettings,
+    episodes: Sequence[Episode],
+    judge: LLMStrategyJudge | None,
+    sycophancy_judge: SycophancyJudge | None = None,
 ) -> dict[str, Any]:
     """Everything that determines the results (JSON-normalised, so it compares equal after a reload)."""
     # not recorded: simulator_kwargs may hold secrets (the simulator's own manifest records its
@@ -210,6 +223,7 @@ def build_manifest(
         "evaluation": evaluation,
         "strategy_tagger": {"rule": {"module": "agents.eval.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
         "strategy_judge": judge.manifest() if judge is not None else None,
+        "sycophancy_judge": sycophancy_judge.manifest() if sycophancy_judge is not None else None,
     }
     return json.loads(json.dumps(manifest, default=str))
 
@@ -257,11 +271,18 @@ def evaluate(
     settings: EvalSettings = EvalSettings(),
     *,
     judge: LLMStrategyJudge | None = None,
+    sycophancy_judge: SycophancyJudge | None = None,
     overwrite: bool = False,
     progress: bool = True,
     plots: bool = True,
+    price_per_1k: float | tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) an evaluation into `output_dir`; returns the report (also written there)."""
+    """Run (or resume) an evaluation into `output_dir`; returns the report (also written there).
+
+    `sycophancy_judge` also judges the agent turns of probe scenarios (`agents.eval.probes`); the
+    rule-based detector checks them always. `price_per_1k` (dollars per 1000 simulator tokens, one
+    price or (prompt, completion)) adds the cost of this run's simulator calls to `run.simulator`.
+    """
     from tqdm.auto import tqdm
 
     started = time.time()
@@ -269,6 +290,8 @@ def evaluate(
     scenarios = resolve_scenarios(settings.scenarios)
     episodes = plan_episodes(scenarios, settings)
     transcripts = out / TRANSCRIPTS
+    languages = {s.id: s.language for s in scenarios}
+    probes = {s.id: probe for s in scenarios if (probe := probe_of(s)) is not None}
 
     done = {episode_key(r["scenario_id"], r["repeat"]) for r in _read_records(transcripts)} if not overwrite else set()
     pending = [e for e in episodes if e.key not in done]
@@ -281,13 +304,20 @@ def evaluate(
         **settings.env_kwargs(),
     )
     try:
-        manifest = build_manifest(agent, venv.envs[0].manifest(), settings, episodes, judge)
+        manifest = build_manifest(agent, venv.envs[0].manifest(), settings, episodes, judge, sycophancy_judge)
         _open_folder(out, manifest, overwrite)
         resumed_from = len(episodes) - len(pending)
         bar = tqdm(total=len(episodes), initial=resumed_from, desc=f"evaluating {agent.name}", unit="dialogue", disable=not progress)
 
         def finished(records: list[dict[str, Any]]) -> None:
+            for record in records:
+                # a replay that misses is a setup that does not match the recording, not a failed
+                # dialogue: stop before writing it, so a rerun in another ledger mode plays it
+                if str(record.get("error") or "").startswith(f"{LedgerMiss.__name__}: "):
+                    raise LedgerMiss(record["error"].split(": ", 1)[1])
+                record["language"] = languages[record["scenario_id"]]
             tag_records(records, judge)
+            tag_probe_records(records, probes, sycophancy_judge)
             for record in records:
                 append_jsonl(transcripts, record)
             bar.update(len(records))
@@ -297,6 +327,7 @@ def evaluate(
                 run_dialogues(agent, venv, pending, finished)
         finally:
             bar.close()
+        usage = simulator_usage(venv.simulator, price_per_1k)
     finally:
         venv.close()
 
@@ -310,9 +341,33 @@ def evaluate(
         "dialogues_this_run": len(pending),
         "num_envs": venv.num_envs,
         "python": platform.python_version(),
+        "simulator": usage,
     }
     write_outputs(out, report, records, plots=plots)
     return report
+
+
+def simulator_usage(simulator: Any, price_per_1k: float | tuple[float, float] | None = None) -> dict[str, Any] | None:
+    """This run's simulator calls, retries and failures, token counts and ledger traffic where the
+    simulator keeps them, and their cost at `price_per_1k`; None for a simulator that calls nothing."""
+    stats = simulator.stats.as_dict() if hasattr(simulator, "stats") else None
+    if stats is None:
+        return None
+    usage = {k: stats[k] for k in ("calls", "retries", "failures", "fallbacks", "prompt_tokens", "completion_tokens") if k in stats}
+    ledger = getattr(simulator, "ledger", None)
+    if ledger is not None:
+        usage["ledger"] = {**ledger.manifest(), **ledger.stats.as_dict()}
+        # the tokens paid for are those of requests actually sent, not those replayed
+        usage.setdefault("prompt_tokens", ledger.stats.prompt_tokens)
+        usage.setdefault("completion_tokens", ledger.stats.completion_tokens)
+        paid = (ledger.stats.sent_prompt_tokens, ledger.stats.sent_completion_tokens)
+    else:
+        paid = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    if price_per_1k is not None:
+        usage["price_per_1k"] = price_per_1k
+        # unknown rather than a made-up zero when the simulator does not count tokens
+        usage["cost"] = None if None in paid else cost(paid[0], paid[1], price_per_1k)
+    return usage
 
 
 def _read_records(transcripts: Path) -> list[dict[str, Any]]:

@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from agents.eval.canaries import canary_summary, record_canaries
+from agents.eval.probes import sycophancy, sycophancy_markdown
 from agents.eval.strategies import strategy_mix
+from agents.eval.trust import compare, compare_markdown, reliability, reliability_markdown
 from sage_gym.scenarios import EMOTIONAL_INTENTIONS, RATIONAL_INTENTIONS
 from sage_gym.simulators.base import emotion_grade
 
@@ -123,7 +126,17 @@ def score_records(records: Iterable[Mapping[str, Any]], scoring: Scoring = Scori
             "judge": {**strategy_mix(judged), "errors": judge_errors} if judged or judge_errors else None,
         },
         "errors": [{"scenario_id": r["scenario_id"], "repeat": r["repeat"], "error": r.get("error")} for r in errors],
+        "reliability": reliability(
+            scored, scoring.success_at, scoring.failure_below, samples=scoring.bootstrap_samples, confidence=scoring.confidence, seed=scoring.seed
+        ),
+        "canaries": _canaries(scored),
+        "sycophancy": sycophancy(scored),
     }
+
+
+def _canaries(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    values = record_canaries(scored)
+    return {**values, "summary": canary_summary(values)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,6 +206,11 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
         lines += [f"{len(report['errors'])} dialogue(s) ended with a simulator error and are left out of every number:", ""]
         lines += [f"- `{e['scenario_id']}` (repeat {e['repeat']}): {e['error']}" for e in report["errors"]]
         lines.append("")
+    lines += sycophancy_markdown(report.get("sycophancy"))
+    if "reliability" in report:
+        lines += reliability_markdown(report["reliability"])
+    if report.get("canaries", {}).get("summary"):
+        lines += [f"**{report['canaries']['summary']}** (far from the reference agents' replies; see docs/evaluation.md)", ""]
     lines += ["## By hidden intention", "", *_metrics_table("intention", report["by_intention"]), ""]
     lines += ["## By intention group", "", *_metrics_table("group", report["by_intention_group"]), ""]
     lines += ["## By character type", "", *_metrics_table("character", report["by_character"]), ""]
@@ -280,21 +298,32 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def compare_reports(paths: Sequence[str | Path]) -> str:
-    """A Markdown table of several reports: score, success, failure, turns and style shares, with CIs."""
+def _sycophancy_cell(report: Mapping[str, Any]) -> str:
+    section = report.get("sycophancy")
+    return f"{section['sycophancy_rate'] * 100:.0f}%" if section and section["sycophancy_rate"] is not None else "n/a"
+
+
+def compare_reports(paths: Sequence[str | Path], force: bool = False) -> str:
+    """A Markdown table of several reports (score, success, failure, turns and style shares, with CIs),
+    then, for each pair, whether their difference is beyond the noise (`agents.eval.trust.compare`;
+    reports under other simulators, rules or scenarios are refused unless `force`)."""
+    reports = [load_report(path) for path in paths]
     lines = [
-        "| agent | simulator | scenarios | n | errors | score | success | failure | turns | empathic turns | advice turns |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| agent | simulator | scenarios | n | errors | score | success | failure | turns | empathic turns | advice turns | sycophancy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for path in paths:
-        report = load_report(path)
+    for report in reports:
         manifest, results = report["manifest"], report["results"]
         styles = report["strategies"]["rule"]["styles"]
         agent = manifest["agent"]
         lines.append(
             f"| {agent['name']} ({agent['kind']}) | {manifest['environment']['simulator'].get('model')} | {manifest['evaluation']['scenarios']} "
             f"| {results['n']} | {len(report['errors'])} | {_fmt(results['score'])} | {_fmt(results['success_share'], True)} "
-            f"| {_fmt(results['failure_share'], True)} | {_fmt(results['mean_turns'])} | {styles['empathic'] * 100:.0f}% | {styles['solution'] * 100:.0f}% |"
+            f"| {_fmt(results['failure_share'], True)} | {_fmt(results['mean_turns'])} | {styles['empathic'] * 100:.0f}% | {styles['solution'] * 100:.0f}% | {_sycophancy_cell(report)} |"
         )
+    if len(reports) > 1:
+        confidence = reports[0]["manifest"]["evaluation"]["confidence"]
+        lines += ["", "Paired differences over the scenarios both reports played (bootstrap over scenarios):", ""]
+        lines += compare_markdown(compare(reports, force=force), confidence)
     return "\n".join(lines)
 
