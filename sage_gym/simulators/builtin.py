@@ -464,8 +464,8 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
     for name, w in INTENTION_WEIGHTS.get(scenario.hidden_intention, {}).items():
         weights[name] = weights.get(name, 0.0) + w
 
-    positive = sum(max(0.0, weights[s]) for s in feats.strategies)
-    negative = sum(min(0.0, weights[s]) for s in feats.strategies)
+    positive = sum(max(0.0, weights[s]) for s in sorted(feats.strategies))  # sorted: a set's order follows the hash seed, and float sums follow the order
+    negative = sum(min(0.0, weights[s]) for s in sorted(feats.strategies))
     if "question" in feats.strategies:
         positive += temper.question_bonus
     if feats.overlap >= 2:
