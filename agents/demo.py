@@ -1,7 +1,8 @@
 """Watch a reference agent talk with a simulated user: `python -m agents.demo`.
 
 Prints a readable transcript with the user's emotion after every turn. By default the empathic
-reference agent talks with the built-in simulator on one scenario of the eval split.
+reference agent talks with the built-in simulator on one scenario of the eval split;
+`--scenarios eval-zh` plays a Chinese one (the agent and the user both speak Chinese).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+import unicodedata
 
 import gymnasium as gym
 
@@ -23,13 +25,15 @@ def bar(emotion: int, width: int = 20) -> str:
 
 
 def wrap(prefix: str, text: str) -> str:
-    return textwrap.fill(text, width=100, initial_indent=prefix, subsequent_indent=" " * len(prefix))
+    # Chinese characters take two columns and have no spaces to break at: half as many per line
+    wide = any(unicodedata.east_asian_width(c) in "WF" for c in text)
+    return textwrap.fill(text, width=(100 + len(prefix)) // 2 if wide else 100, initial_indent=prefix, subsequent_indent=" " * len(prefix))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agent", default="empathic", choices=sorted(REFERENCE_AGENTS), help="reference agent (default: empathic)")
-    parser.add_argument("--scenarios", default="eval", help="split name (train, eval) or JSONL path (default: eval)")
+    parser.add_argument("--scenarios", default="eval", help="split name (train, eval, train-zh, eval-zh) or JSONL path (default: eval)")
     parser.add_argument("--scenario-id", default=None, help="a scenario id (default: drawn by the seed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-turns", type=int, default=10)

@@ -2,6 +2,7 @@
 
     python benchmarks/builtin_step.py                 # the eval split, reference agents' dialogues
     python benchmarks/builtin_step.py --repeats 5
+    python benchmarks/builtin_step.py --split eval-zh  # the Chinese user
 
 The reference agents (`agents.eval.baselines`: empathic, solution, random) first play every scenario
 of the split for up to 10 turns; each agent step is recorded as the exact arguments of
@@ -11,7 +12,7 @@ timed with `time.process_time`, in two ways side by side:
 | row | what runs |
 |---|---|
 | `all rules` | `react_sync` as shipped, whole-message rules (`sage_gym.simulators.coherence`) included |
-| `no whole-message rules` | the same steps with the scenario's language set to one the coherence rules do not know, so the built-in user skips them (everything else the same) |
+| `no whole-message rules` | the same steps with the scenario's language taken out of the coherence rules' registry (`coherence.LANGUAGES`), so the built-in user skips them (its cues, measures and replies stay those of the language) |
 
 Each replay starts with the simulator's text caches cleared and then walks the dialogues in
 order, as an environment would: a reply is analysed fresh once, and the earlier replies it is
@@ -21,12 +22,13 @@ compared with hit the cache. The best of `--repeats` replays is reported.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
+from contextlib import contextmanager
 
 from agents.eval.baselines import make_reference_agent
 from sage_gym.scenarios import load_split
 from sage_gym.simulators.base import Rules, UserState
+from sage_gym.simulators import coherence
 from sage_gym.simulators.builtin import clear_caches, react_sync
 
 
@@ -59,6 +61,15 @@ def replay_seconds(steps: list[tuple], repeats: int) -> float:
     return best
 
 
+@contextmanager
+def whole_message_rules_off(languages: set[str]):
+    saved = {code: coherence.LANGUAGES.pop(code) for code in languages if code in coherence.LANGUAGES}
+    try:
+        yield
+    finally:
+        coherence.LANGUAGES.update(saved)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", default="eval")
@@ -68,10 +79,9 @@ def main() -> None:
     args = parser.parse_args()
 
     steps = record_steps(args.split, tuple(args.agents.split(",")), args.turns)
-    # an unknown language code: the built-in user then skips the whole-message rules
-    plain = [(dataclasses.replace(sc, language="und"), state, history, reply) for sc, state, history, reply in steps]
     with_rules = replay_seconds(steps, args.repeats)
-    without = replay_seconds(plain, args.repeats)
+    with whole_message_rules_off({scenario.language for scenario, *_ in steps}):
+        without = replay_seconds(steps, args.repeats)
     per_step = lambda seconds: 1e6 * seconds / len(steps)  # noqa: E731
     print(f"{len(steps)} steps ({args.agents} on {args.split}), best of {args.repeats} replays, CPU time per react_sync step:")
     print(f"| row | us per step |\n|---|---|")

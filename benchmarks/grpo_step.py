@@ -3,23 +3,30 @@
     python benchmarks/grpo_step.py                 # the embedded tiny model (built and cached on first use)
     python benchmarks/grpo_step.py --model Qwen/Qwen2.5-0.5B-Instruct --device cuda --groups 8 --group-size 8
 
-Two ratios, each "our code / the bare transformers work on the same tokens" (target: below 1.2):
+Three ratios, each "our code / the bare transformers work on the same tokens" (target: 1.1 at most):
 
 | | ours | bare |
 |---|---|---|
-| rollout | `collect_rollouts`: B x G multi-turn dialogues through `SageVectorEnv` (sampling, chat-template deltas, env steps with the built-in simulator, bookkeeping) | `model.generate` on the very same contexts, turn by turn, forced to emit as many tokens as the rollout's longest completion of that turn |
+| sampler | `Policy.sample`, the time `collect_rollouts` spends in it | `model.generate` on the very same contexts, turn by turn, with as many new tokens |
+| rollout | `collect_rollouts`: B x G multi-turn dialogues through `SageVectorEnv` (sampling, chat-template deltas, env steps with the built-in simulator, bookkeeping) | the same `model.generate` calls |
 | update | `GRPOTrainer.update`: micro-batches by token budget, chunked selective log-softmax, clipped loss, backward, clipping, AdamW | `model(input_ids, labels=...)` forward + backward on the same micro-batches (full-vocabulary logits and HF's loss) |
 
+Both sides produce the same tokens: our sampler is run without a stop token, so that every
+turn runs to `--max-new-tokens` as `generate` with `min_new_tokens` does (a real run stops rows
+early, which would flatter us). Next to each time: the peak memory of that phase (RSS of the
+process sampled every 10 ms on CPU; `torch.cuda.max_memory_allocated` on a GPU).
 Each side is timed after a warm-up run; the best of `--repeats` is reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import psutil
 import torch
 
 from agents.learn.config import TrainConfig
@@ -39,8 +46,42 @@ class RecordingPolicy(Policy):
         return out
 
 
+class PeakMemory:
+    """Peak memory while the block runs: bytes allocated by torch on a GPU, the process's RSS on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak = device, 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        process = psutil.Process()
+        while True:
+            self.peak = max(self.peak, process.memory_info().rss)
+            if self._stop.wait(0.01):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, psutil.Process().memory_info().rss)
+
+
 def bare_generate(policy: Policy, calls: list, temperature: float) -> float:
     model, pad = policy.base, policy.tokenizer.pad_token_id
+    model.eval()
     started = time.perf_counter()
     with torch.no_grad():
         for contexts, new_tokens in calls:
@@ -54,6 +95,7 @@ def bare_generate(policy: Policy, calls: list, temperature: float) -> float:
                 input_ids=ids.to(policy.device), attention_mask=mask.to(policy.device), do_sample=True, temperature=temperature,
                 top_p=1.0, top_k=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=pad,
             )
+    synchronize(policy.device)
     return time.perf_counter() - started
 
 
@@ -66,7 +108,13 @@ def bare_forward_backward(policy: Policy, episodes: list, token_budget: int) -> 
         labels = micro.input_ids.masked_fill(micro.loss_mask == 0, -100)
         model(input_ids=micro.input_ids, attention_mask=micro.attention_mask, labels=labels).loss.backward()
     model.zero_grad(set_to_none=True)
+    synchronize(policy.device)
     return time.perf_counter() - started
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -94,38 +142,55 @@ def main() -> None:
 
         loaded = load_policy(cfg)
         policy = RecordingPolicy(model=loaded.model, tokenizer=loaded.tokenizer, chat=loaded.chat, device=loaded.device)
+        policy.chat.stop_ids = ()  # every turn runs to the token budget, as generate's min_new_tokens makes it
         policy.calls = []
         trainer = GRPOTrainer(cfg, policy=policy)
 
         rows = []
         for repeat in range(args.repeats + 1):  # the first round warms up
             policy.calls = []
-            started = time.perf_counter()
-            batch = trainer.rollout(step=repeat + 1)
-            rollout_s = time.perf_counter() - started
-            generate_s = bare_generate(policy, policy.calls, cfg.temperature)
+            with PeakMemory(policy.device) as rollout_mem:
+                started = time.perf_counter()
+                batch = trainer.rollout(step=repeat + 1)
+                synchronize(policy.device)
+                rollout_s = time.perf_counter() - started
+            with PeakMemory(policy.device) as generate_mem:
+                generate_s = bare_generate(policy, policy.calls, cfg.temperature)
             adv = trainer.compute_advantages(batch)
             adv.trainable[:] = True  # time the update on every dialogue, skipped groups or not
-            started = time.perf_counter()
-            trainer.update(batch, adv, step=repeat + 1)
-            update_s = time.perf_counter() - started
-            bare_s = bare_forward_backward(policy, batch.episodes, cfg.micro_batch_tokens)
+            with PeakMemory(policy.device) as update_mem:
+                started = time.perf_counter()
+                trainer.update(batch, adv, step=repeat + 1)
+                synchronize(policy.device)
+                update_s = time.perf_counter() - started
+            with PeakMemory(policy.device) as bare_mem:
+                bare_s = bare_forward_backward(policy, batch.episodes, cfg.micro_batch_tokens)
             tokens = sum(len(e) for e in batch.episodes)
+            bare_sampled = sum(len(contexts) * new for contexts, new in policy.calls)
+            if bare_sampled != batch.sampled_tokens:
+                raise SystemExit(f"the sides sampled different numbers of tokens: ours {batch.sampled_tokens}, bare {bare_sampled}")
             if repeat:
-                rows.append((rollout_s, generate_s, update_s, bare_s, batch.sampled_tokens, tokens))
+                rows.append({
+                    "rollout": rollout_s, "sampler": batch.generate_seconds, "generate": generate_s, "update": update_s, "bare": bare_s,
+                    "sampled": batch.sampled_tokens, "tokens": tokens, "rollout_mem": rollout_mem.peak, "generate_mem": generate_mem.peak,
+                    "update_mem": update_mem.peak, "bare_mem": bare_mem.peak,
+                })
         trainer.close()
 
-    best = min(rows, key=lambda r: r[0] + r[2])
-    rollout_s, generate_s, update_s, bare_s, sampled, tokens = best
+    best = min(rows, key=lambda r: r["rollout"] + r["update"])
+    sampled, tokens = best["sampled"], best["tokens"]
     device = f"{policy.device}" + (f" ({torch.cuda.get_device_name(policy.device)})" if policy.device.type == "cuda" else f", {torch.get_num_threads()} threads")
+    memory = "peak GPU memory allocated" if policy.device.type == "cuda" else "peak RSS"
+    gib = 2**30
     print(f"model {args.model or 'embedded tiny chat model'} on {device}; {args.groups} x {args.group_size} dialogues, "
-          f"{args.max_turns} turns, {args.template} template")
-    print(f"{'':10s} {'ours (s)':>10s} {'bare (s)':>10s} {'ratio':>7s}   tokens")
-    print(f"{'rollout':10s} {rollout_s:10.3f} {generate_s:10.3f} {rollout_s / generate_s:7.2f}   {sampled} sampled ({sampled / rollout_s:.0f}/s)")
-    print(f"{'update':10s} {update_s:10.3f} {bare_s:10.3f} {update_s / bare_s:7.2f}   {tokens} trained ({tokens / update_s:.0f}/s)")
-    if policy.device.type == "cuda":
-        print(f"peak GPU memory {torch.cuda.max_memory_allocated(policy.device) / 2**30:.2f} GiB")
-
+          f"{args.max_turns} turns, {args.template} template, every turn {args.max_new_tokens} tokens on both sides")
+    print(f"{'':10s} {'ours (s)':>10s} {'bare (s)':>10s} {'ratio':>7s}   {memory + ' ours / bare (GiB)':>34s}   tokens")
+    print(f"{'sampler':10s} {best['sampler']:10.3f} {best['generate']:10.3f} {best['sampler'] / best['generate']:7.2f}   {'':>34s}   "
+          f"{sampled} sampled ({sampled / best['sampler']:.0f}/s)")
+    print(f"{'rollout':10s} {best['rollout']:10.3f} {best['generate']:10.3f} {best['rollout'] / best['generate']:7.2f}   "
+          f"{best['rollout_mem'] / gib:16.2f} / {best['generate_mem'] / gib:<15.2f}   {sampled} sampled ({sampled / best['rollout']:.0f}/s)")
+    print(f"{'update':10s} {best['update']:10.3f} {best['bare']:10.3f} {best['update'] / best['bare']:7.2f}   "
+          f"{best['update_mem'] / gib:16.2f} / {best['bare_mem'] / gib:<15.2f}   {tokens} trained ({tokens / best['update']:.0f}/s)")
 
 if __name__ == "__main__":
     main()

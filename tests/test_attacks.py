@@ -182,6 +182,9 @@ class SaladAgent:
 # the families, each judged over the eval split
 
 FRACTION = st.floats(0.05, 0.95)
+# cut positions at least 5% apart: every fragment then carries part of its source (two cuts a hair
+# apart would leave one source whole, which is no splice)
+CUTS = st.lists(FRACTION, min_size=1, max_size=6, unique=True).filter(lambda cuts: all(b - a >= 0.05 for a, b in zip(sorted(cuts), sorted(cuts)[1:])))
 
 
 def second_reply(context) -> str:
@@ -191,7 +194,7 @@ def second_reply(context) -> str:
 
 
 @ATTACK_SETTINGS
-@given(cuts=st.lists(FRACTION, min_size=1, max_size=6, unique=True))
+@given(cuts=CUTS)
 def test_splices_score_below_their_sources(cuts):
     share = splice_shares(2, cuts)  # how much of the splice comes from each source
     whole = np.mean([share[0] * score(c, empathic_reply(c)) + share[1] * score(c, second_reply(c)) for c in CONTEXTS])

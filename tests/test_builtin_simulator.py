@@ -160,3 +160,24 @@ def test_docs_show_the_current_weight_table():
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "builtin_simulator.md").read_text()
     assert weight_table_markdown() in doc
+
+
+def test_scores_do_not_depend_on_the_hash_seed():
+    """Strategy sets iterate in hash-seed order; the score must not (the server runs in another process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json\n"
+        "from sage_gym.scenarios import load_split\n"
+        "from sage_gym.simulators.builtin import assess\n"
+        "from sage_gym.simulators.base import Rules\n"
+        "reply = 'That sounds exhausting, and it makes sense you feel hurt. Maybe they were scared too. What part weighs on you most?'\n"
+        "print(json.dumps([assess(s, Rules(), 40, t, 7, [{'role': 'user', 'content': s.first_message}], reply).score"
+        " for s in load_split('eval') for t in range(3)]))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3", "4")
+    ]
+    assert len(set(runs)) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.learn.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling
+from agents.learn.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling, inverse_cdf
 from agents.learn.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 
@@ -122,12 +122,34 @@ def test_left_padded_sampling_log_probs_match_a_plain_forward(policy) -> None:
         torch.testing.assert_close(lp, torch.tensor(completion.logprobs), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("vocab", [300, 5000, 2 * 4096 + 17])
+def test_inverse_cdf_equals_a_full_float64_cumulative_sum(vocab) -> None:
+    """The two-level search draws what one float64 cumulative sum over the row draws, never a zero-mass entry."""
+    g = torch.Generator().manual_seed(vocab)
+    probs = torch.softmax(torch.randn(64, vocab, generator=g) * 4, -1)
+    probs[::2] = probs[::2].masked_fill(torch.rand(32, vocab, generator=g) < 0.95, 0.0)  # truncated rows (top-p)
+    uniform = torch.rand(64, dtype=torch.float64, generator=g)
+    uniform[:2] = torch.tensor([0.0, 1 - 2**-53], dtype=torch.float64)
+    cdf = probs.double().cumsum(-1)
+    full = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True)[:, 0]
+    drawn = inverse_cdf(probs, uniform)
+    assert torch.equal(drawn, full)
+    assert bool((probs.gather(1, drawn[:, None]) > 0).all())
+
+
+def test_sampling_passes_the_cache_without_deprecation_warnings(policy, recwarn) -> None:
+    policy.sample([policy.chat.prompt_ids("Hi.")] * 2, Sampling(1.0, 1.0, 4), seeds=[1, 2])
+    assert not [str(w.message) for w in recwarn if "past_key_values" in str(w.message)]
+
+
 # ----------------------------------------------------------------------------------------------
 # the loss path
 
 
-def test_chunked_token_logprobs_equal_the_full_log_softmax(policy) -> None:
+@pytest.mark.parametrize("keep_bytes", [0, 2**30])  # logits recomputed in the backward pass, or kept
+def test_chunked_token_logprobs_equal_the_full_log_softmax(policy, keep_bytes) -> None:
     policy.logprob_chunk = 7  # several chunks, and a ragged last one
+    policy.logprob_keep_bytes = keep_bytes
     torch.manual_seed(0)
     ids = torch.randint(5, len(policy.tokenizer), (2, 30))
     attention = torch.ones_like(ids)
@@ -148,9 +170,16 @@ def test_chunked_token_logprobs_equal_the_full_log_softmax(policy) -> None:
     expected_entropy = torch.zeros(2, 30)
     expected_entropy[:, 1:] = entropy[:, :-1]
     torch.testing.assert_close(out.entropy.detach(), expected_entropy * score, atol=1e-4, rtol=0)
-    # gradients flow through the checkpointed chunks
-    out.logprobs.sum().backward()
-    assert policy.model.get_input_embeddings().weight.grad is not None
+    # gradients flow through the chunks, checkpointed or not, and equal those of the full log-softmax
+    (out.logprobs.sum() + out.entropy.sum()).backward()
+    grads = [p.grad.clone() for p in policy.model.parameters()]
+    policy.model.zero_grad()
+    logits = policy.model(input_ids=ids, attention_mask=attention).logits.float() / 0.7
+    full = torch.log_softmax(logits, -1)
+    (full[:, :-1].gather(-1, ids[:, 1:, None])[..., 0] * score[:, 1:]).sum().backward(retain_graph=True)
+    (-(full.exp() * full).sum(-1)[:, :-1] * score[:, 1:]).sum().backward()
+    for got, want in zip(grads, [p.grad for p in policy.model.parameters()]):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------

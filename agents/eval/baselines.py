@@ -15,6 +15,8 @@ with the conversation the way the built-in simulator checks for.
 
 Every agent is a callable `agent(history) -> reply` with `reset(seed)`; `history` is the list of
 OpenAI-format messages in `info["history"]` (the user's lines have role "user").
+
+A user who writes Chinese gets the same plans from Chinese templates (`agents.eval.baselines_zh`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+
+from agents.eval import baselines_zh
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
 _STOP = frozenset(
@@ -112,13 +116,18 @@ def topic_words(history: Sequence[Mapping[str, str]], limit: int = 3) -> list[st
     return ["situation"]
 
 
-def render_strategy(strategy: str, history: Sequence[Mapping[str, str]], rng: np.random.Generator, index: int | None = None) -> str:
+def render_strategy(
+    strategy: str, history: Sequence[Mapping[str, str]], rng: np.random.Generator, index: int | None = None, avoid: Sequence[str] = ()
+) -> str:
     """One sentence of `strategy`, filled with the user's own words; `index` picks the template
-    (cycled), otherwise the rng does."""
-    options = TEMPLATES[strategy]
+    (cycled), otherwise the rng does. A user writing Chinese gets the Chinese templates, each
+    quoting a clause of theirs that the earlier sentences `avoid` did not already quote."""
+    chinese = baselines_zh.speaks_chinese(history)
+    options = (baselines_zh.TEMPLATES if chinese else TEMPLATES)[strategy]
     template = options[(index if index is not None else int(rng.integers(len(options)))) % len(options)]
-    topics = topic_words(history)
-    return template.format(topic=topics[int(rng.integers(len(topics)))], feeling=FEELINGS[int(rng.integers(len(FEELINGS)))])
+    topics = baselines_zh.topic_phrases(history, avoid=avoid) if chinese else topic_words(history)
+    feelings = baselines_zh.FEELINGS if chinese else FEELINGS
+    return template.format(topic=topics[int(rng.integers(len(topics)))], feeling=feelings[int(rng.integers(len(feelings)))])
 
 
 def turn_index(history: Sequence[Mapping[str, str]]) -> int:
@@ -144,9 +153,9 @@ class TemplateAgent:
     def __call__(self, history: Sequence[Mapping[str, str]]) -> str:
         sentences = []
         for strategy in self._plan(turn_index(history), self._rng):
-            sentences.append(render_strategy(strategy, history, self._rng, self._next[strategy]))
+            sentences.append(render_strategy(strategy, history, self._rng, self._next[strategy], avoid=sentences))
             self._next[strategy] += 1
-        return " ".join(sentences)
+        return ("" if baselines_zh.speaks_chinese(history) else " ").join(sentences)
 
     def manifest(self) -> dict[str, str]:
         return {"kind": "reference", "name": self.name}
@@ -186,7 +195,7 @@ class KeywordStuffer(TemplateAgent):
         super().__init__(lambda turn, rng: (), "keyword_stuffer", seed)
 
     def __call__(self, history: Sequence[Mapping[str, str]]) -> str:
-        return self.STUFFED
+        return baselines_zh.STUFFED if baselines_zh.speaks_chinese(history) else self.STUFFED
 
 
 # The sycophant's lines: agreement with the user's view and approval of their plan, whatever they

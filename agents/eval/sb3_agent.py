@@ -15,7 +15,7 @@ Observation features, in order:
 
 | slice | feature |
 |---|---|
-| `latest_words` (128) | hashed bag of words of the user's latest message (CRC32 buckets, L2-normalised) |
+| `latest_words` (128) | hashed bag of words of the user's latest message (CRC32 buckets, L2-normalised; Chinese text counts character bigrams as its words) |
 | `user_words` (128) | the same over everything the user has said so far |
 | `bucket` (3) | one-hot emotion bucket: low, medium, high (the bucket, not the number, as the simulator's reply step sees it) |
 | `turn` (1) | agent turns so far / `max_turns` (capped at 1) |
@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from agents.eval import baselines_zh
 from agents.eval.baselines import render_strategy, turn_index
 from agents.eval.strategies import STRATEGIES, tag_reply
 from sage_gym.sb3 import NumericDialogue
@@ -78,12 +79,22 @@ HASH_BUCKETS = 128
 BUCKETS = ("low", "medium", "high")
 FEATURES = 2 * HASH_BUCKETS + len(BUCKETS) + 2 + 2 * len(STRATEGIES)
 _WORD = re.compile(r"[a-z][a-z']+")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def words_of(text: str) -> list[str]:
+    """English words, then Chinese "words": the character bigrams of each run of Han characters
+    (a lone character stands for itself), since Chinese is written without spaces."""
+    words = _WORD.findall(text.lower())
+    for run in _HAN_RUN.findall(text):
+        words += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+    return words
 
 
 def hashed_words(text: str, buckets: int = HASH_BUCKETS) -> np.ndarray:
     """Bag of words hashed into `buckets` counts (CRC32: stable across processes), L2-normalised."""
     vector = np.zeros(buckets, dtype=np.float32)
-    for word in _WORD.findall(text.lower()):
+    for word in words_of(text):
         vector[zlib.crc32(word.encode()) % buckets] += 1.0
     norm = float(np.linalg.norm(vector))
     return vector / norm if norm else vector
@@ -124,7 +135,10 @@ def render_plan(index: int, info: Mapping[str, Any]) -> str:
     # seeded by the dialogue's text, so the same dialogue and plan always give the same message
     rng = np.random.default_rng(zlib.crc32(json.dumps(history, sort_keys=True).encode()))
     turn = turn_index(history)
-    return " ".join(render_strategy(strategy, history, rng, turn) for strategy in PLANS[index])
+    sentences: list[str] = []
+    for strategy in PLANS[index]:
+        sentences.append(render_strategy(strategy, history, rng, turn, avoid=sentences))
+    return ("" if baselines_zh.speaks_chinese(history) else " ").join(sentences)
 
 
 def numeric_dialogue(max_turns: int = 10) -> NumericDialogue:

@@ -34,6 +34,9 @@ reward already saw, and with an LLM simulator there is no such reward to lean on
 | `platitude` | harmful | offers stock comfort instead of engagement | "everything happens for a reason", "don't worry", "stay positive", "it'll be fine" |
 | `dismissal` | harmful | minimises the problem or blames the person | "move on", "not a big deal", "get over it", "your own fault", "you're overreacting" |
 
+Chinese replies are tagged with the same taxonomy from the Chinese cues of
+`agents.eval.strategies_zh` (matched next to the English ones; they never match English text).
+
 A turn can carry several strategies (or none). Matching is case-insensitive on the visible
 reply (a `<think>` block is never tagged). `style_of(tags)` sums a turn up as `empathic`
 (any emotional strategy), `solution` (advice), `rational`, `exploring` and `harmful`.
@@ -51,6 +54,7 @@ from functools import lru_cache
 from typing import Any
 
 from agents.eval.endpoint import AgentAuthError, AgentError, ChatEndpoint
+from agents.eval.strategies_zh import RULES_ZH
 from sage_gym._loop import run_sync
 from sage_gym.prompts import default_prompts
 from sage_gym.thinking import split_think
@@ -208,9 +212,9 @@ RULES: Mapping[str, tuple[str, ...]] = {
         r"\bwho cares\b",
     ),
 }
-# one alternation per strategy: a single search tells whether any of its cues is present
-_COMPILED = {name: re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) for name, patterns in RULES.items()}
-assert tuple(RULES) == STRATEGIES
+# one alternation per strategy, English and Chinese cues together: a single search tells whether any is present
+_COMPILED = {name: re.compile("|".join(f"(?:{p})" for p in (*patterns, *RULES_ZH[name])), re.IGNORECASE) for name, patterns in RULES.items()}
+assert tuple(RULES) == STRATEGIES == tuple(RULES_ZH)
 
 
 @lru_cache(maxsize=8192)  # a dialogue's earlier replies are tagged again at every later turn

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -330,6 +331,9 @@ class Policy:
     chat: ChatFormat
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     logprob_chunk: int = 1024  # rows of the vocabulary projection computed at once in the loss path
+    # float32 logits of a micro-batch small enough to keep for the backward pass; larger ones are
+    # recomputed there (checkpointed chunks), which costs one more vocabulary projection
+    logprob_keep_bytes: int = 256 * 2**20
     forward_module: Any = field(default=None, repr=False)
     train_module: Any = field(default=None, repr=False)
     autocast_dtype: torch.dtype | None = None  # mixed precision: float32 weights, forward passes in this dtype
@@ -496,46 +500,57 @@ class Policy:
             attention[i, width - len(ctx) :] = 1
         input_ids, attention = input_ids.to(dev), attention.to(dev)
         position_ids = positions(attention)
-        stop = torch.tensor(self.chat.stop_ids, device=dev)
+        stop = torch.tensor(self.chat.stop_ids, dtype=torch.long, device=dev)
+        steps = max(limits)
         limit = torch.tensor(limits, device=dev)
         temperature = sampling.logprob_temperature
-        uniforms = row_uniforms(seeds, max(limits), dev) if seeds is not None else None
+        uniforms = row_uniforms(seeds, steps, dev) if seeds is not None else None
 
-        rows = torch.arange(n, device=dev)  # which original contexts the cache rows belong to
-        out_ids: list[list[int]] = [[] for _ in range(n)]
-        out_lp: list[list[float]] = [[] for _ in range(n)]
-        stopped = [False] * n
+        # the sampled tokens and their log-probs stay on the device until the end: a step costs
+        # one small host transfer (which rows finished), not one per row and value
+        tokens = torch.zeros((n, steps), dtype=torch.long, device=dev)
+        chosen_lp = torch.zeros((n, steps), dtype=torch.float32, device=dev)
+        lengths, stopped = list(limits), [False] * n
+        running = list(range(n))  # which original contexts the cache rows belong to
+        rows = torch.arange(n, device=dev)
+        # the cache object is updated in place by the model, so it is passed and kept, never read back
         cache = DynamicCache()
-        hidden = self._backbone(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, past_key_values=cache, use_cache=True)
-        cache = hidden.past_key_values
+        cache_kwarg = {self._cache_argument(): cache}
+        hidden = self._backbone(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, use_cache=True, **cache_kwarg)
         last = hidden.last_hidden_state[:, -1]
         next_pos = position_ids[:, -1] + 1
-        for t in range(max(limits)):
-            logprobs = torch.log_softmax(self._logits(last).float() / temperature, dim=-1)
+        for t in range(steps):
+            logprobs = torch.log_softmax(_scaled(self._logits(last).float(), temperature), dim=-1)
             token = self._choose(logprobs, sampling, generator, uniforms[rows, t] if uniforms is not None else None)
-            chosen_lp = logprobs.gather(-1, token[:, None])[:, 0]
-            token_list, lp_list = token.tolist(), chosen_lp.tolist()
-            for j, i in enumerate(rows.tolist()):
-                out_ids[i].append(token_list[j])
-                out_lp[i].append(lp_list[j])
+            tokens[rows, t] = token
+            chosen_lp[rows, t] = logprobs.gather(-1, token[:, None])[:, 0]
             is_stop = torch.isin(token, stop)
-            done = is_stop | (t + 1 >= limit[rows])
-            for j in torch.nonzero(is_stop).flatten().tolist():
-                stopped[int(rows[j])] = True
-            if bool(done.all()):
-                break
-            keep = torch.nonzero(~done).flatten()
-            if len(keep) < len(rows):  # drop finished rows so later steps cost only what is still running
+            done = is_stop | (t + 1 >= limit)
+            finished = torch.stack([done, is_stop]).tolist()  # the step's one host sync
+            if any(finished[0]):
+                for j, i in enumerate(running):
+                    if finished[0][j]:
+                        lengths[i], stopped[i] = t + 1, finished[1][j]
+                keep_rows = [j for j, d in enumerate(finished[0]) if not d]
+                if not keep_rows:
+                    break
+                # drop finished rows so later steps cost only what is still running
+                keep = torch.tensor(keep_rows, device=dev)
                 cache.batch_select_indices(keep)
-                rows, token, attention, next_pos = rows[keep], token[keep], attention[keep], next_pos[keep]
+                running = [running[j] for j in keep_rows]
+                rows, token, attention, next_pos, limit = rows[keep], token[keep], attention[keep], next_pos[keep], limit[keep]
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-            hidden = self._backbone(
-                input_ids=token[:, None], attention_mask=attention, position_ids=next_pos[:, None], past_key_values=cache, use_cache=True
-            )
-            cache = hidden.past_key_values
+            hidden = self._backbone(input_ids=token[:, None], attention_mask=attention, position_ids=next_pos[:, None], use_cache=True, **cache_kwarg)
             last = hidden.last_hidden_state[:, -1]
             next_pos = next_pos + 1
-        return [Completion(out_ids[i], out_lp[i], stopped[i]) for i in range(n)]
+        token_rows, lp_rows = tokens.tolist(), chosen_lp.tolist()
+        return [Completion(token_rows[i][: lengths[i]], lp_rows[i][: lengths[i]], stopped[i]) for i in range(n)]
+
+    def _cache_argument(self) -> str:
+        """The decoder's name for the KV cache argument: `cache` from transformers 5.x (which
+        deprecates `past_key_values`), `past_key_values` before."""
+        parameters = inspect.signature(self.base.get_decoder().forward).parameters
+        return "cache" if "cache" in parameters else "past_key_values"
 
     @staticmethod
     def _choose(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generator | None, uniform: torch.Tensor | None) -> torch.Tensor:
@@ -554,9 +569,7 @@ class Policy:
             outside = probs.cumsum(-1) - probs >= sampling.top_p
             probs = probs.masked_fill(outside, 0.0)
         if uniform is not None:
-            cdf = probs.double().cumsum(-1)
-            # the first index whose CDF exceeds u * total: never a zero-probability token
-            choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=probs.shape[-1] - 1)
+            choice = inverse_cdf(probs, uniform)[:, None]
         else:
             choice = torch.multinomial(probs, 1, generator=generator)
         return (order.gather(-1, choice) if order is not None else choice)[:, 0]
@@ -581,7 +594,8 @@ class Policy:
 
         Right-padded batch [B, L]. Only the scored positions go through the vocabulary projection,
         in chunks of `logprob_chunk` rows; with gradients on, each chunk is checkpointed so its
-        float32 logits are recomputed in the backward pass instead of being stored.
+        float32 logits are recomputed in the backward pass instead of being stored, unless the
+        whole micro-batch's logits (and their log-softmax) take less than `logprob_keep_bytes`.
         """
         logprobs, entropy = self.train_module("logprobs", input_ids, attention_mask, score_mask, temperature, with_entropy)
         return LogprobOutput(logprobs, entropy)
@@ -597,9 +611,11 @@ class Policy:
         rows = hidden[:, :-1][scored]
         targets = input_ids[:, 1:][scored]
         lp_parts, ent_parts = [], []
+        vocab = getattr(self.base.get_output_embeddings(), "out_features", None)
+        recompute = torch.is_grad_enabled() and (vocab is None or 2 * 4 * rows.shape[0] * vocab > self.logprob_keep_bytes)
         for start in range(0, rows.shape[0], self.logprob_chunk):
             h, y = rows[start : start + self.logprob_chunk], targets[start : start + self.logprob_chunk]
-            if torch.is_grad_enabled():
+            if recompute:
                 lp, ent = checkpoint(self._chunk_logprobs, h, y, temperature, with_entropy, use_reentrant=False)
             else:
                 lp, ent = self._chunk_logprobs(h, y, temperature, with_entropy)
@@ -614,8 +630,7 @@ class Policy:
         return LogprobOutput(logprobs, entropy)
 
     def _chunk_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self._logits(hidden).float() / temperature
-        logprobs = torch.log_softmax(logits, dim=-1)
+        logprobs = torch.log_softmax(_scaled(self._logits(hidden).float(), temperature), dim=-1)
         chosen = logprobs.gather(-1, targets[:, None])[:, 0]
         if with_entropy:
             entropy = -(logprobs.exp() * logprobs).sum(-1)
@@ -675,6 +690,49 @@ def turn_budgets(n: int, sampling: Sampling, max_new_tokens: Sequence[int] | Non
 def row_uniforms(seeds: Sequence[int], steps: int, device: torch.device) -> torch.Tensor:
     """[len(seeds), steps] float64 uniforms in [0, 1), row i drawn from its own generator seeded by seeds[i]."""
     return torch.tensor(np.stack([np.random.default_rng(int(s)).random(steps) for s in seeds]), device=device)
+
+
+CDF_BLOCK = 1024  # vocabulary entries per block of the two-level inverse CDF
+
+
+def inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """[n] index of each row's first entry whose cumulative mass exceeds `uniform * total` (float64).
+
+    `probs` [n, V] (unnormalized, zeros allowed), `uniform` [n] in [0, 1). A zero-probability entry
+    is never chosen. The sums are float64, as a float64 cumulative sum over the whole row would
+    give, but in two levels: block sums pick the block, then only that block's `CDF_BLOCK`
+    entries are summed in order. That reads the row once instead of converting all of it to
+    float64 and scanning it (a full-vocabulary pass saved per token at 151k entries).
+    """
+    n, vocab = probs.shape
+    target = uniform.to(torch.float64)
+    if vocab <= 2 * CDF_BLOCK:
+        cdf = probs.double().cumsum(-1)
+        return torch.searchsorted(cdf, (target * cdf[:, -1])[:, None], right=True)[:, 0].clamp(max=vocab - 1)
+    blocks, tail = divmod(vocab, CDF_BLOCK)
+    sums = probs[:, : blocks * CDF_BLOCK].view(n, blocks, CDF_BLOCK).sum(-1, dtype=torch.float64)
+    if tail:
+        sums = torch.cat([sums, probs[:, blocks * CDF_BLOCK :].sum(-1, keepdim=True, dtype=torch.float64)], dim=1)
+    block_cdf = sums.cumsum(-1)
+    target = target * block_cdf[:, -1]
+    # the block holding the target (a block of zero mass is never the first to exceed it; nor,
+    # should rounding put the target at the very end, past the last block with mass)
+    last_block = (torch.arange(sums.shape[1], device=probs.device) * (sums > 0)).amax(-1, keepdim=True)
+    block = torch.minimum(torch.searchsorted(block_cdf, target[:, None], right=True), last_block)
+    before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp(min=0)), torch.zeros_like(target[:, None]))
+    index = block * CDF_BLOCK + torch.arange(CDF_BLOCK, device=probs.device)
+    inside = index < vocab
+    mass = probs.gather(1, index.clamp(max=vocab - 1)).double() * inside
+    within = torch.searchsorted(before + mass.cumsum(-1), target[:, None], right=True)
+    # the two levels sum in different orders: should the target land past the block's own sum by a
+    # rounding error, take the block's last entry with mass instead of stepping into the next block
+    last = (torch.arange(CDF_BLOCK, device=probs.device) * (mass > 0)).amax(-1, keepdim=True)
+    return (index.gather(1, torch.minimum(within, last)))[:, 0]
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`logits / temperature`, skipping the full-vocabulary pass when it is 1 (the result is the same)."""
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def _is_tied(model: Any, key: str) -> bool:

@@ -30,13 +30,19 @@ How a reply is scored (the full rule table is in docs/builtin_simulator.md):
 The user's reply is composed from the scenario (its `details`, told bit by bit), the new emotion
 bucket, the character type and what went wrong or right, so a transcript reads like a
 conversation.
+
+The user speaks English and Chinese. What they read and say in each language is a `Lexicon`
+(`LEXICONS`: the English tables below, the Chinese ones in `sage_gym.simulators.builtin_zh`); the
+scoring rules are shared. A reply in the other language gets the flag `wrong_language`, and a
+scenario in any other language is refused when a dialogue opens (docs/builtin_simulator.md,
+section 9).
 """
 
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -44,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from sage_gym.scenarios import Scenario
-from sage_gym.simulators import coherence
+from sage_gym.simulators import builtin_zh, coherence
 from sage_gym.simulators.base import Message, Reaction, Rules, UserState, clamp_emotion, emotion_bucket
 
 # ----------------------------------------------------------------------------------------------
@@ -164,6 +170,8 @@ FLAG_PENALTY = {
     "repeated": 1.2, "formulaic": 1.0, "too_short": 1.0, "ignored": 0.7,
     # the reply judged as a whole message (sage_gym.simulators.coherence)
     "spliced": 1.2, "repetitive": 1.2, "reused": 1.0, "stacked": 1.0, "truncated": 0.8,
+    # a reply in a language the user does not speak (English to a Chinese user, or the other way)
+    "wrong_language": 1.0,
 }
 MUTING_FLAGS = frozenset(FLAG_PENALTY)
 EXTRA_FLAG_PENALTY = 0.3
@@ -273,6 +281,18 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def reply_language(text: str) -> str | None:
+    """The language a reply is written in, as far as the user can tell: "zh" when it has more Han
+    characters than Latin words, "en" when it has Latin words, None when it has neither."""
+    han, latin = builtin_zh.han_count(text), len(_LATIN_WORD.findall(text))
+    if han > latin:
+        return "zh"
+    return "en" if latin else None
+
+
 def content_words(text: str) -> set[str]:
     """Words that carry the topic: not stopwords, at least 4 letters, crudely de-pluralised."""
     return set(_content_words(text))
@@ -284,14 +304,15 @@ def _content_words(text: str) -> frozenset[str]:
 
 
 @lru_cache(maxsize=4096)
-def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
-    toks = words_of(text)
+def _shingles(text: str, language: str = "en") -> frozenset[tuple[str, ...]]:
+    lexicon = lexicon_for(language)
+    toks, n = lexicon.shingle_units(text), lexicon.shingle_n
     return frozenset(tuple(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))) if toks else frozenset()
 
 
-def similarity(a: str, b: str) -> float:
-    """Jaccard similarity of word trigrams (1.0 for identical non-empty texts)."""
-    sa, sb = _shingles(a), _shingles(b)
+def similarity(a: str, b: str, language: str = "en") -> float:
+    """Jaccard similarity of word trigrams (Chinese: character 4-grams); 1.0 for identical non-empty texts."""
+    sa, sb = _shingles(a, language), _shingles(b, language)
     if not sa or not sb:
         return 0.0
     return len(sa & sb) / len(sa | sb)
@@ -323,32 +344,31 @@ class _TextFeatures:
     questions: int
 
 
-# one pattern per strategy: its cues as alternatives (one scan of the text per strategy)
-_ANY_CUE = {name: re.compile("|".join(f"(?:{p})" for p in patterns)) for name, patterns in STRATEGY_CUES.items()}
-
-
 @lru_cache(maxsize=4096)
-def _text_features(agent_reply: str) -> _TextFeatures:
+def _text_features(agent_reply: str, language: str = "en") -> _TextFeatures:
+    lexicon = lexicon_for(language)
     text = agent_reply.lower()
     strategies, hits = set(), 0
-    for name, any_cue in _ANY_CUE.items():
+    for name, any_cue in lexicon.cues.items():
         count = len(any_cue.findall(text))
         if count:
             strategies.add(name)
             hits += count
-    feeling_hits = len(_FEELINGS.findall(text))
+    feeling_hits = len(lexicon.feelings.findall(text))
     if feeling_hits:
         strategies.add("feelings")
         hits += feeling_hits
-    open_q = len(_OPEN_QUESTION.findall(text))
+    open_q = len(lexicon.open_question.findall(text))
     if open_q:
         strategies.add("question")
-    return _TextFeatures(len(words_of(text)), frozenset(strategies), hits, open_q, text.count("?"))
+    questions = sum(text.count(mark) for mark in lexicon.question_marks)
+    return _TextFeatures(len(lexicon.units(text)), frozenset(strategies), hits, open_q, questions)
 
 
-def detect_strategies(agent_reply: str) -> frozenset[str]:
-    """The strategies the built-in user sees in a reply (its cue table, section 1 of the docs)."""
-    return _text_features(agent_reply).strategies
+def detect_strategies(agent_reply: str, language: str = "en") -> frozenset[str]:
+    """The strategies the built-in user sees in a reply (its cue table, section 1 of the docs;
+    section 9 for Chinese)."""
+    return _text_features(agent_reply, lexicon_for(language).code).strategies
 
 
 def _language(scenario: Scenario) -> str | None:
@@ -356,29 +376,41 @@ def _language(scenario: Scenario) -> str | None:
     return scenario.language if scenario.language in coherence.LANGUAGES else None
 
 
+def _content_units(text: str, language: str) -> frozenset[str]:
+    return lexicon_for(language).content(text)
+
+
 def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
-    text = _text_features(agent_reply)
+    lexicon = lexicon_for(scenario.language)
+    code = lexicon.code
+    earlier = [m["content"] for m in history if m["role"] == "assistant"]
+    written_in = reply_language(agent_reply)
+    if written_in is not None and written_in != code:
+        # a reply in a language the user does not speak: confusion, and nothing in it counts
+        n = len(lexicon_for(written_in).units(agent_reply))
+        return ReplyFeatures(n, frozenset(), 0, 0, 0, 0, 0.0, frozenset({"wrong_language"}))
+    text = _text_features(agent_reply, code)
     n_words, strategies, hits = text.words, text.strategies, text.cue_hits
 
-    said = frozenset().union(*(_content_words(m["content"]) for m in history if m["role"] == "user"))
-    overlap = len(_content_words(agent_reply) & said)
-    earlier = [m["content"] for m in history if m["role"] == "assistant"]
-    max_sim = max((similarity(agent_reply, e) for e in earlier), default=0.0)
+    said = frozenset().union(*(_content_units(m["content"], code) for m in history if m["role"] == "user"))
+    overlap = len(_content_units(agent_reply, code) & said)
+    max_sim = max((similarity(agent_reply, e, code) for e in earlier), default=0.0)
 
+    scale = lexicon.length_scale
     flags = set()
-    if n_words < 4:
+    if n_words < lexicon.too_short:
         flags.add("too_short")
     if n_words > 0 and max_sim >= 0.5:
         flags.add("repeated")
     # keyword stuffing: many distinct cues packed into few words, or the same cues over and over
-    if n_words and (hits >= 6 and hits * 5 > n_words or len(strategies - {"question", "feelings"}) >= 5 and n_words < 80):
+    if n_words and (hits >= 6 and hits * 5 * scale > n_words or len(strategies - {"question", "feelings"}) >= 5 and n_words < 80 * scale):
         flags.add("formulaic")
-    if n_words >= 4 and overlap == 0:
+    if n_words >= lexicon.too_short and overlap == 0:
         flags.add("ignored")
     temper = TEMPERAMENTS[scenario.character_type]
     if text.questions > temper.pushy_questions:
         flags.add("pushy")
-    if n_words > temper.long_reply_words:
+    if n_words > temper.long_reply_words * scale:
         flags.add("too_long")
     splices: tuple[str, ...] = ()
     language = _language(scenario)
@@ -404,9 +436,11 @@ def _intention_met_before(scenario: Scenario, history: Sequence[Message]) -> int
     if key is None:
         return 0
     earlier = [m["content"] for m in history if m["role"] == "assistant"]
-    language = _language(scenario)
+    language, code = _language(scenario), lexicon_for(scenario.language).code
     return sum(
-        key in detect_strategies(e) and (language is None or not coherence.reply_quality(e, (), detect_strategies(e), language).flags)
+        key in detect_strategies(e, code)
+        and reply_language(e) in (None, code)
+        and (language is None or not coherence.reply_quality(e, (), detect_strategies(e, code), language).flags)
         for e in earlier
     )
 
@@ -430,8 +464,8 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
     for name, w in INTENTION_WEIGHTS.get(scenario.hidden_intention, {}).items():
         weights[name] = weights.get(name, 0.0) + w
 
-    positive = sum(max(0.0, weights[s]) for s in feats.strategies)
-    negative = sum(min(0.0, weights[s]) for s in feats.strategies)
+    positive = sum(max(0.0, weights[s]) for s in sorted(feats.strategies))  # sorted: a set's order follows the hash seed, and float sums follow the order
+    negative = sum(min(0.0, weights[s]) for s in sorted(feats.strategies))
     if "question" in feats.strategies:
         positive += temper.question_bonus
     if feats.overlap >= 2:
@@ -444,7 +478,8 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
     if scenario.character_type == "avoidant" and turn < 2 and "feelings" in feats.strategies and "reflect" in feats.strategies:
         penalty -= 0.25  # intense feeling-talk before trust is built
     if "too_long" in flags:
-        penalty -= 0.5 + (feats.words - temper.long_reply_words) / 100
+        scale = lexicon_for(scenario.language).length_scale
+        penalty -= 0.5 + (feats.words - temper.long_reply_words * scale) / (100 * scale)
     muting = sorted((FLAG_PENALTY[f] for f in flags & MUTING_FLAGS), reverse=True)
     if muting:
         # the reply is not taken as meant: its positive cues count for little, the worst flag costs
@@ -463,72 +498,75 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
     raw_change = next((c for low, c in LADDER if noisy >= low + temper.bar), -10)
     change = rules.clip(raw_change)
     goal = "met" if met_now else ("partly" if met_before else "not met")
+    lexicon = lexicon_for(scenario.language)
     thoughts = _thoughts(scenario, feats, flags, goal, change)
-    return Assessment(change, round(score, 4), feats, goal, thoughts, _feeling(change), _meaning(feats))
+    return Assessment(change, round(score, 4), feats, goal, thoughts, _feeling(change, lexicon), _meaning(feats, lexicon))
 
 
-def _meaning(feats: ReplyFeatures) -> str:
-    names = {
-        "reflect": "reflecting my feelings back", "feelings": "naming how I feel", "validate": "validating me",
-        "praise": "praising what I did", "question": "asking me to say more", "advice": "giving advice",
-        "motives": "explaining the others' motives", "dialectic": "weighing both sides", "reflection": "asking me to reflect",
-        "no_blame": "saying I am not to blame", "disclosure": "sharing their own experience", "blame": "blaming me",
-        "dismiss": "dismissing me", "platitude": "offering platitudes",
-    }
-    used = [names[s] for s in sorted(feats.strategies) if s in names]
-    return "They are " + (", ".join(used) if used else "not doing much of anything") + "."
+MEANING_NAMES = {
+    "reflect": "reflecting my feelings back", "feelings": "naming how I feel", "validate": "validating me",
+    "praise": "praising what I did", "question": "asking me to say more", "advice": "giving advice",
+    "motives": "explaining the others' motives", "dialectic": "weighing both sides", "reflection": "asking me to reflect",
+    "no_blame": "saying I am not to blame", "disclosure": "sharing their own experience", "blame": "blaming me",
+    "dismiss": "dismissing me", "platitude": "offering platitudes",
+}
+MEANING = ("They are {}.", "They are not doing much of anything.", ", ")  # template, nothing used, list separator
+FEELING_NAMES = ("really understood", "a bit better", "unmoved", "let down", "hurt and annoyed")  # +10, >0, 0, >-10, -10
+# What the user thinks about each flag (in this order), then about each harmful strategy.
+THOUGHT_LINES = {
+    "wrong_language": "I can't even read that.",
+    "repeated": "They said basically the same thing before.",
+    "formulaic": "That sounds like a script, all the right words and nothing behind them.",
+    "ignored": "Did they even read what I wrote?",
+    "spliced": "Half of that doesn't even make sense, the sentences just run into each other.",
+    "repetitive": "They said the same words twice in one go.",
+    "reused": "I've heard all of these lines from them already.",
+    "stacked": "They're throwing every line in the book at me at once.",
+    "truncated": "They didn't even finish the sentence.",
+    "too_short": "That's all they have to say?",
+    "too_long": "That's a wall of text, I'm not reading all that.",
+    "pushy": "So many questions, it feels like an interrogation.",
+    "blame": "Now it's my fault? That stings.",
+    "dismiss": "They're brushing me off.",
+    "platitude": "Empty comfort, I've heard it a hundred times.",
+}
+THOUGHT_FLAGS = tuple(f for f in THOUGHT_LINES if f not in ("blame", "dismiss", "platitude"))
+GOAL_LINES = ("Finally, {}.", "But {}.")  # met, not met
+LISTENING = ("They seem to be listening.", "I'm not sure they get it.")  # change > 0, otherwise
 
 
-def _feeling(change: int) -> str:
+def _meaning(feats: ReplyFeatures, lexicon: Lexicon | None = None) -> str:
+    lexicon = lexicon or ENGLISH
+    template, nothing, separator = lexicon.meaning
+    used = [lexicon.meaning_names[s] for s in sorted(feats.strategies) if s in lexicon.meaning_names]
+    return template.format(separator.join(used)) if used else nothing
+
+
+def _feeling(change: int, lexicon: Lexicon | None = None) -> str:
+    names = (lexicon or ENGLISH).feeling_names
     if change >= 10:
-        return "really understood"
+        return names[0]
     if change > 0:
-        return "a bit better"
+        return names[1]
     if change == 0:
-        return "unmoved"
+        return names[2]
     if change > -10:
-        return "let down"
-    return "hurt and annoyed"
+        return names[3]
+    return names[4]
 
 
 def _thoughts(scenario: Scenario, feats: ReplyFeatures, flags: frozenset[str], goal: str, change: int) -> str:
-    lines = []
-    if "repeated" in flags:
-        lines.append("They said basically the same thing before.")
-    if "formulaic" in flags:
-        lines.append("That sounds like a script, all the right words and nothing behind them.")
-    if "ignored" in flags:
-        lines.append("Did they even read what I wrote?")
-    if "spliced" in flags:
-        lines.append("Half of that doesn't even make sense, the sentences just run into each other.")
-    if "repetitive" in flags:
-        lines.append("They said the same words twice in one go.")
-    if "reused" in flags:
-        lines.append("I've heard all of these lines from them already.")
-    if "stacked" in flags:
-        lines.append("They're throwing every line in the book at me at once.")
-    if "truncated" in flags:
-        lines.append("They didn't even finish the sentence.")
-    if "too_short" in flags:
-        lines.append("That's all they have to say?")
-    if "too_long" in flags:
-        lines.append("That's a wall of text, I'm not reading all that.")
-    if "pushy" in flags:
-        lines.append("So many questions, it feels like an interrogation.")
-    if "blame" in feats.strategies:
-        lines.append("Now it's my fault? That stings.")
-    if "dismiss" in feats.strategies:
-        lines.append("They're brushing me off.")
-    if "platitude" in feats.strategies:
-        lines.append("Empty comfort, I've heard it a hundred times.")
-    if scenario.hidden_intention in GOAL_MET:
+    lexicon = lexicon_for(scenario.language)
+    lines = [lexicon.thought_lines[f] for f in THOUGHT_FLAGS if f in flags]
+    lines += [lexicon.thought_lines[h] for h in ("blame", "dismiss", "platitude") if h in feats.strategies]
+    if scenario.hidden_intention in lexicon.goal_met:
         if goal == "met":
-            lines.append(f"Finally, {GOAL_MET[scenario.hidden_intention]}.")
+            lines.append(lexicon.goal_lines[0].format(lexicon.goal_met[scenario.hidden_intention]))
         elif goal == "not met":
-            lines.append(f"But {GOAL_MISSING[scenario.hidden_intention]}.")
+            lines.append(lexicon.goal_lines[1].format(lexicon.goal_missing[scenario.hidden_intention]))
     if not lines:
-        lines.append("They seem to be listening." if change > 0 else "I'm not sure they get it.")
-    return " ".join(lines)
+        lines.append(lexicon.listening[0] if change > 0 else lexicon.listening[1])
+    return lexicon.joiner.join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -562,6 +600,7 @@ FLAG_LINES = {
     "truncated": ("...and? You didn't finish.", "You trailed off there."),
     "too_long": ("That's a lot of words.", "I'm not going to read an essay."),
     "pushy": ("That's a lot of questions.", "Slow down, one thing at a time."),
+    "wrong_language": ("Sorry, what? I can't read that.", "I don't understand. Can you say that in English?"),
 }
 HARM_LINES = {
     "blame": ("So it's my fault now.", "Wow. Thanks for that."),
@@ -577,7 +616,7 @@ GOODBYE_FAILURE = (
     "I'm done. I shouldn't have bothered. Bye.",
 )
 GOODBYE_LEFT = ("I don't want to talk about this anymore. Bye.", "I think I'll leave it here. Bye.")
-REPLY_FLAG_ORDER = ("repeated", "spliced", "repetitive", "reused", "formulaic", "stacked", "truncated", "ignored", "too_short", "too_long", "pushy")
+REPLY_FLAG_ORDER = ("wrong_language", "repeated", "spliced", "repetitive", "reused", "formulaic", "stacked", "truncated", "ignored", "too_short", "too_long", "pushy")
 AVOIDANT_WALKOUT = 20  # an avoidant user this low leaves of their own accord
 
 
@@ -593,35 +632,116 @@ def compose_reply(
     change: int = 0,
 ) -> str:
     """The user's next message. `ending` is "success", "failure", "left" or "" (the dialogue goes on)."""
+    lexicon = lexicon_for(scenario.language)
     rng = _turn_rng(seed, turn, agent_reply, 2)
     pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
     if ending == "success":
-        return pick(GOODBYE_SUCCESS)
+        return pick(lexicon.goodbye_success)
     if ending == "failure":
-        return pick(GOODBYE_FAILURE)
+        return pick(lexicon.goodbye_failure)
     if ending == "left":
-        return pick(GOODBYE_LEFT)
+        return pick(lexicon.goodbye_left)
     parts = []
     flag = next((f for f in REPLY_FLAG_ORDER if f in features.flags), None)
     harm = next((h for h in ("blame", "dismiss", "platitude") if h in features.strategies), None)
     if flag:
-        parts.append(pick(FLAG_LINES[flag]))
+        parts.append(pick(lexicon.flag_lines[flag]))
     elif harm:
-        parts.append(pick(HARM_LINES[harm]))
+        parts.append(pick(lexicon.harm_lines[harm]))
     elif change > 0 and bucket != "high":
-        parts.append(pick(WARMING[scenario.character_type]))
+        parts.append(pick(lexicon.warming[scenario.character_type]))
     else:
-        parts.append(pick(OPENERS[(bucket, scenario.character_type)]))
+        parts.append(pick(lexicon.openers[(bucket, scenario.character_type)]))
     details = scenario.background.details
     # open up with a new detail unless withdrawn: passive and avoidant users only at medium or high
     opens_up = bucket != "low" or (scenario.character_type == "negative" and scenario.persona.speaker == "active")
-    if details and opens_up:
+    if details and opens_up and flag != "wrong_language":  # nothing to answer in what they could not read
         parts.append(details[turn % len(details)])
     key = KEY_STRATEGY.get(scenario.hidden_intention)
     # drop a hint every other turn while the intention is unmet (never stating it outright)
-    if key and key not in features.strategies and scenario.hidden_intention in HINTS and (turn % 2 == 1 or not details):
-        parts.append(pick(HINTS[scenario.hidden_intention]))
-    return " ".join(parts)
+    if key and key not in features.strategies and scenario.hidden_intention in lexicon.hints and (turn % 2 == 1 or not details):
+        parts.append(pick(lexicon.hints[scenario.hidden_intention]))
+    return lexicon.joiner.join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# languages: everything above that is English, and its Chinese counterpart (builtin_zh)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """What the built-in user reads and says in one language; the scoring rules are shared."""
+
+    code: str
+    cues: Mapping[str, re.Pattern[str]]  # strategy -> its cues as one pattern (matched on the lower-cased reply)
+    feelings: re.Pattern[str]
+    open_question: re.Pattern[str]
+    question_marks: str
+    units: Callable[[str], list[str]]  # the length units of a text (words; Chinese: characters)
+    content: Callable[[str], frozenset[str]]  # the units that carry the topic, for engagement
+    shingle_units: Callable[[str], list[str]]  # the units two replies are compared on
+    shingle_n: int
+    too_short: int  # fewer length units is a brush-off
+    length_scale: float  # length units per English word: scales the length thresholds
+    joiner: str  # between the sentences the user puts together
+    goal_met: Mapping[str, str]
+    goal_missing: Mapping[str, str]
+    goal_lines: tuple[str, str]
+    thought_lines: Mapping[str, str]
+    listening: tuple[str, str]
+    meaning_names: Mapping[str, str]
+    meaning: tuple[str, str, str]
+    feeling_names: tuple[str, ...]
+    hints: Mapping[str, tuple[str, ...]]
+    openers: Mapping[tuple[str, str], tuple[str, ...]]
+    warming: Mapping[str, tuple[str, ...]]
+    flag_lines: Mapping[str, tuple[str, ...]]
+    harm_lines: Mapping[str, tuple[str, ...]]
+    goodbye_success: tuple[str, ...]
+    goodbye_failure: tuple[str, ...]
+    goodbye_left: tuple[str, ...]
+
+
+def _one_pattern(cues: Mapping[str, tuple[str, ...]]) -> dict[str, re.Pattern[str]]:
+    # one pattern per strategy: its cues as alternatives (one scan of the text per strategy)
+    return {name: re.compile("|".join(f"(?:{p})" for p in patterns)) for name, patterns in cues.items()}
+
+
+ENGLISH = Lexicon(
+    code="en", cues=_one_pattern(STRATEGY_CUES), feelings=_FEELINGS, open_question=_OPEN_QUESTION, question_marks="?",
+    units=words_of, content=_content_words, shingle_units=words_of, shingle_n=3, too_short=4, length_scale=1.0, joiner=" ",
+    goal_met=GOAL_MET, goal_missing=GOAL_MISSING, goal_lines=GOAL_LINES, thought_lines=THOUGHT_LINES, listening=LISTENING,
+    meaning_names=MEANING_NAMES, meaning=MEANING, feeling_names=FEELING_NAMES, hints=HINTS, openers=OPENERS, warming=WARMING,
+    flag_lines=FLAG_LINES, harm_lines=HARM_LINES, goodbye_success=GOODBYE_SUCCESS, goodbye_failure=GOODBYE_FAILURE,
+    goodbye_left=GOODBYE_LEFT,
+)
+CHINESE = Lexicon(
+    code="zh", cues=_one_pattern(builtin_zh.STRATEGY_CUES), feelings=builtin_zh.FEELINGS, open_question=builtin_zh.OPEN_QUESTION,
+    question_marks=builtin_zh.QUESTION_MARKS, units=builtin_zh.units, content=builtin_zh.content_bigrams,
+    shingle_units=builtin_zh.units, shingle_n=builtin_zh.SHINGLE, too_short=builtin_zh.TOO_SHORT, length_scale=builtin_zh.LENGTH_SCALE,
+    joiner="", goal_met=builtin_zh.GOAL_MET, goal_missing=builtin_zh.GOAL_MISSING, goal_lines=builtin_zh.GOAL_LINES,
+    thought_lines=builtin_zh.THOUGHT_LINES, listening=builtin_zh.LISTENING, meaning_names=builtin_zh.MEANING_NAMES,
+    meaning=builtin_zh.MEANING, feeling_names=builtin_zh.FEELING_NAMES, hints=builtin_zh.HINTS, openers=builtin_zh.OPENERS,
+    warming=builtin_zh.WARMING, flag_lines=builtin_zh.FLAG_LINES, harm_lines=builtin_zh.HARM_LINES,
+    goodbye_success=builtin_zh.GOODBYE_SUCCESS, goodbye_failure=builtin_zh.GOODBYE_FAILURE, goodbye_left=builtin_zh.GOODBYE_LEFT,
+)
+LEXICONS: dict[str, Lexicon] = {"en": ENGLISH, "zh": CHINESE}  # the languages the built-in user speaks
+
+
+def lexicon_for(language: str) -> Lexicon:
+    """The lexicon for a language code. The pure functions read a language the user does not speak
+    with the English lexicon and without the whole-message rules (`BuiltinSimulator.open` refuses
+    such scenarios; the step benchmark uses it as its baseline)."""
+    return LEXICONS.get(language, ENGLISH)
+
+
+def check_language(scenario: Scenario) -> None:
+    """Raise a clear error for a scenario in a language the built-in user does not speak."""
+    if scenario.language not in LEXICONS:
+        raise ValueError(
+            f"scenario {scenario.id!r} is in language {scenario.language!r}, but the built-in simulated user speaks only "
+            f"{' and '.join(sorted(LEXICONS))}; play it with an LLM simulator (simulator='openai', docs/simulators.md)"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -677,6 +797,7 @@ class BuiltinSimulator:
     kind = "builtin"
 
     async def open(self, scenario: Scenario, rng: np.random.Generator, rules: Rules) -> UserState:
+        check_language(scenario)
         return UserState(emotion=rules.initial_emotion, rules=rules, turn=0, seed=int(rng.integers(2**31 - 1)))
 
     async def react(self, scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str) -> Reaction:
@@ -702,6 +823,6 @@ def weight_table_markdown() -> str:
 
 def clear_caches() -> None:
     """Empty the per-text caches of the analysis (they only save time: results never depend on them)."""
-    for cached in (_text_features, _content_words, _shingles):
+    for cached in (_text_features, _content_words, _shingles, builtin_zh.content_bigrams):
         cached.cache_clear()
     coherence.clear_caches()

@@ -118,15 +118,10 @@ class CallLog:
 
 
 @dataclass
-class ChatStats:
-    """Counters over the life of a client (all event loops and threads)."""
+class LockedCounters:
+    """Integer counters that many event loops and threads add to; they pickle without their lock."""
 
-    requests: int = 0
-    retries: int = 0
-    failures: int = 0
-    format_rejections: int = 0
-    retry_causes: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False, kw_only=True)
 
     def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -137,6 +132,17 @@ class ChatStats:
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
+
+
+@dataclass
+class ChatStats(LockedCounters):
+    """Counters over the life of a client (all event loops and threads)."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    format_rejections: int = 0
+    retry_causes: dict[str, int] = field(default_factory=dict)
 
     def add_retry(self, cause: str) -> None:
         with self._lock:

@@ -21,6 +21,9 @@ deterministic checks can see:
 The language-specific parts (tokenizer, sentence splitter, word classes and the pairs of classes
 that cannot stand side by side) live in a `Language` record; `LANGUAGES` maps a scenario's language
 code to one. The rules themselves only read that record, so a second language is one more entry.
+Two are registered: English and Chinese (tokens from a short word list, else single characters;
+phrases of 6 tokens; particles that cannot stand together; quotation marks that must pair up;
+docs/builtin_simulator.md, section 9).
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class Language:
     always_capitalised: frozenset[str]  # words written with a capital anywhere ("I"): no sign the writer capitalises
     end_punctuation: str  # characters that finish a sentence
     dangling_punctuation: str  # characters that, ending a reply, leave it hanging
+    ngram: int = 4  # a phrase said twice: a repeated run of this many tokens in the reply ...
+    sentence_ngram: int = 3  # ... or of this many inside one sentence
+    cased: bool = True  # sentences start with a capital letter (the lower-case-restart and truncation signs need it)
+    paired_marks: tuple[tuple[str, str], ...] = ()  # (opening, closing) marks a whole message keeps balanced
 
 
 _EN_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
@@ -155,7 +162,80 @@ ENGLISH = Language(
     dangling_punctuation=",:;-–—",
 )
 
-LANGUAGES: dict[str, Language] = {"en": ENGLISH}  # keyed by Language.code; a new language is one more entry
+# Chinese: no spaces, so a token is a word of a small list (function words, and words whose
+# characters would otherwise read as a broken pair: 了解, 的确, 跟着, ...), else one character.
+_ZH_WORDS = frozenset(
+    """但是 因为 所以 而且 或者 可是 如果 虽然 并且 不过 然后 还是 我们 你们 他们 她们 它们 自己 了解 了不起 的确 的话 目的 为了
+    除了 得了 算了 罢了 极了 对了 好了 干吗 吗啡 酒吧 网吧 过去 过程 过分 过来 过瘾 过得 着急 着想 着落 地方 地步 地址 地位 被子
+    被窝 把握 一把 温和 平和 缓和 随和 柔和 暖和 和气 和睦 总和 过错 过失 过度 过于 过敏 过年 过节 过后 过期 过世 落地 跟着 接着 随着 顺着 沿着 向着 为着 看着 想着 等着 陪着 很多 最后 最近 最好 最初 和好 和平 很少 很久 最少 最多""".split()
+)
+_ZH_MAX_WORD = max(map(len, _ZH_WORDS))
+_HAN_RUN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_ZH_PIECE = re.compile(f"[{_HAN_RUN}]+|[A-Za-z\\u00c0-\\u024f]+(?:['’-][A-Za-z\\u00c0-\\u024f]+)*|[0-9]+")
+_ZH_SENTENCE = re.compile(r"[^。！？!?…\n]+(?:[。！？!?…]+[”’」』）)]*)?|[。！？!?…]+[”’」』）)]*")
+_ZH_CLAUSE_BREAK = re.compile(r"[，、；：,;:（）()“”‘’「」『』《》〈〉\"—…~～\s]+")
+
+
+def _zh_tokens(text: str) -> list[str]:
+    tokens = []
+    for piece in _ZH_PIECE.findall(text):
+        if not re.match(f"[{_HAN_RUN}]", piece):
+            tokens.append(piece)
+            continue
+        i = 0
+        while i < len(piece):  # forward maximum matching on the word list
+            size = next((n for n in range(min(_ZH_MAX_WORD, len(piece) - i), 1, -1) if piece[i : i + n] in _ZH_WORDS), 1)
+            tokens.append(piece[i : i + size])
+            i += size
+    return tokens
+
+
+def _zh_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _ZH_SENTENCE.findall(text.strip()) if s.strip()]
+
+
+def _zh_clauses(sentence: str) -> list[str]:
+    return [c for c in _ZH_CLAUSE_BREAK.split(sentence) if c.strip()]
+
+
+_ZH_CLASSES = _classes(
+    STRUCT="的",  # the structural particle: something comes after it
+    ASP="了 着 过",  # aspect particles: after a verb or adjective
+    FINAL="吗 呢",  # question particles: they end a clause
+    PRON="你 我 他 她 它",
+    CONJ="和 但是 因为 所以 而且 或者 可是 如果 虽然 并且",
+    PREP="把 被",  # a noun comes next
+    ADV="很 最",  # an adjective or verb comes next
+)
+_ZH_PAIRS = frozenset(
+    [("STRUCT", "STRUCT"), ("STRUCT", "ASP")]  # "的的", "的了"
+    + [("FINAL", c) for c in ("STRUCT", "ASP", "FINAL", "PRON", "CONJ", "PREP", "ADV")]  # "吗你": a question ran on
+    + [(c, p) for c in ("PREP", "ADV", "CONJ") for p in ("STRUCT", "ASP", "FINAL")]  # "把的", "很了", "因为吗"
+)
+
+CHINESE = Language(
+    code="zh",
+    tokens=_zh_tokens,
+    sentences=_zh_sentences,
+    clauses=_zh_clauses,
+    fold=str.lower,
+    word_classes=_ZH_CLASSES,
+    broken_pairs=_ZH_PAIRS,
+    fine_pairs=frozenset(),
+    doubled=frozenset({"STRUCT", "FINAL", "PRON", "CONJ", "PREP"}),
+    no_final=frozenset({"CONJ", "PREP", "ADV"}),
+    continuation=frozenset({"STRUCT", "CONJ", "PREP", "ADV"}),
+    restarts=frozenset(),
+    always_capitalised=frozenset(),
+    end_punctuation="。！？!?…~～.",
+    dangling_punctuation="，、：；,:;—-",
+    ngram=6,  # tokens: about four English words; natural Chinese repeats shorter phrases for emphasis ("十二块钱，就十二块钱")
+    sentence_ngram=6,
+    cased=False,
+    paired_marks=(("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』"), ("《", "》"), ("（", "）")),
+)
+
+LANGUAGES: dict[str, Language] = {"en": ENGLISH, "zh": CHINESE}  # keyed by Language.code; a new language is one more entry
 
 
 def language_for(code: str) -> Language:
@@ -198,8 +278,9 @@ def _parse(text: str, language: str) -> _Parsed:
     words = tuple(tuple(lang.fold(t) for clause in sentence for t in clause) for sentence in clauses)
     firsts = [s.lstrip("(*_ ")[:1] for s in sentences]  # a quotation may start in lower case: not counted
     trailing = [s.rstrip(_OPENING_MARKS + ")]”’").endswith(("...", "…")) for s in sentences]
-    lower_starts = tuple(first.islower() and not (i and trailing[i - 1]) for i, first in enumerate(firsts))
-    capital_starts = any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words))
+    lower_starts = tuple(lang.cased and first.islower() and not (i and trailing[i - 1]) for i, first in enumerate(firsts))
+    # an uncased script: every writer "capitalises", i.e. several sentences mean the writer punctuates
+    capital_starts = not lang.cased or any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words))
     return _Parsed(clauses, words, tuple(w for sentence in words for w in sentence), lower_starts, capital_starts)
 
 
@@ -242,15 +323,35 @@ def _has_duplicate(items: Sequence[object]) -> bool:
     return len(set(items)) < len(items)
 
 
-def has_repeated_ngram(text: str, n: int = NGRAM, language: str = "en") -> bool:
-    """True when some run of `n` words occurs twice in `text` (overlapping runs count)."""
-    return _has_duplicate(_ngrams(_parse(text, language).all_words, n))
+def has_repeated_ngram(text: str, n: int | None = None, language: str = "en") -> bool:
+    """True when some run of `n` words occurs twice in `text` (overlapping runs count); `n`
+    defaults to the language's phrase size (4 English words, 6 Chinese tokens)."""
+    return _has_duplicate(_ngrams(_parse(text, language).all_words, n or language_for(language).ngram))
 
 
-def _repeats_inside(parsed: _Parsed) -> bool:
-    if _has_duplicate(_ngrams(parsed.all_words, NGRAM)):
+def _repeats_inside(parsed: _Parsed, lang: Language) -> bool:
+    if _has_duplicate(_ngrams(parsed.all_words, lang.ngram)):
         return True
-    return any(_has_duplicate(_ngrams(words, SENTENCE_NGRAM)) for words in parsed.words)
+    return any(_has_duplicate(_ngrams(words, lang.sentence_ngram)) for words in parsed.words)
+
+
+def _unbalanced_marks(text: str, lang: Language) -> list[str]:
+    """Paired marks (Chinese quotation marks, brackets) opened twice, closed unopened or left open."""
+    marks = []
+    for opening, closing in lang.paired_marks:
+        depth = 0
+        for char in text:
+            if char == opening:
+                if depth:
+                    marks.append(opening + opening)
+                depth += 1
+            elif char == closing:
+                if not depth:
+                    marks.append(closing)
+                depth = max(0, depth - 1)
+        if depth:
+            marks.append(opening)
+    return marks
 
 
 def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
@@ -278,7 +379,8 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
 
 def is_spliced(text: str, language: str = "en") -> bool:
     """True when `text` reads as sentences broken off and joined (see the module's table)."""
-    return bool(_splice_marks(_parse(text, language), language_for(language)))
+    lang = language_for(language)
+    return bool(_splice_marks(_parse(text, language), lang) or _unbalanced_marks(text, lang))
 
 
 def is_truncated(text: str, language: str = "en") -> bool:
@@ -301,9 +403,11 @@ def is_truncated(text: str, language: str = "en") -> bool:
 
 @lru_cache(maxsize=8192)
 def _phrases(text: str, language: str) -> tuple[frozenset[tuple[str, ...]], tuple[tuple[str, ...], ...]]:
-    """A text's word 4-grams, and its sentences of at least 4 words, for the reuse check."""
+    """A text's word 4-grams, and its sentences of at least 4 words, for the reuse check (Chinese:
+    token 6-grams and sentences of at least 6 tokens)."""
     parsed = _parse(text, language)
-    return frozenset(_ngrams(parsed.all_words, NGRAM)), tuple(w for w in parsed.words if len(w) >= NGRAM)
+    n = language_for(language).ngram
+    return frozenset(_ngrams(parsed.all_words, n)), tuple(w for w in parsed.words if len(w) >= n)
 
 
 def reused_share(text: str, earlier_replies: Sequence[str], language: str = "en") -> float:
@@ -343,10 +447,10 @@ def _text_flags(text: str, language: str) -> tuple[frozenset[str], tuple[str, ..
     lang = language_for(language)
     parsed = _parse(text, language)
     flags = set()
-    splices = tuple(_splice_marks(parsed, lang))
+    splices = tuple(_splice_marks(parsed, lang) + _unbalanced_marks(text, lang))
     if splices:
         flags.add("spliced")
-    if _repeats_inside(parsed):
+    if _repeats_inside(parsed, lang):
         flags.add("repetitive")
     if is_truncated(text, language):
         flags.add("truncated")

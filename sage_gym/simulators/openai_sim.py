@@ -61,6 +61,7 @@ from sage_gym.simulators.client import (
     ChatDeadlineError,
     ChatError,
     FormatRejection,
+    LockedCounters,
     Unreadable,
     answer_text,
     display_url,
@@ -101,7 +102,7 @@ def forget_response_modes() -> None:
 
 
 @dataclass
-class SimulatorStats:
+class SimulatorStats(LockedCounters):
     """Counters over the life of a simulator (all event loops and threads).
 
     `calls` are chat requests sent, `retries` the attempts that followed a failed one (by cause in
@@ -117,17 +118,6 @@ class SimulatorStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retry_causes: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
-
-    def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
 
     def absorb(self, log: CallLog) -> None:
         """Add what one chat call cost (requests and retries by cause)."""
