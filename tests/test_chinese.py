@@ -365,8 +365,9 @@ BOTH_LANGUAGES = (load_split("eval-zh")[0], make_scenario())
 
 
 @settings(max_examples=40, deadline=None)
-@given(reply=st.text(alphabet=st.sampled_from(list("听起来你很难受吗的了“”（）。，？！…abc XYZ 123😔\n")) | st.characters(), max_size=80))
+@given(reply=st.text(alphabet=st.sampled_from(list("听起来你很难受吗的了“”（）。，？！…abc XYZ 123😔\n")) | st.characters(exclude_categories=("Cs",)), max_size=80))
 def test_any_text_gets_a_reaction_in_either_language(reply):
+    # lone surrogates never reach a simulator: the env refuses text that is not UTF-8 (tests/test_env.py)
     for scenario in BOTH_LANGUAGES:
         reaction = react_sync(scenario, UserState(emotion=40, rules=Rules(), seed=1), [{"role": "user", "content": scenario.first_message}], reply)
         assert -10 <= reaction.change <= 10 and reaction.reply
