@@ -59,6 +59,11 @@ class TrainConfig:
     max_concurrency: int = option(64, "simulator calls in flight at once")
     transcripts: bool = option(True, "record every dialogue to <output-dir>/transcripts.jsonl")
 
+    # --- held-out evaluation (agents/learn/held_out.py)
+    eval_every: int = option(0, "evaluate the policy (greedy, SAGE settings) on held-out scenarios every N steps, logging eval/score, eval/train_score and eval/gap; it is also evaluated before the first step and after the last whenever --eval-limit is above 0; 0: only then")
+    eval_scenarios: str = option("eval", "held-out scenario split (eval, train) or JSONL file")
+    eval_limit: int | None = option(None, "held-out scenarios per evaluation (the same number of training scenarios gives eval/train_score); 0 turns held-out evaluation off; default: 16 for the embedded tiny model or with --eval-every, else 0")
+
     # --- rollout
     group_size: int = option(8, "G: dialogues per scenario (the GRPO group)")
     scenarios_per_step: int = option(4, "B: scenarios per step; a step plays B x G dialogues")
@@ -128,8 +133,27 @@ class TrainConfig:
             return TinyModelSpec().scenario_limit
         return None
 
+    def resolved_eval_limit(self) -> int:
+        if self.eval_limit is not None:
+            return self.eval_limit
+        return 16 if self.embedded_model or self.eval_every > 0 else 0
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """`to_dict()` fit to write or print: secrets (an `api_key` in `--simulator-kwargs`, any
+        `*_key`, `*token`, `authorization` or header of that name) replaced by "<redacted>"."""
+        from sage_gym.redaction import redact
+
+        values = redact(self.to_dict())
+        if isinstance(values.get("simulator_kwargs"), str):
+            try:
+                extra = json.loads(values["simulator_kwargs"])
+            except ValueError:
+                extra = None  # not JSON: the run refuses it anyway, and nothing in it can be told apart
+            values["simulator_kwargs"] = json.dumps(redact(extra)) if isinstance(extra, dict) else "<redacted>"
+        return values
 
 
 def _cuda() -> bool:
