@@ -87,26 +87,29 @@ def test_drop_after_keeps_earlier_steps_byte_for_byte_and_cuts_a_torn_tail(tmp_p
 
 
 def test_every_step_logs_reply_quality_strategies_canaries_and_held_out_scores(tokenizer, tmp_path) -> None:
-    cfg = small_config(tmp_path, steps=2, eval_every=1, eval_limit=2, tensorboard=True)
+    cfg = small_config(tmp_path, steps=3, eval_every=2, eval_limit=1, max_turns=1, tensorboard=True)
     trainer = train(cfg, tokenizer)
     out = Path(cfg.output_dir)
     rows = read_metrics(out / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
     untrained, *steps = rows
     assert set(untrained) >= {"eval/score", "eval/train_score", "eval/gap"} and "return" not in untrained
     for row in steps:
         assert 0.0 <= row["salad_rate"] <= 1.0 and 0.0 <= row["repetition_rate"] <= 1.0
         assert any(k.startswith("strategy/") and k.endswith("/untagged") for k in row)
         assert {"canary/length_mean", "canary/repeated_ngram_rate", "canary/distinct_2"} <= set(row)
+    assert [r["step"] for r in rows if "eval/score" in r] == [0, 2, 3]  # before training, every 2 steps, after the last
+    for row in (untrained, rows[2], rows[3]):
         assert row["eval/gap"] == pytest.approx(row["eval/train_score"] - row["eval/score"])
-        assert 0.0 <= row["eval/score"] <= 100.0 and row["eval/dialogues"] == 2
-    # each evaluation is an ordinary report of two held-out and two training users
-    report = json.loads((out / "held_out" / "step-2" / "eval" / "report.json").read_text())
-    assert report["results"]["n"] == 2 and report["manifest"]["evaluation"]["scenarios"] == "eval"
+        assert 0.0 <= row["eval/score"] <= 100.0 and row["eval/dialogues"] == 1
+    # each evaluation is an ordinary report: one held-out user and one training user, SAGE's 10 turns
+    report = json.loads((out / "held_out" / "step-3" / "eval" / "report.json").read_text())
+    assert report["results"]["n"] == 1 and report["manifest"]["evaluation"]["scenarios"] == "eval"
+    assert report["manifest"]["evaluation"]["max_turns"] == 10
     assert report["results"]["score"]["mean"] == pytest.approx(rows[-1]["eval/score"])
     summary = trainer.closing_summary(rows)
     assert "held-out check" in summary and "unseen users" in summary and "share of replies using each strategy" in summary
-    assert json.loads((out / "held_out.json").read_text())["final"]["step"] == 2
+    assert json.loads((out / "held_out.json").read_text())["final"]["step"] == 3
     assert (out / "learning_curve.png").stat().st_size > 0
     tags = {path.name for path in (out / "tensorboard").iterdir()}
     assert tags  # the event file holds the same scalars (names checked through metrics.jsonl)

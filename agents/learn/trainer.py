@@ -335,7 +335,9 @@ class Trainer:
             for png in self.algorithm.plots(self.output_dir):
                 self.log(f"{png.stem.replace('_', ' ')}: {png}")
             if history:
-                self.log(self.closing_summary(read_metrics(metrics_path)))
+                rows = read_metrics(metrics_path)
+                self.log(self.closing_summary(rows))
+                self._write_held_out_summary(rows)
         return history
 
     # -------------------------------------------------------------------- what was learned
@@ -358,12 +360,13 @@ class Trainer:
         return values
 
     def _report_canaries(self) -> None:
-        """Print the canary summary when the set of canaries out of their reference bands changes."""
+        """Print the canary summary when a canary moves far from the reference agents' values (not
+        again while the same ones stay out; a canary that comes back and leaves again is news)."""
         line = self.canary_line
         flagged = frozenset(part.split(" ")[0] for part in line.removeprefix("canaries: ").split("; ")) if line else frozenset()
-        if flagged != self._flagged:
-            self._say(f"step {self.step} {line}" if line else f"step {self.step} canaries: all back within the reference agents' bands")
-            self._flagged = flagged
+        if flagged - self._flagged:
+            self._say(f"step {self.step} {line}")
+        self._flagged = flagged
 
     def _say(self, message: str) -> None:
         if self._bar is not None:
@@ -392,9 +395,17 @@ class Trainer:
         if self.held_out is not None and evaluated:
             before = evaluated[0] if evaluated[0]["step"] == 0 else None
             lines.append(held_out_line(before, evaluated[-1], self.held_out))
-            summary = {"settings": {k: v for k, v in vars(self.held_out).items() if k != "simulator_kwargs"}, "untrained": before, "final": evaluated[-1]}
-            (self.output_dir / "held_out.json").write_text(json.dumps(summary, indent=1) + "\n")
         return "\n".join(lines)
+
+    def _write_held_out_summary(self, rows: list[dict[str, Any]]) -> None:
+        """held_out.json: the held-out settings, the untrained policy's scores and the final ones."""
+        evaluated = [{k: v for k, v in r.items() if k == "step" or k.startswith("eval/")} for r in rows if r.get("eval/score") is not None]
+        if self.held_out is None or not evaluated:
+            return
+        settings = {k: v for k, v in vars(self.held_out).items() if k != "simulator_kwargs"}  # kwargs may hold secrets
+        untrained = evaluated[0] if evaluated[0]["step"] == 0 else None
+        summary = {"settings": settings, "untrained": untrained, "final": evaluated[-1], "all": evaluated}
+        (self.output_dir / "held_out.json").write_text(json.dumps(summary, indent=1) + "\n")
 
     def save(self) -> Path | None:
         """Every rank calls this (gathering sharded state is collective); rank 0 writes."""
