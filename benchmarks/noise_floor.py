@@ -13,6 +13,8 @@ the output folder are resumed (instant when complete).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import time
 from pathlib import Path
 
@@ -43,7 +45,8 @@ def main() -> None:
                     "--simulator", args.simulator, "--output", str(out), "--no-progress", "--no-plots"]
             if args.limit:
                 argv += ["--limit", str(args.limit)]
-            evaluate_main(argv)
+            with contextlib.redirect_stdout(io.StringIO()):  # only the table is printed
+                evaluate_main(argv)
             seconds.append(time.perf_counter() - started)
             reports.append(load_report(out))
         first, second = reports

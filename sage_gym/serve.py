@@ -44,9 +44,6 @@ import asyncio
 import hmac
 import json
 import os
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -63,6 +60,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sage_gym._serving import uvicorn_in_thread
 from sage_gym.env import SageDialogueEnv, package_version
 from sage_gym.scenarios import resolve_scenarios
 from sage_gym.simulators import SimulatorError, make_simulator
@@ -387,25 +385,9 @@ def serve_in_thread(config: ServeConfig | None = None, *, host: str = "127.0.0.1
     """Serve in a background thread; yields the base URL (`http://host:port`). `port=0` takes a free port."""
     config = config or ServeConfig()
     check_binding(host, config.token)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    server = uvicorn.Server(_uvicorn_config(create_app(config), config, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sage-gym-serve", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30.0
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError(f"the environment server did not start on {host}:{port}")
-        time.sleep(0.01)
-    shown = f"[{host}]" if ":" in host else host
-    try:
-        yield f"http://{shown}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10.0)
-        sock.close()
+    make = lambda: _uvicorn_config(create_app(config), config, log_level="warning", access_log=False, lifespan="off")  # noqa: E731
+    with uvicorn_in_thread(make, host, port, "sage-gym-serve") as authority:
+        yield f"http://{authority}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sqlite3
 
 import pytest
@@ -131,3 +133,73 @@ def test_a_copy_opens_the_same_file(tmp_path):
     first = run(ledger, request(), FakeTransport())
     for clone in (copy.deepcopy(ledger), pickle.loads(pickle.dumps(ledger))):
         assert clone.mode == "record-and-replay" and clone.lookup(request()) == first and clone.stats.sent == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# wired into the LLM simulator, against the local server
+
+
+def _play(url, ledger_path, mode, transcript, seeds=(3, 4)):
+    import gymnasium as gym
+
+    from agents.eval.baselines import make_reference_agent
+
+    kwargs = {"base_url": url, "model": "sim-model", "api_key": SECRET, "max_retries": 1, "backoff_initial": 0.01, "ledger": str(ledger_path), "ledger_mode": mode}
+    env = gym.make("SageDialogue-v0", scenarios="eval", simulator="openai", simulator_kwargs=kwargs, transcript_path=str(transcript), max_turns=3)
+    try:
+        for seed in seeds:
+            _, info = env.reset(seed=seed)
+            agent, done = make_reference_agent("empathic", seed), False
+            while not done:
+                _, _, terminated, truncated, info = env.step(agent(info["history"]))
+                done = terminated or truncated
+        return env.unwrapped.simulator
+    finally:
+        env.close()
+
+
+def _without_clock(path):
+    """The transcript lines, byte for byte, but for the wall-clock times of each dialogue."""
+    return [re.sub(rb'"(started|finished)_at": [0-9.e+-]+', b"", line) for line in path.read_bytes().splitlines()]
+
+
+def test_a_replayed_simulator_equals_the_recorded_one_with_the_server_stopped(tmp_path):
+    from sage_gym.simulators.server import run_server_in_thread
+
+    ledger_path = tmp_path / "calls.sqlite"
+    with run_server_in_thread() as url:
+        recorded = _play(url, ledger_path, "record-and-replay", tmp_path / "recorded.jsonl")
+    assert recorded.ledger.stats.sent == recorded.stats.calls > 0 and recorded.stats.prompt_tokens > 0
+    replayed = _play(url, ledger_path, "replay", tmp_path / "replayed.jsonl")  # the server is gone
+    assert _without_clock(tmp_path / "replayed.jsonl") == _without_clock(tmp_path / "recorded.jsonl")
+    assert replayed.ledger.stats.replayed == recorded.ledger.stats.sent and replayed.ledger.stats.sent == 0
+    assert SECRET.encode() not in ledger_path.read_bytes()
+    with pytest.raises(LedgerMiss, match="sim-model"):
+        _play(url, ledger_path, "replay", tmp_path / "other.jsonl", seeds=(5,))  # never recorded: a clear error
+
+
+def test_a_replayed_evaluation_equals_the_recorded_one_with_the_server_stopped(tmp_path):
+    from agents.evaluate import main
+    from sage_gym.simulators.server import run_server_in_thread
+
+    def evaluate(url, *options):
+        return main(["--agent", "empathic", "--simulator", f"openai:base_url={url},model=sim-model", "--limit", "3", "--max-turns", "3",
+                     "--trials", "2", "--ledger", str(tmp_path / "calls.sqlite"), "--price-per-1k", "0.5", "--no-progress", "--no-plots", *options])
+
+    with run_server_in_thread() as url:
+        recorded = evaluate(url, "--output", str(tmp_path / "recorded"))
+    replayed = evaluate(url, "--ledger-mode", "replay", "--output", str(tmp_path / "replayed"))  # the server is gone
+
+    a, b = tmp_path / "recorded", tmp_path / "replayed"
+    assert (b / "summary.md").read_bytes() == (a / "summary.md").read_bytes()
+    assert _without_clock(b / "transcripts.jsonl") == _without_clock(a / "transcripts.jsonl")
+    strip_run = lambda report: json.dumps({k: v for k, v in report.items() if k != "run"}, sort_keys=True)  # noqa: E731
+    assert strip_run(replayed) == strip_run(recorded)
+    sent, again = recorded["run"]["simulator"], replayed["run"]["simulator"]
+    assert sent["ledger"]["sent"] == sent["ledger"]["recorded"] == sent["calls"] > 0 and sent["prompt_tokens"] > 0 and sent["cost"] > 0
+    assert again["ledger"]["sent"] == 0 and again["ledger"]["replayed"] == sent["calls"] and again["cost"] == 0.0
+    assert again["prompt_tokens"] == sent["prompt_tokens"] and again["completion_tokens"] == sent["completion_tokens"]
+    with pytest.raises(LedgerMiss, match="sim-model"):
+        evaluate(url, "--ledger-mode", "replay", "--seed", "9", "--output", str(tmp_path / "other"))
+    missed = tmp_path / "other" / "transcripts.jsonl"
+    assert not missed.exists() or "LedgerMiss" not in missed.read_text()  # no dialogue written off as an error

@@ -75,13 +75,17 @@ def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
 
 
 def has_repeated_ngram(text: str, n: int = 4, language: str = "en") -> bool:
-    """Does `text` use some n-gram twice? The built-in simulator's coherence rule when available."""
-    try:  # one definition of a looped phrase for the simulator and the canary, where it exists
-        from sage_gym.simulators.coherence import has_repeated_ngram as coherence_rule
+    """Does `text` use some n-gram twice? The built-in simulator's coherence rule where it has one
+    for `language` (one definition of a looped phrase for the reward and the canary), else a plain
+    count over `tokens` (a CJK character is a word)."""
+    try:
+        from sage_gym.simulators import coherence
     except ImportError:
-        grams = ngrams(tokens(text), n)
-        return len(grams) != len(set(grams))
-    return bool(coherence_rule(text, n=n, language=language))
+        coherence = None
+    if coherence is not None and language in getattr(coherence, "LANGUAGES", ()):
+        return bool(coherence.has_repeated_ngram(text, n=n, language=language))
+    grams = ngrams(tokens(text), n)
+    return len(grams) != len(set(grams))
 
 
 def opens_with_praise(text: str) -> bool:

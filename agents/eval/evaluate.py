@@ -53,7 +53,7 @@ from agents.eval.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator
-from sage_gym.simulators.ledger import cost
+from sage_gym.simulators.ledger import LedgerMiss, cost
 from sage_gym.transcripts import append_jsonl, read_jsonl
 from sage_gym.vector import SageVectorEnv, unbatch_infos
 
@@ -311,6 +311,10 @@ def evaluate(
 
         def finished(records: list[dict[str, Any]]) -> None:
             for record in records:
+                # a replay that misses is a setup that does not match the recording, not a failed
+                # dialogue: stop before writing it, so a rerun in another ledger mode plays it
+                if str(record.get("error") or "").startswith(f"{LedgerMiss.__name__}: "):
+                    raise LedgerMiss(record["error"].split(": ", 1)[1])
                 record["language"] = languages[record["scenario_id"]]
             tag_records(records, judge)
             tag_probe_records(records, probes, sycophancy_judge)

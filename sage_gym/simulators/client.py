@@ -53,6 +53,7 @@ import h11
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from sage_gym.redaction import redact_text
+from sage_gym.simulators.ledger import Ledger
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -112,18 +113,15 @@ class CallLog:
     attempts: int = 0
     retries: int = 0
     causes: dict[str, int] = field(default_factory=dict)  # retries by cause
+    prompt_tokens: int = 0  # of every answer received (paid for, used or not), as its `usage` reports them
+    completion_tokens: int = 0
 
 
 @dataclass
-class ChatStats:
-    """Counters over the life of a client (all event loops and threads)."""
+class LockedCounters:
+    """Integer counters that many event loops and threads add to; they pickle without their lock."""
 
-    requests: int = 0
-    retries: int = 0
-    failures: int = 0
-    format_rejections: int = 0
-    retry_causes: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False, kw_only=True)
 
     def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -134,6 +132,17 @@ class ChatStats:
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + amount)
+
+
+@dataclass
+class ChatStats(LockedCounters):
+    """Counters over the life of a client (all event loops and threads)."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    format_rejections: int = 0
+    retry_causes: dict[str, int] = field(default_factory=dict)
 
     def add_retry(self, cause: str) -> None:
         with self._lock:
@@ -195,6 +204,7 @@ class ChatClient:
         backoff_max: float = 10.0,
         max_retry_after: float = 30.0,
         headers: Mapping[str, str] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -210,6 +220,7 @@ class ChatClient:
         self.timeout, self.max_retries, self.max_concurrency = float(timeout), max_retries, max_concurrency
         self.backoff_initial, self.backoff_max, self.max_retry_after = float(backoff_initial), float(backoff_max), float(max_retry_after)
         self.stats = ChatStats()
+        self.ledger = ledger  # records answers, or answers from its file (sage_gym.simulators.ledger)
         self.__api_key = api_key or ""
         self.__headers = dict(headers or {})
         self._secrets = tuple(s for s in [self.__api_key, *self.__headers.values()] if isinstance(s, str) and s)
@@ -344,9 +355,10 @@ class ChatClient:
                 raise _Transient("deadline", "the deadline passed before the request was sent")
             self.stats.add("requests")
             log.requests += 1
-            status, headers, raw = await self._post(payload, timeout, deadline)
+            status, headers, raw = await self._send(body, payload, timeout, deadline, read, allow_truncated)
             if 200 <= status < 300:
                 answer = parse_answer(raw)
+                _count_tokens(answer, log)
                 if answer.finish_reason == "length" and not allow_truncated:
                     limit = body.get("max_tokens") or body.get("max_completion_tokens")
                     raise _Transient("truncated", f"the answer was cut off at max_tokens={limit} (finish_reason 'length')")
@@ -364,6 +376,36 @@ class ChatClient:
                         f"HTTP {status}: the server does not take response_format {kind!r}: {rejected.rejection.message}", status, cause="format"
                     ) from None
         raise _Fatal(f"the server kept refusing the response format after {MAX_FORMAT_STEPS} rewrites of the request")
+
+    async def _send(
+        self, body: Mapping[str, Any], payload: bytes, timeout: float, deadline: float | None, read: Callable[[ChatAnswer], Any], allow_truncated: bool
+    ) -> tuple[int, dict[str, str], bytes]:
+        """POST the request, or take its answer from the ledger when there is one (the one hook of the ledger).
+
+        Only answers this call can use are recorded (2xx, a chat completion, not cut off, readable),
+        so a failure that is retried never lands in the ledger; a replayed answer has no headers.
+        """
+        if self.ledger is None or self.ledger.mode == "off":
+            return await self._post(payload, timeout, deadline)
+        received: dict[str, str] = {}
+
+        async def send() -> dict[str, Any]:
+            status, headers, raw = await self._post(payload, timeout, deadline)
+            received.update(headers)
+            return {"status": status, "body": raw.decode("utf-8", "replace")}
+
+        def usable(answer: Mapping[str, Any]) -> bool:
+            try:
+                parsed = parse_answer(answer["body"].encode("utf-8"))
+                if parsed.finish_reason == "length" and not allow_truncated:
+                    return False
+                read(parsed)
+            except (_Transient, Unreadable):
+                return False
+            return 200 <= answer["status"] < 300
+
+        answer = await self.ledger.call({"endpoint": self.endpoint, **body}, send, keep=usable)
+        return answer["status"], received, answer["body"].encode("utf-8")
 
     # ------------------------------------------------------------------ HTTP/1.1 over asyncio streams
 
@@ -576,6 +618,15 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
 @functools.lru_cache(maxsize=2048)
 def _encoded_message(role: str, content: str) -> str:
     return json.dumps({"role": role, "content": content})
+
+
+def _count_tokens(answer: ChatAnswer, log: CallLog) -> None:
+    usage = answer.body.get("usage")
+    if isinstance(usage, Mapping):
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                setattr(log, name, getattr(log, name) + value)
 
 
 def parse_answer(raw: bytes) -> ChatAnswer:

@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS calls (
 """
 
 
-class LedgerMiss(LookupError):
+class LedgerMiss(RuntimeError):
     """Replay mode was asked for a request the ledger has not recorded."""
 
 

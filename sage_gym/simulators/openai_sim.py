@@ -61,6 +61,7 @@ from sage_gym.simulators.client import (
     ChatDeadlineError,
     ChatError,
     FormatRejection,
+    LockedCounters,
     Unreadable,
     answer_text,
     display_url,
@@ -68,6 +69,7 @@ from sage_gym.simulators.client import (
 )
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Message, Reaction, Rules, SimulatorError, UserState, clamp_emotion, emotion_bucket
+from sage_gym.simulators.ledger import Ledger
 from sage_gym.simulators.parsing import ParseError, parse_emotion_update, parse_single_call, parse_user_reply
 from sage_gym.simulators.prompting import (
     RESPONSE_MODES,
@@ -100,7 +102,7 @@ def forget_response_modes() -> None:
 
 
 @dataclass
-class SimulatorStats:
+class SimulatorStats(LockedCounters):
     """Counters over the life of a simulator (all event loops and threads).
 
     `calls` are chat requests sent, `retries` the attempts that followed a failed one (by cause in
@@ -113,24 +115,17 @@ class SimulatorStats:
     retries: int = 0
     failures: int = 0
     fallbacks: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     retry_causes: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
-
-    def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
 
     def absorb(self, log: CallLog) -> None:
         """Add what one chat call cost (requests and retries by cause)."""
         with self._lock:
             self.calls += log.requests
             self.retries += log.retries
+            self.prompt_tokens += log.prompt_tokens
+            self.completion_tokens += log.completion_tokens
             for cause, count in log.causes.items():
                 self.retry_causes[cause] = self.retry_causes.get(cause, 0) + count
 
@@ -142,6 +137,8 @@ class SimulatorStats:
                 "retries": self.retries,
                 "failures": self.failures,
                 "fallbacks": self.fallbacks,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
                 "retry_causes": dict(self.retry_causes),
             }
 
@@ -153,6 +150,8 @@ class _TurnLog:
     calls: int = 0
     attempts: int = 0
     retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     mode: str = ""
     deadline: float | None = None  # time.monotonic() instant by which the turn must be done
 
@@ -183,6 +182,8 @@ class OpenAISimulator:
         max_retry_after: float = 30.0,
         prompts: PromptLibrary | str | Path | None = None,
         headers: Mapping[str, str] | None = None,
+        ledger: str | Path | Ledger | None = None,
+        ledger_mode: str = "record-and-replay",
     ) -> None:
         if api_key == REDACTED:  # from a redacted env.spec: the key comes from the environment instead
             api_key = None
@@ -233,6 +234,8 @@ class OpenAISimulator:
         self.max_retry_after = float(max_retry_after)
         self.prompts = prompts if isinstance(prompts, PromptLibrary) else (PromptLibrary(prompts) if prompts else default_prompts())
         self.stats = SimulatorStats()
+        # every request and its answer in a SQLite file, to replay (sage_gym.simulators.ledger)
+        self.ledger = ledger if isinstance(ledger, Ledger) or ledger is None else Ledger(ledger, ledger_mode)
         # the key lives only inside the client (never printed: see __repr__, manifest, ChatClient.redact)
         self.client = ChatClient(
             self.base_url,
@@ -244,6 +247,7 @@ class OpenAISimulator:
             backoff_max=self.backoff_max,
             max_retry_after=self.max_retry_after,
             headers=headers,
+            ledger=self.ledger,
         )
 
     def __repr__(self) -> str:
@@ -315,6 +319,8 @@ class OpenAISimulator:
                 "calls": turn.calls,
                 "attempts": turn.attempts,
                 "retries": turn.retries,
+                "prompt_tokens": turn.prompt_tokens,
+                "completion_tokens": turn.completion_tokens,
                 "output_format": turn.mode,
             },
         )
@@ -413,6 +419,8 @@ class OpenAISimulator:
             turn.calls += cost.requests
             turn.attempts += cost.attempts
             turn.retries += cost.retries
+            turn.prompt_tokens += cost.prompt_tokens
+            turn.completion_tokens += cost.completion_tokens
         if message:
             raise SimulatorError(message)
         turn.mode = mode

@@ -42,8 +42,6 @@ import asyncio
 import functools
 import json
 import random
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,6 +55,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sage_gym._serving import uvicorn_in_thread
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
@@ -444,30 +443,9 @@ def run_server_in_thread(
     if faults is not None and fault_options:
         raise ValueError("pass either faults=FaultConfig(...) or fault keyword arguments, not both")
     faults = faults or FaultConfig(**fault_options)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for such sockets;
-    # without it every small answer waits ~40 ms for a delayed ACK
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    config = uvicorn.Config(create_app(faults, model), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="sage-gym-sim-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30.0
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError(f"the simulator server did not start on {host}:{port}")
-        time.sleep(0.01)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    try:
-        yield f"http://{shown}:{bound}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10.0)
-        sock.close()
+    make = lambda: uvicorn.Config(create_app(faults, model), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)  # noqa: E731
+    with uvicorn_in_thread(make, host, port, "sage-gym-sim-server") as authority:
+        yield f"http://{authority}/v1"
 
 
 def build_parser() -> argparse.ArgumentParser:
