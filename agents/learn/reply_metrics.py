@@ -6,8 +6,8 @@ visible replies alone and are logged next to the return:
 
 | metric | what it is |
 |---|---|
-| `salad_rate` | share of replies the built-in user's coherence rules call salad (`sage_gym.simulators.coherence.is_salad`: spliced, looped or trailing-off text) |
-| `repetition_rate` | share of replies that repeat a 4-gram of their own (`coherence.has_repeated_ngram`) |
+| `salad_rate` | share of replies the built-in user's coherence rules call salad (`sage_gym.simulators.coherence.is_salad`: spliced, looped or trailing-off text), over the replies in a language those rules read |
+| `repetition_rate` | share of replies that repeat a 4-gram of their own (the coherence rule, or a plain 4-gram count in other languages) |
 | `strategy/<intention>/<strategy>` | share of the replies to users with that hidden intention that use the strategy (`agents.eval.strategies.tag_reply`); `.../untagged`: replies with none |
 | `canary/*` | the evaluator's canaries (`agents.eval.canaries`): reply length, repeated-n-gram rate, praise openings, distinct-1/2, language mismatch, style mix |
 
@@ -32,9 +32,9 @@ def add_reply_metrics(sums: MetricSums, episodes: Sequence[Episode], languages: 
 
     `languages` and `intentions` map a scenario id to its language and hidden intention.
     """
-    from agents.eval.canaries import canary_summary, flat_canaries, reply_canaries
+    from agents.eval.canaries import canary_summary, flat_canaries, has_repeated_ngram, reply_canaries
     from agents.eval.strategies import STRATEGIES, tag_reply
-    from sage_gym.simulators.coherence import has_repeated_ngram, is_salad
+    from sage_gym.simulators.coherence import LANGUAGES, is_salad
 
     replies, tags, langs = [], [], []
     by_intention: dict[str, list[tuple[str, ...]]] = {}
@@ -49,7 +49,9 @@ def add_reply_metrics(sums: MetricSums, episodes: Sequence[Episode], languages: 
             by_intention.setdefault(intention, []).append(reply_tags)
     if not replies:
         return None
-    sums.add("salad_rate", sum(is_salad(r, language=lang) for r, lang in zip(replies, langs)), len(replies))
+    judged = [(r, lang) for r, lang in zip(replies, langs) if lang in LANGUAGES]  # the languages the coherence rules read
+    if judged:
+        sums.add("salad_rate", sum(is_salad(r, language=lang) for r, lang in judged), len(judged))
     sums.add("repetition_rate", sum(has_repeated_ngram(r, n=4, language=lang) for r, lang in zip(replies, langs)), len(replies))
     for intention, turn_tags in by_intention.items():
         for strategy in STRATEGIES:
