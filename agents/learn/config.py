@@ -24,6 +24,9 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help, **kwargs})
 
 
+EMBEDDED_TEMPERATURE = 0.5  # the default run's sampling temperature (docs/training.md, "The embedded default model")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Defaults: the embedded tiny model on the built-in simulator."""
@@ -67,7 +70,7 @@ class TrainConfig:
     # --- rollout
     group_size: int = option(8, "G: dialogues per scenario (the GRPO group)")
     scenarios_per_step: int = option(4, "B: scenarios per step; a step plays B x G dialogues")
-    temperature: float = option(1.0, "sampling temperature (log-probs are taken at this temperature)")
+    temperature: float | None = option(None, f"sampling temperature (log-probs are taken at this temperature); default: {EMBEDDED_TEMPERATURE} for the embedded tiny model, 1.0 otherwise")
     top_p: float = option(1.0, "nucleus sampling mass")
     max_new_tokens: int = option(64, "most tokens the policy may write in one turn (thinking included)")
     max_seq_len: int = option(2048, "length budget of a whole dialogue in tokens (see --overlong)")
@@ -118,6 +121,14 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         return 3e-4 if self.embedded_model else 1e-6
+
+    def resolved_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        # the tiny model's samples at 1.0 are often garbled (mis-copied words, spliced templates),
+        # which the built-in user rightly punishes; cooler samples leave GRPO the choice it can
+        # learn, which strategies to use for whom
+        return EMBEDDED_TEMPERATURE if self.embedded_model else 1.0
 
     def resolved_threads(self) -> int | None:
         if self.threads is not None:

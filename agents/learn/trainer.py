@@ -145,7 +145,7 @@ class Trainer:
             path = find_checkpoint(self.output_dir, cfg.resume)
             state = load_trainer_state(path)
             self.step = int(state["step"])
-        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
+        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.resolved_temperature(), cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
         self.run = run
         self.algorithm = self.algorithm_cls(run, state)  # copies of the initial policy come first
         if path is not None:
