@@ -11,10 +11,9 @@ import pytest
 
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPOTrainer
-from agents.learn.metrics import read_metrics
+from agents.learn.metrics import MetricSums, read_metrics
 from agents.learn.policy import Policy
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
-from agents.learn.metrics import MetricSums
 from agents.learn.rollout import Episode
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from agents.learn.transcripts import drop_after
