@@ -5,12 +5,17 @@ against the deterministic built-in simulator, on CPU, in a few minutes, and writ
 
 | file | content |
 |---|---|
-| `metrics.jsonl` | one line per step: return, emotion, success/failure rates, KL, clip fraction, entropy, grad norm, tokens/s, rollout vs update time, dropped errors, skipped groups |
+| `metrics.jsonl` | one line per step: return, emotion, success/failure rates, KL, clip fraction, entropy, grad norm, tokens/s, rollout vs update time, dropped errors, skipped groups; what the replies look like (salad_rate, repetition_rate, strategy/<intention>/<strategy>, canary/*); on evaluated steps eval/score, eval/train_score, eval/gap (step 0: the untrained policy) |
 | `tensorboard/` | the same scalars for TensorBoard |
-| `transcripts.jsonl` | every dialogue, with its sampling and simulator settings (the env's transcript) |
+| `transcripts.jsonl` | every dialogue, with its step, group, sampling and simulator settings; a resume never writes one twice |
 | `checkpoints/step-N/` | model or LoRA adapter, optimizer, scheduler, RNG states and step; `--resume auto` continues exactly |
-| `learning_curve.png` | mean episode return per step |
-| `config.json` | the resolved configuration |
+| `held_out/step-N/`, `held_out.json` | the held-out evaluations (greedy, SAGE settings): before the first step, every --eval-every steps, after the last |
+| `learning_curve.png` | mean episode return and final emotion per step, with the held-out scores |
+| `config.json` | the resolved configuration (secrets redacted) |
+
+At the end it prints what the policy learned: return, emotion, repetition and salad rates of the
+first and last steps, the share of each strategy by the user's hidden intention, and the held-out
+score of the trained policy next to the untrained one's (docs/training.md).
 
 Examples:
 

@@ -8,13 +8,14 @@ deterministic built-in simulator, on CPU, in a few minutes, and writes to runs/p
 
 | file | content |
 |---|---|
-| `metrics.jsonl` | one line per step: GRPO's metrics (return, emotion, success/failure rates, KL, clip fraction, entropy, grad norm, tokens/s, timings) plus value loss, explained variance, value clip fraction, critic lr and grad norm, mean value and return-to-go |
+| `metrics.jsonl` | one line per step: GRPO's metrics (return, emotion, success/failure rates, KL, clip fraction, entropy, grad norm, tokens/s, timings, reply quality, strategies by intention, canaries, held-out eval/score and eval/gap) plus value loss, explained variance, value clip fraction, critic lr and grad norm, mean value and return-to-go |
 | `tensorboard/` | the same scalars for TensorBoard |
-| `transcripts.jsonl` | every dialogue, with its sampling and simulator settings |
+| `transcripts.jsonl` | every dialogue, with its step, group, sampling and simulator settings |
+| `held_out/step-N/`, `held_out.json` | the held-out evaluations (greedy, SAGE settings), as in train_grpo |
 | `checkpoints/step-N/` | policy (or LoRA adapter), critic, both optimizers and schedules, RNG states and step; `--resume auto` continues exactly |
-| `learning_curve.png` | mean episode return and final emotion per step |
+| `learning_curve.png` | mean episode return and final emotion per step, with the held-out scores |
 | `critic_curve.png` | value loss and explained variance per step |
-| `config.json` | the resolved configuration |
+| `config.json` | the resolved configuration (secrets redacted) |
 
 Examples:
 

@@ -184,7 +184,7 @@ def test_trainer_rejects_bad_settings(tokenizer, tmp_path) -> None:
 def test_grpo_raises_the_return_of_the_embedded_model(tmp_path, monkeypatch) -> None:
     """The default run (embedded tiny model, built in a private cache; built-in simulator) raises the mean return."""
     monkeypatch.setenv("SAGE_GYM_CACHE", str(tmp_path / "cache"))
-    cfg = TrainConfig(steps=30, output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0)
+    cfg = TrainConfig(steps=30, output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0, eval_limit=0)
     trainer = GRPOTrainer(cfg)
     history = trainer.fit()
     trainer.close()

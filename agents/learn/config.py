@@ -24,6 +24,9 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help, **kwargs})
 
 
+EMBEDDED_TEMPERATURE = 0.5  # the default run's sampling temperature (docs/training.md, "The embedded default model")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs. Defaults: the embedded tiny model on the built-in simulator."""
@@ -59,10 +62,15 @@ class TrainConfig:
     max_concurrency: int = option(64, "simulator calls in flight at once")
     transcripts: bool = option(True, "record every dialogue to <output-dir>/transcripts.jsonl")
 
+    # --- held-out evaluation (agents/learn/held_out.py)
+    eval_every: int = option(0, "evaluate the policy (greedy, SAGE settings) on held-out scenarios every N steps, logging eval/score, eval/train_score and eval/gap; it is also evaluated before the first step and after the last whenever --eval-limit is above 0; 0: only then")
+    eval_scenarios: str = option("eval", "held-out scenario split (eval, train) or JSONL file")
+    eval_limit: int | None = option(None, "held-out scenarios per evaluation (the same number of training scenarios gives eval/train_score); 0 turns held-out evaluation off; default: 16 for the embedded tiny model or with --eval-every, else 0")
+
     # --- rollout
     group_size: int = option(8, "G: dialogues per scenario (the GRPO group)")
     scenarios_per_step: int = option(4, "B: scenarios per step; a step plays B x G dialogues")
-    temperature: float = option(1.0, "sampling temperature (log-probs are taken at this temperature)")
+    temperature: float | None = option(None, f"sampling temperature (log-probs are taken at this temperature); default: {EMBEDDED_TEMPERATURE} for the embedded tiny model, 1.0 otherwise")
     top_p: float = option(1.0, "nucleus sampling mass")
     max_new_tokens: int = option(64, "most tokens the policy may write in one turn (thinking included)")
     max_seq_len: int = option(2048, "length budget of a whole dialogue in tokens (see --overlong)")
@@ -114,6 +122,14 @@ class TrainConfig:
             return self.lr
         return 3e-4 if self.embedded_model else 1e-6
 
+    def resolved_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        # the tiny model's samples at 1.0 are often garbled (mis-copied words, spliced templates),
+        # which the built-in user rightly punishes; cooler samples leave GRPO the choice it can
+        # learn, which strategies to use for whom
+        return EMBEDDED_TEMPERATURE if self.embedded_model else 1.0
+
     def resolved_threads(self) -> int | None:
         if self.threads is not None:
             return self.threads
@@ -128,8 +144,27 @@ class TrainConfig:
             return TinyModelSpec().scenario_limit
         return None
 
+    def resolved_eval_limit(self) -> int:
+        if self.eval_limit is not None:
+            return self.eval_limit
+        return 16 if self.embedded_model or self.eval_every > 0 else 0
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """`to_dict()` fit to write or print: secrets (an `api_key` in `--simulator-kwargs`, any
+        `*_key`, `*token`, `authorization` or header of that name) replaced by "<redacted>"."""
+        from sage_gym.redaction import redact
+
+        values = redact(self.to_dict())
+        if isinstance(values.get("simulator_kwargs"), str):
+            try:
+                extra = json.loads(values["simulator_kwargs"])
+            except ValueError:
+                extra = None  # not JSON: the run refuses it anyway, and nothing in it can be told apart
+            values["simulator_kwargs"] = json.dumps(redact(extra)) if isinstance(extra, dict) else "<redacted>"
+        return values
 
 
 def _cuda() -> bool:

@@ -20,7 +20,7 @@ def launch(cfg: TrainConfig, trainer_cls: type[Trainer]) -> tuple[list[dict[str,
         if dist.is_main:
             output = Path(cfg.output_dir)
             output.mkdir(parents=True, exist_ok=True)
-            (output / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+            (output / "config.json").write_text(json.dumps(cfg.redacted_dict(), indent=1))
         trainer = trainer_cls(cfg, dist=dist)
         try:
             history = trainer.fit()

@@ -2,14 +2,15 @@
 
 `MetricSums` keeps (sum, count) pairs rather than means, so a torchrun run can all-reduce them
 and every mean is over the whole global batch. `MetricsWriter` writes one JSON line per step
-(the file is appended to across resumes; a re-run step's later line wins) and TensorBoard
-scalars. `plot_learning_curve` draws the mean episode return per step (and the final emotion)
-to a PNG with matplotlib's Agg backend, so it works without a display.
+(one write per line, so a crash never leaves a torn line a reader cannot skip; a resumed run
+first drops the lines of steps after its checkpoint) and TensorBoard scalars.
+`plot_learning_curve` draws the mean episode return per step, and the final emotion with the
+held-out scores (`eval/score`, `eval/train_score`) where the run has them, to a PNG with
+matplotlib's Agg backend, so it works without a display.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -91,9 +92,9 @@ class MetricsWriter:
             self._tb = SummaryWriter(str(self.output_dir / "tensorboard"), purge_step=purge_step)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
-        record = {"step": step, **{k: _finite(v) for k, v in metrics.items()}}
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        from sage_gym.transcripts import append_jsonl
+
+        append_jsonl(self.path, {"step": step, **{k: _finite(v) for k, v in metrics.items()}})
         if self._tb is not None:
             for name, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -106,12 +107,12 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The metric records of a run, one per step (the last line written for a step wins)."""
+    """The metric records of a run, one per step (the last line written for a step wins; a torn line is skipped)."""
+    from sage_gym.transcripts import read_jsonl
+
     by_step: dict[int, dict[str, Any]] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            by_step[int(record["step"])] = record
+    for record in read_jsonl(path):
+        by_step[int(record["step"])] = record
     return [by_step[s] for s in sorted(by_step)]
 
 
@@ -144,8 +145,10 @@ def _save(fig: Any, title: str, png_path: str | Path) -> Path:
 
 
 def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: str = "GRPO on SageDialogue") -> Path:
-    """Mean episode return (and its moving average) and final emotion per step, as a PNG."""
-    records = [r for r in read_metrics(metrics_path) if r.get("return") is not None]
+    """Mean episode return (and its moving average) and final emotion per step, with the held-out
+    evaluations (greedy, SAGE settings) on the emotion panel when the run made any, as a PNG."""
+    everything = read_metrics(metrics_path)
+    records = [r for r in everything if r.get("return") is not None]
     steps = [r["step"] for r in records]
     returns = [r["return"] for r in records]
     fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.8))
@@ -156,7 +159,14 @@ def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: s
     axes[0].legend()
     axes[0].grid(alpha=0.3)
     emotions = [r.get("emotion") for r in records]
-    axes[1].plot(steps, [e if e is not None else float("nan") for e in emotions], color="tab:green")
+    axes[1].plot(steps, [e if e is not None else float("nan") for e in emotions], color="tab:green", label="training dialogues")
+    evaluated = [r for r in everything if r.get("eval/score") is not None]
+    if evaluated:
+        at = [r["step"] for r in evaluated]
+        axes[1].plot(at, [r["eval/score"] for r in evaluated], "o-", color="tab:red", label="held-out users (greedy)")
+        if any(r.get("eval/train_score") is not None for r in evaluated):
+            axes[1].plot(at, [r.get("eval/train_score", float("nan")) for r in evaluated], "s--", color="tab:purple", label="training users (greedy)")
+        axes[1].legend(fontsize=8)
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("final emotion (0-100)")
     axes[1].grid(alpha=0.3)

@@ -61,6 +61,7 @@ class PPOConfig(TrainConfig):
     steps: int = option(40, "training steps (each: one rollout, then the update); 40 keeps the default CPU run under 10 minutes with its critic")
     minibatches: int = option(4, "optimizer steps per epoch (the dialogues are split into this many mini-batches); PPO's critic needs more than one step per rollout")
     output_dir: str = option("runs/ppo", "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go")
+    temperature: float | None = option(1.0, "sampling temperature (log-probs are taken at this temperature); PPO's default run was measured at 1.0")
 
     # --- critic
     critic: str = option("separate", "head: a value head on the policy's backbone; separate: its own model initialised from a causal LM", choices=CRITIC_KINDS)

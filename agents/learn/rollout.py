@@ -78,6 +78,7 @@ class Episode:
     turns: int = 0
     overlong: bool = False
     replies: list[str] = field(default_factory=list)
+    error: str | None = None  # why the simulator failed, when the outcome is `error`
 
     @classmethod
     def opening(cls, prompt_ids: list[int], group: int, dialogue: int, scenario_id: str) -> Episode:
@@ -138,6 +139,7 @@ class RolloutBatch:
     generate_seconds: float
     env_seconds: float
     errors: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)  # with `records=True`: every dialogue's transcript record, errors included
 
 
 def _as_list(infos: dict[str, Any], key: str, n: int) -> list[Any]:
@@ -161,6 +163,7 @@ def collect_rollouts(
     overlong: str = "mask",
     group_offset: int = 0,
     engine: RolloutEngine | None = None,
+    records: bool = False,
 ) -> RolloutBatch:
     """Play every sub-env of `envs` (a `SageVectorEnv` with autoreset disabled) to the end.
 
@@ -170,6 +173,9 @@ def collect_rollouts(
     sampled from its own stream `turn_seed(sample_seed, d, k)`: the batch plays the same
     however the groups are split over ranks (otherwise `generator` drives the whole batch).
     `engine` samples (default: the policy itself); it follows `Policy.sample`'s contract.
+    With `records`, the batch also carries each dialogue's transcript record (the env's
+    `episode_record()`, plus its `group`, its global `dialogue` index and any `error`), so the
+    caller can write transcripts that say which step and group each dialogue belongs to.
     """
     if overlong not in OVERLONG_MODES:
         raise ValueError(f"overlong must be one of {OVERLONG_MODES}, got {overlong!r}")
@@ -187,7 +193,19 @@ def collect_rollouts(
     player = _Player(policy, envs, sampling, engine or policy, generator, sample_seed)
     while not all(e.outcome for e in episodes):
         player.turn(episodes)
-    return _batch(episodes, player, max_seq_len, overlong)
+    batch = _batch(episodes, player, max_seq_len, overlong)
+    if records:
+        batch.records = [transcript_record(envs, i, e) for i, e in enumerate(episodes)]
+    return batch
+
+
+def transcript_record(envs: SageVectorEnv, index: int, episode: Episode) -> dict[str, Any]:
+    """Sub-env `index`'s finished dialogue as a transcript record, with the learner's bookkeeping."""
+    record = envs.envs[index].episode_record()
+    record.update(group=episode.group, dialogue=episode.dialogue)
+    if episode.error is not None:
+        record["error"] = episode.error
+    return record
 
 
 class _Player:
@@ -233,7 +251,8 @@ class _Player:
             if terminated[i] or truncated[i]:
                 episode.finish(outcomes[i] or ("truncated" if truncated[i] else "error"), emotions[i])
                 if episode.outcome == "error":
-                    self.errors.append(str(errors[i]))
+                    episode.error = str(errors[i])
+                    self.errors.append(episode.error)
             else:
                 episode.add_user_turn(self.chat.user_turn_ids(observations[i]))
 

@@ -7,7 +7,10 @@
     metrics = algorithm.update(batch, advantages, step)
     engine.sync_weights(policy)                        the next rollout samples from the new weights
 
-and the trainer adds the rollout's metrics, reduces them over ranks and writes them. What the
+and the trainer adds the rollout's metrics (returns, emotions, and what the replies look like:
+agents/learn/reply_metrics.py), writes the step's transcripts, reduces the metrics over ranks and
+writes them. Before the first step, every `--eval-every` steps and after the last, it evaluates the
+policy on held-out users (agents/learn/held_out.py). What the
 trainer owns is the same for every algorithm: the policy (loaded, resumed, wrapped for torchrun),
 the rollout engine, the envs, the metrics writer and the checkpoints. What an `Algorithm` owns is
 its own: GRPO its KL reference and the policy's optimizer, PPO those and a critic.
@@ -19,6 +22,7 @@ torchrun wrappers, then the optimizers and their checkpoint state.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,14 +34,17 @@ import torch
 
 from agents.learn.batching import MicroBatch, dummy_batch, make_micro_batches
 from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
-from agents.learn.components import load_policy, make_envs
+from agents.learn.components import load_policy, make_envs, simulator_kwargs
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, full_model_state, is_sharded, lockstep, rank_device, wrap_module
-from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve
+from agents.learn.held_out import HeldOutSettings, evaluate_policy, held_out_line
+from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve, read_metrics
 from agents.learn.optim import Optimized
 from agents.learn.policy import Policy, Sampling, resolve_dtype
+from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import Episode, RolloutBatch, collect_rollouts
 from agents.learn.seeds import Stream, stream_seed
+from agents.learn.transcripts import drop_after, write_transcripts
 from agents.learn.vllm_engine import build_rollout_engine
 
 @dataclass
@@ -138,7 +145,7 @@ class Trainer:
             path = find_checkpoint(self.output_dir, cfg.resume)
             state = load_trainer_state(path)
             self.step = int(state["step"])
-        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
+        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.resolved_temperature(), cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
         self.run = run
         self.algorithm = self.algorithm_cls(run, state)  # copies of the initial policy come first
         if path is not None:
@@ -153,12 +160,33 @@ class Trainer:
             cfg.rollout_engine, self.policy, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed, work_dir=self.output_dir / "vllm"
         )
         self.groups_per_rank = cfg.scenarios_per_step // self.dist.world_size
-        transcripts = None
+        self.transcripts: Path | None = None  # written by the trainer, not the envs: records carry their step and group
         if cfg.transcripts:
-            transcripts = self.output_dir / ("transcripts.jsonl" if self.dist.is_main else f"transcripts-rank{self.dist.rank}.jsonl")
-        self.envs = make_envs(cfg, self.groups_per_rank * cfg.group_size, transcripts)
+            self.transcripts = self.output_dir / ("transcripts.jsonl" if self.dist.is_main else f"transcripts-rank{self.dist.rank}.jsonl")
+        self.envs = make_envs(cfg, self.groups_per_rank * cfg.group_size, None)
         self.scenario_ids = list(self.envs.scenarios.ids)
+        self.languages = {s.id: s.language for s in self.envs.scenarios}
+        self.intentions = {s.id: s.hidden_intention for s in self.envs.scenarios}
+        if cfg.resume:
+            self._drop_interrupted_records()
         self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.tensorboard, purge_step=self.step + 1 if cfg.resume else None) if self.dist.is_main else None
+        limit = cfg.resolved_eval_limit()
+        self.held_out = None
+        if limit > 0:
+            self.held_out = HeldOutSettings(
+                scenarios=cfg.eval_scenarios, limit=limit, train_scenarios=cfg.scenarios, train_limit=min(limit, len(self.scenario_ids)),
+                max_new_tokens=cfg.max_new_tokens, simulator=cfg.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.seed,
+            )
+        self.canary_line: str | None = None  # this step's canary summary (None: every canary within its band)
+        self._flagged: frozenset[str] = frozenset()  # the canaries flagged when the summary was last printed
+        self._bar: Any = None
+
+    def _drop_interrupted_records(self) -> None:
+        """Records of steps after the checkpoint come from the interrupted run, which will play those steps again."""
+        files = [self.transcripts] + ([self.output_dir / "metrics.jsonl"] if self.dist.is_main else [])
+        for path in files:
+            if path is not None and (dropped := drop_after(path, self.step)):
+                self.log(f"dropped {dropped} record(s) of steps after {self.step} from {path.name} (written after the checkpoint)")
 
     def _check_config(self) -> None:
         cfg = self.cfg
@@ -173,6 +201,11 @@ class Trainer:
                 raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         if cfg.rollout_engine == "vllm" and self.dist.is_distributed and cfg.parallel == "fsdp2":
             raise ValueError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
+        if cfg.eval_every < 0 or cfg.resolved_eval_limit() < 0:
+            raise ValueError(f"eval_every and eval_limit must be >= 0, got {cfg.eval_every} and {cfg.eval_limit}")
+        if cfg.resolved_eval_limit() and self.dist.is_distributed and cfg.parallel == "fsdp2":
+            # the held-out evaluation samples on the main rank alone, which a sharded model cannot do
+            raise ValueError("held-out evaluation needs the whole model on one rank: use --parallel ddp, or --eval-limit 0 and evaluate checkpoints with python -m agents.evaluate")
 
     def _load_policy(self, policy: Policy | None) -> tuple[Policy, torch.device, torch.dtype]:
         """(the policy, this rank's device, the compute dtype); a given policy is used as it is."""
@@ -222,7 +255,7 @@ class Trainer:
         return collect_rollouts(
             self.policy, self.envs, self.run.sampling, group_size=self.cfg.group_size, seed=env_seed, scenario_ids=ids,
             sample_seed=stream_seed(self.cfg.seed, step, Stream.SAMPLING), max_seq_len=self.cfg.max_seq_len, overlong=self.cfg.overlong,
-            group_offset=first_group, engine=self.engine,
+            group_offset=first_group, engine=self.engine, records=self.transcripts is not None,
         )
 
     def compute_advantages(self, batch: RolloutBatch) -> Any:
@@ -238,6 +271,8 @@ class Trainer:
         started = time.perf_counter()
         batch = self.rollout(step)
         rollout_seconds = time.perf_counter() - started
+        if self.transcripts is not None:
+            write_transcripts(self.transcripts, step, batch.records, rank=self.dist.rank if self.dist.is_distributed else None)
         advantages = self.compute_advantages(batch)
         started_update = time.perf_counter()
         sums = self.update(batch, advantages, step)
@@ -245,6 +280,7 @@ class Trainer:
         update_seconds = time.perf_counter() - started_update
 
         add_rollout_metrics(sums, batch)
+        self.canary_line = add_reply_metrics(sums, batch.episodes, self.languages, self.intentions)
         sums.add("rollout_seconds", rollout_seconds, 1.0)
         sums.add("update_seconds", update_seconds, 1.0)
         reduced = self.dist.reduce_metrics(sums)
@@ -269,10 +305,16 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.steps, initial=self.step, desc=self.algorithm.name, unit="step", dynamic_ncols=True)
+        self._bar = bar
         try:
+            if self.step == 0 and self.step < last and self.held_out is not None and self.writer is not None:
+                self.writer.write(0, self.evaluate_held_out())  # the untrained policy: the baseline of every later evaluation
             while self.step < last:
                 metrics = self.train_step()
                 history.append(metrics)
+                self._report_canaries()
+                if self._evaluates_after(self.step):
+                    metrics.update(self.evaluate_held_out())
                 if self.writer is not None:
                     self.writer.write(self.step, metrics)
                 if bar is not None:
@@ -285,13 +327,85 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            self._bar = None
         metrics_path = self.output_dir / "metrics.jsonl"
         if self.step >= cfg.steps and self.dist.is_main and metrics_path.is_file():
             png = plot_learning_curve(metrics_path, self.output_dir / "learning_curve.png", title=f"{self.algorithm.name.upper()} on SageDialogue")
             self.log(f"learning curve: {png}")
             for png in self.algorithm.plots(self.output_dir):
                 self.log(f"{png.stem.replace('_', ' ')}: {png}")
+            if history:
+                rows = read_metrics(metrics_path)
+                self.log(self.closing_summary(rows))
+                self._write_held_out_summary(rows)
         return history
+
+    # -------------------------------------------------------------------- what was learned
+
+    def _evaluates_after(self, step: int) -> bool:
+        if self.held_out is None or not self.dist.is_main:
+            return False
+        return step == self.cfg.steps or (self.cfg.eval_every > 0 and step % self.cfg.eval_every == 0)
+
+    def evaluate_held_out(self) -> dict[str, float]:
+        """The policy as it is now on held-out and training users (greedy, SAGE settings): the `eval/*` metrics."""
+        assert self.held_out is not None
+        started = time.perf_counter()
+        values = evaluate_policy(self.policy, self.held_out, self.step, self.output_dir)
+        values["eval/seconds"] = time.perf_counter() - started
+        self._say(
+            f"step {self.step} held-out check: unseen users {values['eval/score']:.1f}, training users {values['eval/train_score']:.1f}, "
+            f"gap {values['eval/gap']:+.1f} ({values['eval/seconds']:.0f} s)"
+        )
+        return values
+
+    def _report_canaries(self) -> None:
+        """Print the canary summary when a canary moves far from the reference agents' values (not
+        again while the same ones stay out; a canary that comes back and leaves again is news)."""
+        line = self.canary_line
+        flagged = frozenset(part.split(" ")[0] for part in line.removeprefix("canaries: ").split("; ")) if line else frozenset()
+        if flagged - self._flagged:
+            self._say(f"step {self.step} {line}")
+        self._flagged = flagged
+
+    def _say(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(message)  # above the progress bar, not through it
+        else:
+            self.log(message)
+
+    def closing_summary(self, rows: list[dict[str, Any]]) -> str:
+        """What the run learned: the strategy mix by hidden intention, reply quality, and the held-out check (first vs last steps)."""
+        trained = [r for r in rows if r.get("return") is not None]
+        window = min(10, max(1, len(trained) // 2))
+        first, last = trained[:window], trained[-window:]
+
+        def mean(part: list[dict[str, Any]], key: str) -> float:
+            values = [r[key] for r in part if r.get(key) is not None]
+            return sum(values) / len(values) if values else float("nan")
+
+        lines = [
+            f"what the policy learned (first {len(first)} -> last {len(last)} steps): return {mean(first, 'return'):+.3f} -> {mean(last, 'return'):+.3f}, "
+            f"final emotion {mean(first, 'emotion'):.1f} -> {mean(last, 'emotion'):.1f}, replies with a repeated 4-gram "
+            f"{mean(first, 'repetition_rate'):.1%} -> {mean(last, 'repetition_rate'):.1%}, salad {mean(first, 'salad_rate'):.1%} -> {mean(last, 'salad_rate'):.1%}",
+            "share of replies using each strategy, by the user's hidden intention (first -> last steps):",
+            strategy_table(first, last),
+        ]
+        evaluated = [r for r in rows if r.get("eval/score") is not None]
+        if self.held_out is not None and evaluated:
+            before = evaluated[0] if evaluated[0]["step"] == 0 else None
+            lines.append(held_out_line(before, evaluated[-1], self.held_out))
+        return "\n".join(lines)
+
+    def _write_held_out_summary(self, rows: list[dict[str, Any]]) -> None:
+        """held_out.json: the held-out settings, the untrained policy's scores and the final ones."""
+        evaluated = [{k: v for k, v in r.items() if k == "step" or k.startswith("eval/")} for r in rows if r.get("eval/score") is not None]
+        if self.held_out is None or not evaluated:
+            return
+        settings = {k: v for k, v in vars(self.held_out).items() if k != "simulator_kwargs"}  # kwargs may hold secrets
+        untrained = evaluated[0] if evaluated[0]["step"] == 0 else None
+        summary = {"settings": settings, "untrained": untrained, "final": evaluated[-1], "all": evaluated}
+        (self.output_dir / "held_out.json").write_text(json.dumps(summary, indent=1) + "\n")
 
     def save(self) -> Path | None:
         """Every rank calls this (gathering sharded state is collective); rank 0 writes."""
@@ -300,7 +414,7 @@ class Trainer:
         state = self.algorithm.state()
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.output_dir, self.step, self.policy, state, self.cfg.to_dict(), keep=self.cfg.keep_checkpoints, weights=weights)
+        return save_checkpoint(self.output_dir, self.step, self.policy, state, self.cfg.redacted_dict(), keep=self.cfg.keep_checkpoints, weights=weights)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,0 +1,147 @@
+"""Held-out evaluation during training: the current policy, greedy, on users it never trained on.
+
+A policy can learn what its simulator likes about the training users rather than how to help
+people, and the training return cannot tell the two apart. So a run evaluates its policy with
+the evaluator of `python -m agents.evaluate` (SAGE's settings: initial emotion 40, 10 agent
+turns, changes clipped to [-10, 10]; greedy decoding) on two slices of the same size:
+
+- the first `--eval-limit` scenarios of `--eval-scenarios` (default: the eval split), which the
+  policy never sees in training: `eval/score`;
+- the first as many scenarios of the training set: `eval/train_score`;
+
+and logs `eval/gap` = `eval/train_score` - `eval/score`: how much of what was learned does not
+carry to unseen users. Both slices are scored the same way, so the gap measures the users, not
+the settings (the training return is played at training temperature and `--max-turns`).
+
+It runs before the first step (the untrained policy: step 0 in metrics.jsonl), every
+`--eval-every` steps, and after the last step; each evaluation is a full report in
+`<output-dir>/held_out/step-N/{eval,train}/` (report.json, summary.md, transcripts.jsonl).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.learn.policy import Policy, Sampling
+
+HELD_OUT_DIR = "held_out"
+SLICES = ("eval", "train")  # the held-out users, then the same number of training users
+
+
+class PolicyAgent:
+    """The live policy as an evaluation agent (`agents.eval.agent_api.EvalAgent`), greedy.
+
+    Like `HFAgent`, each slot keeps its dialogue's token ids as the model produced them and
+    appends user turns as chat-template deltas, so what is evaluated is exactly what the learner
+    trains on; no weights are saved or reloaded.
+    """
+
+    kind = "policy"
+
+    def __init__(self, policy: Policy, max_new_tokens: int, step: int, name: str = "policy") -> None:
+        self.policy, self.step, self.name = policy, step, name
+        self.sampling = Sampling(temperature=0.0, max_new_tokens=max_new_tokens)
+        self._contexts: dict[int, list[int] | None] = {}
+        config = policy.base.config
+        self._max_positions = int(getattr(getattr(config, "text_config", None) or config, "max_position_embeddings", None) or 1 << 20)
+
+    def begin(self, slot: int, seed: int) -> None:
+        self._contexts[slot] = None
+
+    def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
+        from agents.eval.endpoint import AgentError
+
+        chat = self.policy.chat
+        contexts, budgets = [], []
+        for slot, info in zip(slots, infos):
+            history, context = info["history"], self._contexts[slot]
+            context = chat.prompt_ids(history[0]["content"]) if context is None else context + chat.user_turn_ids(history[-1]["content"])
+            room = self._max_positions - len(context) - 1  # -1: space for a closing end-of-turn token
+            if room < 1:
+                raise AgentError(f"a held-out dialogue reached the model's context limit ({self._max_positions} tokens); lower --max-new-tokens")
+            contexts.append(context)
+            budgets.append(min(room, self.sampling.max_new_tokens))
+        completions = self.policy.sample(contexts, self.sampling, max_new_tokens=budgets)
+        replies = []
+        for slot, context, completion in zip(slots, contexts, completions):
+            ids = list(completion.token_ids)
+            if not completion.stopped:  # out of budget: close the turn so the next delta fits the template
+                ids.append(chat.end_of_turn_id)
+            self._contexts[slot] = context + ids
+            replies.append(chat.decode_reply(completion.token_ids))
+        return replies
+
+    def manifest(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "step": self.step, "temperature": 0.0, "max_new_tokens": self.sampling.max_new_tokens}
+
+
+@dataclass(frozen=True)
+class HeldOutSettings:
+    """What a held-out evaluation plays (see the module docstring)."""
+
+    scenarios: str  # the held-out set: a split name or a JSONL file
+    limit: int  # its first `limit` scenarios
+    train_scenarios: str  # the training set
+    train_limit: int  # its first `train_limit` scenarios (the same number, or all the run trains on)
+    max_new_tokens: int
+    simulator: str = "builtin"
+    simulator_kwargs: Mapping[str, Any] | None = None
+    seed: int = 0
+
+
+def evaluate_policy(policy: Policy, settings: HeldOutSettings, step: int, output_dir: str | Path) -> dict[str, float]:
+    """Evaluate `policy` as it is now on both slices; returns the `eval/*` metrics of `step`.
+
+    Each slice is an ordinary evaluation folder under `<output_dir>/held_out/step-N/`, written
+    afresh (a resumed run that evaluates the same step again replaces it).
+    """
+    from agents.eval.evaluate import EvalSettings, evaluate
+
+    folder = Path(output_dir) / HELD_OUT_DIR / f"step-{step}"
+    scores: dict[str, Mapping[str, Any]] = {}
+    for name, scenarios, limit in (("eval", settings.scenarios, settings.limit), ("train", settings.train_scenarios, settings.train_limit)):
+        eval_settings = EvalSettings(
+            scenarios=scenarios, simulator=settings.simulator, simulator_kwargs=dict(settings.simulator_kwargs or {}),
+            limit=limit, seed=settings.seed, num_envs=limit,
+        )
+        agent = PolicyAgent(policy, settings.max_new_tokens, step)  # `Policy.sample` runs in eval mode (no dropout)
+        scores[name] = evaluate(agent, folder / name, eval_settings, overwrite=True, progress=False, plots=False)
+    return held_out_metrics(scores["eval"], scores["train"])
+
+
+def held_out_metrics(held_out: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, float]:
+    """`eval/score`, `eval/train_score`, `eval/gap` and a few more numbers from the two slices' reports."""
+    out: dict[str, float] = {}
+    for prefix, report in (("eval/", held_out), ("eval/train_", train)):
+        results = report["results"]
+        out[f"{prefix}score"] = _mean(results["score"])
+        out[f"{prefix}success_rate"] = _mean(results["success_share"])
+        out[f"{prefix}failure_rate"] = _mean(results["failure_share"])
+        out[f"{prefix}dialogues"] = float(results["n"])
+    canaries = held_out.get("canaries") or {}
+    if "repeated_ngram_rate" in canaries:
+        out["eval/repetition_rate"] = float(canaries["repeated_ngram_rate"])
+    out["eval/gap"] = out["eval/train_score"] - out["eval/score"]
+    return out
+
+
+def _mean(stat: Mapping[str, Any]) -> float:
+    value = stat.get("mean")
+    return float("nan") if value is None else float(value)
+
+
+def held_out_line(before: Mapping[str, Any] | None, after: Mapping[str, Any], settings: HeldOutSettings) -> str:
+    """The closing summary: untrained and trained scores on held-out and training users."""
+
+    def pair(key: str) -> str:
+        now = f"{after[key]:.1f}"
+        return f"{before[key]:.1f} -> {now}" if before and before.get(key) is not None else now
+
+    return (
+        f"held-out check (greedy, SAGE settings: emotion 40, 10 turns): "
+        f"{settings.limit} unseen users ({settings.scenarios}) untrained -> trained {pair('eval/score')}; "
+        f"{settings.train_limit} training users {pair('eval/train_score')}; gap (training - unseen) {pair('eval/gap')}"
+    )
