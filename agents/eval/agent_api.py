@@ -186,10 +186,7 @@ class HFAgent:
         completions = self.policy.sample(contexts, self.sampling, generator=self._generator)
         replies = []
         for slot, context, completion in zip(slots, contexts, completions):
-            ids = list(completion.token_ids)
-            if not completion.stopped:  # out of budget: close the turn so the next delta fits the template
-                ids.append(chat.end_of_turn_id)
-            self._contexts[slot] = context + ids
+            self._contexts[slot] = context + chat.closed_turn(completion.token_ids, completion.stopped)
             replies.append(chat.decode_reply(completion.token_ids))
         return replies
 

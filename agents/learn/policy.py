@@ -176,6 +176,11 @@ class ChatFormat:
         ids = [t for t in token_ids if t not in self.stop_ids]
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
+    def closed_turn(self, token_ids: Sequence[int], stopped: bool) -> list[int]:
+        """The ids a sampled turn leaves in the dialogue's context: a turn cut off at its token
+        budget gets an end-of-turn token, so the next user delta follows the template."""
+        return list(token_ids) if stopped else [*token_ids, self.end_of_turn_id]
+
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
