@@ -48,7 +48,7 @@ INTENTION_TEXT = FrozenDict(
     }
 )
 
-# SAGE's exact task strings (DESIGN.md section 2), in the order of HIDDEN_INTENTIONS.
+# SAGE's exact task strings (the SAGE import in docs/scenarios.md), in the order of HIDDEN_INTENTIONS.
 SAGE_TASKS = FrozenDict(
     dict(
         zip(

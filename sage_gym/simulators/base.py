@@ -20,7 +20,7 @@ import numpy as np
 from sage_gym._frozen import FrozenDict, freeze
 from sage_gym.scenarios import Scenario
 
-# Emotion scale (DESIGN.md section 2). Buckets are what the reply step sees instead of the number;
+# Emotion scale (docs/environment.md). Buckets are what the reply step sees instead of the number;
 # grades are SAGE's report scale.
 EMOTION_MIN, EMOTION_MAX = 0, 100
 BUCKET_THRESHOLDS = (("high", 70), ("medium", 40), ("low", 0))
