@@ -35,6 +35,7 @@ RULE_EXAMPLES = [
     ("spliced", "It took real strength to keep going with the Maybe they were under pressure.", ()),
     ("spliced", "You did nothing wrong with the. It makes sense that the lease is still on your mind.", ()),
     ("spliced", "No wonder this is weighing on you. wrong with the insurance, and it was messy for everyone.", ()),
+    ("spliced", "Two things can be true at the same time what do you were hurt by the lease.", ()),  # found by the learner
     ("repetitive", "Not everyone would have stuck with it like you did with it like you did with the speech.", ()),
     ("repetitive", "Maybe imagine how it landed on your reaction is not your reaction is understandable.", ()),
     ("truncated", "It sounds like the landlord has left you feeling exhausted. Anyone in your place would", ()),

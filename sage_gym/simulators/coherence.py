@@ -60,6 +60,7 @@ class Language:
     sentence_ngram: int = 3  # ... or of this many inside one sentence
     cased: bool = True  # sentences start with a capital letter (the lower-case-restart and truncation signs need it)
     paired_marks: tuple[tuple[str, str], ...] = ()  # (opening, closing) marks a whole message keeps balanced
+    broken_triples: frozenset[tuple[str, str, str]] = frozenset()  # three in a row that no sentence holds, though each pair can stand
 
 
 _EN_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
@@ -118,6 +119,8 @@ _EN_CLASSES = _classes(  # class names are upper case, so a rule can also name a
     "aren't wasn't weren't hasn't haven't hadn't",
     # words that open a clause of their own, never right after a determiner
     OPENER="what how when where why who which whom whose if this these those not",
+    # "do" as an auxiliary: a question's subject comes next, then a bare verb, never a form of "be"
+    DO="do does did",
     # subjects for the agreement pairs below
     HE="he she it",
     PLURAL="we they",
@@ -149,6 +152,7 @@ ENGLISH = Language(
     fold=str.lower,
     word_classes=_EN_CLASSES,
     broken_pairs=_EN_PAIRS,
+    broken_triples=frozenset({("DO", "SUBJ", "BE")}),  # "what do you were": a question spliced onto a statement
     fine_pairs=_EN_FINE_PAIRS,
     doubled=frozenset({"DET", "SUBJ", "CONJ", "PREP", "to", "BE", "AUX"}),
     no_final=frozenset({"DET", "CONJ"}),
@@ -315,6 +319,13 @@ def _broken_pair(a: str, b: str, lang: Language) -> bool:
     return (a, b) in tables.broken or (a == b and a in tables.doubled)
 
 
+def _broken_triple(words: Sequence[str], lang: Language) -> bool:
+    def fits(word: str, name: str) -> bool:
+        return word == name or name in _classes_of(word, lang.code)
+
+    return any(all(fits(w, name) for w, name in zip(words, triple)) for triple in lang.broken_triples)
+
+
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
@@ -362,6 +373,7 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
         for raw in sentence:
             words = [lang.fold(t) for t in raw]
             marks += [f"{a} {b}" for a, b in zip(words, words[1:]) if _broken_pair(a, b, lang)]
+            marks += [" ".join(words[i : i + 3]) for i in range(len(words) - 2) if _broken_triple(words[i : i + 3], lang)]
             # "... with the Maybe they ...": a lower-case run broken by a capitalised sentence opener
             marks += [
                 f"{raw[i - 1]} {raw[i]}"
