@@ -33,6 +33,11 @@ starts; a session chooses only its `seed` and `scenario_id` per reset. The serve
 127.0.0.1 unless told otherwise, and refuses to bind any other address without a bearer token
 (`--token`, or the `SAGE_GYM_SERVE_TOKEN` environment variable), which every route but
 `/health` then requires (`Authorization: Bearer <token>`, on the WebSocket handshake too).
+Started some other way (`uvicorn sage_gym.serve:app --host 0.0.0.0`), a server without a token
+answers 403 to every connection that did not come in on a loopback address. Every request is
+also checked for a web page's Origin (`--allowed-origins`), a rebinding Host header
+(`--allowed-hosts`, without a token) and, on POST, `Content-Type: application/json` (see
+`sage_gym._access`).
 `--max-sessions` bounds concurrent sessions (one more is answered `CAPACITY_REACHED` and closed)
 and `--idle-timeout` closes a session that sent nothing for that long.
 """
@@ -43,10 +48,11 @@ import argparse
 import asyncio
 import hmac
 import json
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,15 +66,20 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sage_gym._access import AccessGuard
 from sage_gym._serving import uvicorn_in_thread
 from sage_gym.env import SageDialogueEnv, package_version
 from sage_gym.scenarios import resolve_scenarios
 from sage_gym.simulators import SimulatorError, make_simulator
 
 TOKEN_ENV = "SAGE_GYM_SERVE_TOKEN"
+ALLOWED_HOSTS_ENV = "SAGE_GYM_SERVE_ALLOWED_HOSTS"
+ALLOWED_ORIGINS_ENV = "SAGE_GYM_SERVE_ALLOWED_ORIGINS"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 RESET_KEYS = {"seed", "scenario_id", "episode_id"}
 # the info keys a client sees; `thoughts` and `analysis` are the simulator's private reasoning
+# uvicorn configures this logger, so a line logged to it shows in the server's own output
+log = logging.getLogger("uvicorn.error")
 PUBLIC_INFO = ("emotion", "change", "bucket", "grade", "turn", "outcome", "scenario_id", "history", "thinking")
 
 
@@ -89,6 +100,8 @@ class ServeConfig:
     idle_timeout_s: float = 600.0
     token: str | None = None
     max_message_bytes: int = 1 << 20
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback ones (without a token)
+    allowed_origins: tuple[str, ...] = ()  # web page origins allowed to call (programs send no Origin)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -115,11 +128,10 @@ class DialogueSession:
         scenario_id = data.get("scenario_id")
         if scenario_id is not None and not isinstance(scenario_id, str):
             raise ProtocolError(f"scenario_id must be a string or null, got {scenario_id!r}")
-        if scenario_id is not None:
-            try:
-                self.env.scenarios.get(scenario_id)
-            except KeyError as err:
-                raise ProtocolError(f"{err.args[0]} (the server's scenarios: {self.env.scenarios.name!r})") from err
+        if scenario_id is not None and scenario_id not in self.env.scenarios:
+            # named by its ids only: the set's name is a file path on the server, not the client's business
+            ids = self.env.scenarios.ids
+            raise ProtocolError(f"unknown scenario_id {scenario_id!r}: the server's {len(ids)} scenarios are {ids[0]!r} ... {ids[-1]!r}")
         options = {"scenario_id": scenario_id} if scenario_id else None
         observation, info = await self.env.areset(seed=seed, options=options)
         self.episode_id = str(data.get("episode_id") or uuid.uuid4().hex)
@@ -288,17 +300,19 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
             await ws.close(code=1008, reason="missing or wrong bearer token")
             return
         await ws.accept()
-        if len(sessions) >= config.max_sessions:
-            await _send_error(ws, f"the server is at its session limit ({config.max_sessions}); retry later", "CAPACITY_REACHED")
-            await ws.close(code=1013)
-            return
-        key = id(ws)
-        sessions.add(key)
-        session = DialogueSession(make_env)
         try:
-            await _serve_session(ws, session, config.idle_timeout_s)
-        finally:
-            sessions.discard(key)
+            if len(sessions) >= config.max_sessions:
+                await _send_error(ws, f"the server is at its session limit ({config.max_sessions}); retry later", "CAPACITY_REACHED")
+                await ws.close(code=1013)
+                return
+            key = id(ws)
+            sessions.add(key)
+            try:
+                await _serve_session(ws, session=DialogueSession(make_env), idle_timeout_s=config.idle_timeout_s)
+            finally:
+                sessions.discard(key)
+        except WebSocketDisconnect:
+            pass  # the client left while the server answered or closed: nothing to tell it, nothing to log
 
     routes = [
         Route("/health", health, methods=["GET"]),  # open: load balancers probe it without a token
@@ -309,7 +323,16 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         Route("/step", guarded(step), methods=["POST"]),
         WebSocketRoute("/ws", websocket),
     ]
-    app = Starlette(routes=routes)
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        if config.token is None:
+            log.info("sage_gym env server: no token, so only connections to a loopback address are served (others get 403); set %s to serve other addresses", TOKEN_ENV)
+        else:
+            log.info("sage_gym env server: every route but /health needs the bearer token")
+        yield
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(AccessGuard, has_token=config.token is not None, allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
     app.state.config = config
     app.state.sessions = sessions
     return app
@@ -325,47 +348,60 @@ async def _json_body(request: Request) -> Any:
         raise ProtocolError(f"the body is not JSON: {err}", code="INVALID_JSON") from err
 
 
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"type": "error", "data": {"message": message, "code": code}}
+
+
 async def _send_error(ws: WebSocket, message: str, code: str) -> None:
-    await ws.send_text(json.dumps({"type": "error", "data": {"message": message, "code": code}}))
+    await ws.send_text(json.dumps(_error(message, code)))
 
 
 async def _serve_session(ws: WebSocket, session: DialogueSession, idle_timeout_s: float) -> None:
+    """Answer one client's messages until it closes, goes idle or sends a binary frame.
+
+    A send to a client that has gone raises WebSocketDisconnect, which the caller takes as the end."""
     while True:
         try:
-            raw = await asyncio.wait_for(ws.receive_text(), timeout=idle_timeout_s)
+            frame = await asyncio.wait_for(ws.receive(), timeout=idle_timeout_s)
         except asyncio.TimeoutError:
             await _send_error(ws, f"no message for {idle_timeout_s:g} s: the session is closed", "IDLE_TIMEOUT")
             await ws.close(code=1001)
             return
-        except (WebSocketDisconnect, KeyError):  # KeyError: a binary frame, no "text" to read
+        if frame["type"] == "websocket.disconnect":
+            return
+        raw = frame.get("text")
+        if raw is None:  # 1003: unsupported data
+            await ws.close(code=1003, reason="binary frames are not supported: send each message as JSON text")
             return
         try:
             message = json.loads(raw)
         except json.JSONDecodeError as err:
             await _send_error(ws, f"Invalid JSON: {err}", "INVALID_JSON")
             continue
-        kind = message.get("type") if isinstance(message, dict) else None
+        if isinstance(message, dict) and message.get("type") == "close":
+            await ws.close(code=1000)
+            return
         try:
-            if not isinstance(message, dict):
-                raise ProtocolError(f"a message is a JSON object with a 'type', got {type(message).__name__}")
-            if kind == "close":
-                await ws.close(code=1000)
-                return
-            if kind == "reset":
-                reply = {"type": "observation", "data": await session.reset(message.get("data"))}
-            elif kind == "step":
-                reply = {"type": "observation", "data": await session.step(message.get("data"))}
-            elif kind == "state":
-                reply = {"type": "state", "data": session.state()}
-            else:
-                raise ProtocolError(f"Unknown message type: {kind!r}; expected 'reset', 'step', 'state' or 'close'", code="UNKNOWN_TYPE")
+            reply = await _answer(session, message)
         except ProtocolError as err:
-            await _send_error(ws, str(err), err.code)
-            continue
+            reply = _error(str(err), err.code)
         except Exception as err:  # a bug or a broken simulator: tell the client, keep the session
-            await _send_error(ws, f"{type(err).__name__}: {err}", "EXECUTION_ERROR")
-            continue
+            reply = _error(f"{type(err).__name__}: {err}", "EXECUTION_ERROR")
         await ws.send_text(json.dumps(reply))
+
+
+async def _answer(session: DialogueSession, message: Any) -> dict[str, Any]:
+    """The reply to one decoded message other than `close`."""
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message is a JSON object with a 'type', got {type(message).__name__}")
+    kind = message.get("type")
+    if kind == "reset":
+        return {"type": "observation", "data": await session.reset(message.get("data"))}
+    if kind == "step":
+        return {"type": "observation", "data": await session.step(message.get("data"))}
+    if kind == "state":
+        return {"type": "state", "data": session.state()}
+    raise ProtocolError(f"Unknown message type: {kind!r}; expected 'reset', 'step', 'state' or 'close'", code="UNKNOWN_TYPE")
 
 
 def check_binding(host: str, token: str | None) -> None:
@@ -397,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=None, help=f"require this bearer token (default: ${TOKEN_ENV} if set)")
     parser.add_argument("--max-sessions", type=int, default=64, help="concurrent WebSocket sessions (default 64)")
     parser.add_argument("--idle-timeout", type=float, default=600.0, help="close a session idle this many seconds (default 600)")
+    parser.add_argument("--allowed-hosts", default=None, help=f"comma-separated Host names served besides loopback ones when there is no token, e.g. a reverse proxy's (default: ${ALLOWED_HOSTS_ENV})")
+    parser.add_argument("--allowed-origins", default=None, help=f"comma-separated web page origins allowed to call, e.g. http://localhost:3000; requests without an Origin (programs) always pass (default: ${ALLOWED_ORIGINS_ENV})")
     env = parser.add_argument_group("environment (fixed for every session)")
     env.add_argument("--scenarios", default="train", help="split name (train, eval) or a JSONL path (default train)")
     env.add_argument("--simulator", default="builtin", choices=["builtin", "openai"])
@@ -438,7 +476,19 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         "transcript_path": Path(args.transcript_path) if args.transcript_path else None,
         "prompts": args.prompts,
     }
-    return ServeConfig(env_kwargs=env_kwargs, max_sessions=args.max_sessions, idle_timeout_s=args.idle_timeout, token=args.token or os.environ.get(TOKEN_ENV) or None)
+    return ServeConfig(
+        env_kwargs=env_kwargs,
+        max_sessions=args.max_sessions,
+        idle_timeout_s=args.idle_timeout,
+        token=args.token or os.environ.get(TOKEN_ENV) or None,
+        allowed_hosts=_comma_list(args.allowed_hosts, ALLOWED_HOSTS_ENV),
+        allowed_origins=_comma_list(args.allowed_origins, ALLOWED_ORIGINS_ENV),
+    )
+
+
+def _comma_list(value: str | None, env_var: str) -> tuple[str, ...]:
+    value = value if value is not None else os.environ.get(env_var, "")
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def __getattr__(name: str) -> Any:
