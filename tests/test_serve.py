@@ -4,10 +4,13 @@ Sessions played over the wire must match the same dialogues played in process, t
 
 import asyncio
 import json
+import logging
+import time
 
 import httpx
 import pytest
 import websockets
+from websockets.exceptions import ConnectionClosed
 
 from agents.eval.baselines import make_reference_agent
 from sage_gym.env import SageDialogueEnv
@@ -180,3 +183,55 @@ def test_cli_sets_every_env_option():
     import sage_gym.serve as serve
 
     assert serve.app.state.config.max_sessions == 64  # what `uvicorn sage_gym.serve:app` and openenv.yaml load
+
+
+def test_clients_closing_leave_no_error_in_the_server_log(server, caplog):
+    """A client that says close and goes, one that just goes, one that goes before its answer: no traceback."""
+
+    async def sessions():
+        async with websockets.connect(ws_url(server)) as ws:
+            await call(ws, {"type": "reset", "data": {"seed": 0}})
+            await ws.send(json.dumps({"type": "close"}))
+        async with websockets.connect(ws_url(server)) as ws:
+            await call(ws, {"type": "reset", "data": {"seed": 0}})
+        async with websockets.connect(ws_url(server)) as ws:
+            await call(ws, {"type": "reset", "data": {"seed": 0}})
+            await ws.send(json.dumps({"type": "step", "data": {"message": "That sounds hard. What happened?"}}))
+
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's logger does not propagate to the root
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        asyncio.run(sessions())
+        with httpx.Client(base_url=server) as http:  # wait until every session has ended on the server's side
+            deadline = time.monotonic() + 30
+            while http.get("/metadata").json()["active_sessions"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    alarming = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING or record.exc_info]
+    assert alarming == []
+
+
+def test_a_binary_frame_gets_a_close_frame_with_a_reason(server):
+    async def session():
+        async with websockets.connect(ws_url(server)) as ws:
+            await ws.send(b"\x00\x01")
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    code, reason = asyncio.run(session())
+    assert code == 1003 and "binary" in reason
+
+
+def test_an_unknown_scenario_id_does_not_show_the_server_s_files(server):
+    async def session():
+        async with websockets.connect(ws_url(server)) as ws:
+            return await call(ws, {"type": "reset", "data": {"scenario_id": "eval-999"}})
+
+    messages = [asyncio.run(session())["data"]["message"]]
+    with httpx.Client(base_url=server) as http:
+        messages.append(http.post("/reset", json={"scenario_id": "eval-999"}).json()["detail"])
+    for message in messages:
+        assert "eval-999" in message, message
+        assert not any(leak in message for leak in ("/", "\\", "site-packages", ".jsonl")), message
