@@ -77,9 +77,9 @@ ALLOWED_HOSTS_ENV = "SAGE_GYM_SERVE_ALLOWED_HOSTS"
 ALLOWED_ORIGINS_ENV = "SAGE_GYM_SERVE_ALLOWED_ORIGINS"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 RESET_KEYS = {"seed", "scenario_id", "episode_id"}
-# the info keys a client sees; `thoughts` and `analysis` are the simulator's private reasoning
 # uvicorn configures this logger, so a line logged to it shows in the server's own output
 log = logging.getLogger("uvicorn.error")
+# the info keys a client sees; `thoughts` and `analysis` are the simulator's private reasoning
 PUBLIC_INFO = ("emotion", "change", "bucket", "grade", "turn", "outcome", "scenario_id", "history", "thinking")
 
 
@@ -323,6 +323,7 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         Route("/step", guarded(step), methods=["POST"]),
         WebSocketRoute("/ws", websocket),
     ]
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
         if config.token is None:
