@@ -358,13 +358,20 @@ def _feeling(r: Reading, voice: Voice, say: Mapping[str, Any]) -> str:
     return fill(voice.pick("feel", say["feel"]), r, feeling=feeling)
 
 
+def _question(r: Reading, voice: Voice, say: Mapping[str, Any], before: str) -> str:
+    """One question; not one that quotes the user again when the sentence before already did."""
+    repeats = bool(r.quote) and r.quote in before
+    frames = [f for f in say["ask"] if not (repeats and r.quote in fill(f, r))]
+    return fill(voice.pick("ask", frames), r)
+
+
 def listener(r: Reading, voice: Voice, say: Mapping[str, Any]) -> str:
     parts = [_reflection(r, voice, say)]
     if r.minimising and voice.chance(0.6):
         parts.append(voice.pick("beneath", say["beneath"]))
     elif voice.chance(0.7):
         parts.append(_feeling(r, voice, say))
-    parts.append(fill(voice.pick("ask", say["ask"]), r))
+    parts.append(_question(r, voice, say, parts[0]))
     return join(parts, r.language)
 
 
@@ -387,16 +394,17 @@ def long_careful(r: Reading, voice: Voice, say: Mapping[str, Any]) -> str:
     first = voice.pick("option", say["options"])
     offer = fill(voice.pick("offer", say["offer"]), r, first=first, second=voice.pick("option", [o for o in say["options"] if o != first]))
     perspectives = [voice.pick("perspective", say["perspective"])]
-    body = [fill(voice.pick("acknowledge", say["acknowledge"]), r), _reflection(r, voice, say), _feeling(r, voice, say)]
-    ask = fill(voice.pick("ask", say["ask"]), r)
+    # with nothing of the user's to reflect ("..."), the room goes to another perspective
+    body = [fill(voice.pick("acknowledge", say["acknowledge"]), r), *([_reflection(r, voice, say)] if r.echo else []), _feeling(r, voice, say)]
+    ask = _question(r, voice, say, join(body, r.language))
     low, high = say["long_range"]
     reply = join(body + perspectives + [offer, ask], r.language)
-    while _size(reply, r.language) < low and len(perspectives) < len(say["perspective"]):
+    while _size(reply, r.language) < low and len(body) + len(perspectives) + 2 < 7:  # at most 7 sentences
         perspectives.append(voice.pick("perspective", [p for p in say["perspective"] if p not in perspectives]))
         reply = join(body + perspectives + [offer, ask], r.language)
     if _size(reply, r.language) > high:  # a long echo: drop the feeling sentence, then the reflection
-        for drop in (2, 1):
-            body.pop(drop)
+        for _ in range(len(body) - 1):
+            body.pop()
             reply = join(body + perspectives + [offer, ask], r.language)
             if _size(reply, r.language) <= high:
                 break

@@ -89,7 +89,7 @@ def content_words(text: str) -> list[str]:
 def clauses_en(text: str) -> list[str]:
     """Sentences, then comma and conjunction pieces of long ones, stripped of outer punctuation."""
     pieces = []
-    for sentence in re.split(r"(?<=[.!?;:])\s+|\s+[-–—]+\s+|\n+|\.{3,}", text):
+    for sentence in re.split(r"(?<=[.!?;:])['\"”’]?\s+|\s+[-–—]+\s+|\n+|\.{3,}", text):
         parts = re.split(r",\s*|\s+(?:but|because|and then|so)\s+", sentence) if len(_words(sentence)) > 12 else [sentence]
         for part in parts:
             part = TRAILING_TAG_EN.sub("", LEADING_EN.sub("", part.strip(" \t\"'“”‘’()[].,!?;:-")))
@@ -245,7 +245,8 @@ CERTAIN = {
     ZH: r"肯定是|明摆着|大家都知道|绝对|一定是|证明|就是(笨|不行|没用)",
 }
 BOUNDARY = {
-    EN: r"\b(promise me|promise\?|stays between us|don't tell|keep (it|this) (a )?secret|don't need anyone else|only one who understands|better than any person)\b",
+    # a promise or a secret asked of the listener itself ("don't tell me 'at least'" is not one)
+    EN: r"\b(promise me|promise\?|, promise\b|stays between (us|you and me)|keep (it|this) (a )?secret between us|don't need anyone else|only one who (understands|gets) me|better than any (person|one))",
     ZH: r"答应我|你保证|别告诉|不要告诉|只有你懂|只有你理解|我们之间的秘密|不需要别人|不需要任何人",
 }
 RISK_TOPICS: Mapping[str, Mapping[str, str]] = {
@@ -374,12 +375,12 @@ def read_user(history: Sequence[Mapping[str, str]], avoid: set[str] | None = Non
     if language == ZH:
         clause = _best(clauses_zh(last), _clause_score_zh, avoid)
         echo = swap_person_zh(clause[:26])
-        quote = clause[:26] or last[:26]
+        quote = clause[:26]
         key = f"“{quote}”" if quote else "这件事"
     else:
         clause = _best(clauses_en(last), _clause_score_en, avoid)
         echo = swap_person_en(_trim_en(clause, 14))
-        quote = _trim_en(clause, 7) or _trim_en(last, 6)
+        quote = _trim_en(clause, 7) or (_trim_en(last, 6) if _words(last) else "")
         key = key_phrase_en(clause) or key_phrase_en(last) or "all this"
     low = last.lower().replace("’", "'")
     feeling = next((f for f, p in FEELING_CUES[language].items() if re.search(p, low)), "unsettled")
