@@ -16,6 +16,7 @@ Text agents read only `info["history"]`, the visible dialogue (the user's lines 
 | kind | class | what it is |
 |---|---|---|
 | `empathic`, `solution`, `dismissive`, `random`, `keyword_stuffer` | `ReferenceAgent` | the template agents of `agents.eval.baselines` |
+| `listener`, `warmth`, `advice`, `dismissive_ind`, `long_careful`, `endorser`, `pushback`, `injection` | `agents.eval.independent.IndependentAgent` | reply styles written apart from the built-in simulator, to check it |
 | `hf` | `HFAgent` | a local Hugging Face causal LM, a `train_grpo`/`train_ppo` checkpoint, or a LoRA adapter folder |
 | `openai` | `OpenAIChatAgent` | any chat model behind an OpenAI-compatible endpoint |
 | `sb3` | `agents.eval.sb3_agent.SB3StrategyAgent` | a stable-baselines3 policy choosing among strategy templates |
@@ -30,12 +31,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from agents.eval import baselines
+from agents.eval import baselines, independent
 from agents.eval.endpoint import AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.prompts import AGENT_TEMPLATES, default_prompts
 
-AGENT_KINDS = tuple(baselines.REFERENCE_AGENTS) + ("hf", "openai", "sb3")
+AGENT_KINDS = tuple(baselines.REFERENCE_AGENTS) + independent.INDEPENDENT_AGENTS + ("hf", "openai", "sb3")
 SYSTEM_TEMPLATES = tuple(AGENT_TEMPLATES) + ("none",)
 
 
@@ -331,6 +332,10 @@ def make_agent(kind: str, **options: Any) -> EvalAgent:
         if options:
             raise ValueError(f"the reference agent {kind!r} takes no options, got {sorted(options)}")
         return ReferenceAgent(kind)
+    if kind in independent.INDEPENDENT_AGENTS:
+        if options:
+            raise ValueError(f"the independent agent {kind!r} takes no options, got {sorted(options)}")
+        return independent.IndependentAgent(kind)
     if kind == "hf":
         return HFAgent(**options)
     if kind == "openai":
