@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sage_gym.calibrate import FITTING_JUDGE, HELD_OUT_JUDGE, SageDataError, load_results, load_vendored, pack
@@ -184,3 +185,142 @@ def test_the_vendored_loader_never_opens_the_held_out_file_unless_named(monkeypa
     with pytest.raises(TypeError):
         load_vendored(HELD_OUT_JUDGE)  # keyword only: the held-out judge is named, never passed by position
     assert vendored_path(HELD_OUT_JUDGE).name not in opened
+
+
+# ----------------------------------------------------------------------------------------------
+# the figures, through the Simulator protocol with a user whose changes are known
+
+from sage_gym.calibrate import kendall_tau_b, measure, spearman  # noqa: E402
+from sage_gym.calibrate.__main__ import main  # noqa: E402
+from sage_gym.simulators import Reaction, SimulatorError, UserState  # noqa: E402
+
+KNOWN_CHANGES = {"A1 我理解你": 3, "A2 说说看": 1, "A1 嗯": 2, "B1 别想了": 3, "B2 算了": -4, "B3 好吧": 0, "B1 哦": -1, "B2 行": -2, "C1 唔": -3, "C1 呃": -3}
+
+
+class KnownUser:
+    """A simulated user whose change for each reply is looked up in a table; it records what it is given."""
+
+    kind = "known"
+
+    def __init__(self, fail_on: str = ""):
+        self.calls, self.opened, self.fail_on = [], 0, fail_on
+
+    async def open(self, scenario, rng, rules):
+        self.opened += 1
+        return UserState(emotion=rules.initial_emotion, rules=rules, memory={"seen": 0})
+
+    async def react(self, scenario, state, history, agent_reply):
+        if agent_reply == self.fail_on:
+            raise SimulatorError("the endpoint is down")
+        self.calls.append((scenario.id, state.emotion, state.memory["seen"], tuple(history), agent_reply))
+        change = KNOWN_CHANGES[agent_reply]
+        after = UserState(emotion=state.emotion + change, rules=state.rules, turn=state.turn + 1, memory={"seen": state.memory["seen"] + 1})
+        return Reaction(emotion=after.emotion, change=change, bucket="medium", thoughts="", reply="嗯", leaves=False, state=after)
+
+    def manifest(self):
+        return {"kind": self.kind}
+
+
+def three_models(tmp_path):
+    """The fixture plus model-c: p1 40 -> 45 (score 45), p2 40 -> 40 (score 40, a recorded tie with model-b's first reply)."""
+    root = write_fixture(tmp_path)
+    record_1, record_2 = _record("p1", [45], ["C1 唔"]), _record("p2", [40], ["C1 呃"])
+    path = root / "deepseek-v3-2024-1227_based_simulator" / "model-c_result.jsonl"
+    path.write_text(json.dumps(record_1, ensure_ascii=False) + "\n" + json.dumps(record_2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return load_results(root)
+
+
+def test_figures_match_a_hand_computation(tmp_path):
+    user = KnownUser()
+    result = measure(three_models(tmp_path), user, bootstrap=50)
+    assert (result.simulator, result.profiles, result.dialogues, result.replies, result.errors) == ("known", 2, 6, 10, 0)
+    rows = {row.model: row for row in result.models}
+    assert [row.model for row in result.models] == ["model-a", "model-c", "model-b"]  # by SAGE score: 52.5, 42.5, 30
+    assert (rows["model-a"].sage_score, rows["model-c"].sage_score, rows["model-b"].sage_score) == (52.5, 42.5, 30.0)
+    assert rows["model-a"].our_change == pytest.approx(2.0) and rows["model-b"].our_change == pytest.approx(-0.8)
+    assert rows["model-b"].recorded_change == pytest.approx(-4.0)
+    assert rows["model-b"].our_by_turn == pytest.approx((1.0, -3.0, 0.0)) and rows["model-b"].recorded_by_turn == pytest.approx((-5.0, -7.5, 5.0))
+    # ours ranks a (2.0) > b (-0.8) > c (-3.0); SAGE a > c > b: 2 concordant pairs, 1 discordant
+    assert result.kendall_tau.value == pytest.approx(1 / 3)
+    # first replies, p1: a-b recorded +20, ours tie (0.5); a-c +5 vs +6 (1); b-c -15 vs +6 (0)
+    #                 p2: a-b +5 vs +3 (1); a-c +5 vs +5 (1); b-c recorded tie: skipped
+    assert result.first_reply_concordance.value == pytest.approx(3.5 / 5)
+    our_ranks = [9.5, 7, 8, 9.5, 1, 6, 5, 4, 2.5, 2.5]  # ours 3,1,2 | 3,-4,0,-1,-2 | -3,-3, ties averaged
+    recorded_ranks = [9.5, 9.5, 7, 1.5, 1.5, 7, 4.5, 3, 7, 4.5]  # recorded 10,10,5 | -10,-10,5,0,-5 | 5,0
+    assert result.spearman.value == pytest.approx(float(np.corrcoef(our_ranks, recorded_ranks)[0, 1]))
+    for figure in (result.kendall_tau, result.first_reply_concordance, result.spearman):
+        assert figure.low <= figure.high
+    assert repr(result) == repr(measure(three_models(tmp_path / "again"), KnownUser(), bootstrap=50))  # seeded (repr: nan != nan)
+
+
+def test_each_reply_meets_the_recorded_history_at_a_fixed_or_the_recorded_emotion(tmp_path):
+    dialogues = three_models(tmp_path)
+    user = KnownUser()
+    measure(dialogues, user, bootstrap=10)
+    assert user.opened == 6 and len(user.calls) == 10
+    by_reply = {(sid, reply): (emotion, seen, history) for sid, emotion, seen, history, reply in user.calls}
+    assert {emotion for emotion, _, _ in by_reply.values()} == {40}
+    emotion, seen, history = by_reply[("p1", "B3 好吧")]
+    assert seen == 2  # the simulator's own state follows the dialogue from reply to reply
+    assert [m["content"] for m in history] == ["p1 的开场白", "B1 别想了", "p1 的回答 0", "B2 算了", "p1 的回答 1"]
+    user = KnownUser()
+    measure(dialogues, user, emotion="recorded", bootstrap=10)
+    assert {(sid, reply): emotion for sid, emotion, _, _, reply in user.calls}[("p1", "B3 好吧")] == 20
+    with pytest.raises(ValueError, match="emotion"):
+        measure(dialogues, KnownUser(), emotion=140)
+
+
+def test_a_failed_reply_ends_its_dialogues_measurement_and_is_counted(tmp_path):
+    result = measure(three_models(tmp_path), KnownUser(fail_on="B2 算了"), bootstrap=10)
+    assert result.errors == 2 and result.replies == 8  # B2 and B3 of model-b's p1 dialogue
+    assert {row.model: row.our_by_turn for row in result.models}["model-b"] == pytest.approx((1.0, -2.0, float("nan")), nan_ok=True)
+
+
+def test_rank_statistics_on_hand_computed_cases():
+    assert kendall_tau_b([1, 2, 3, 4], [1, 3, 2, 4])[0] == pytest.approx(4 / 6)  # one discordant pair of six
+    assert kendall_tau_b([1, 1, 2], [1, 2, 3])[0] == pytest.approx(2 / np.sqrt(2 * 3))  # tau-b: a tie in x
+    assert kendall_tau_b([3, 2, 1], [1, 2, 3])[0] == pytest.approx(-1.0)
+    assert kendall_tau_b([[1, 2, np.nan]], [[1, 2, 3]])[0] == pytest.approx(1.0)  # a model absent from a resample
+    assert spearman([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    stats = pytest.importorskip("scipy.stats")  # a cross-check where scipy happens to be installed
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(-3, 4, 40), rng.integers(-3, 4, 40)
+    assert kendall_tau_b(x, y)[0] == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+
+
+def test_command_prints_the_table_for_the_vendored_data(capsys, tmp_path):
+    assert main(["--limit", "2", "--bootstrap", "20", "--quiet", "--json", str(tmp_path / "out.json")]) == 0
+    out = capsys.readouterr().out
+    assert "judge deepseek-v3, simulator builtin, emotion before each reply: 40; 2 profiles, 20 dialogues" in out
+    assert out.count("| (recorded) |") == 10 and "| gpt-4.1 |" in out
+    for figure in ("Kendall tau", "First-reply concordance", "Per-reply Spearman"):
+        assert figure in out
+    saved = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert saved["judge"] == "deepseek-v3" and len(saved["models"]) == 10 and saved["profiles"] == 2
+
+
+def test_command_reads_a_sage_folder_and_the_held_out_judge_only_by_name(capsys, tmp_path):
+    root = write_fixture(tmp_path / "sage")
+    assert main([str(root), "--bootstrap", "10", "--quiet", "--emotion", "recorded"]) == 0
+    assert "judge deepseek-v3, simulator builtin, emotion before each reply: recorded; 2 profiles, 4 dialogues" in capsys.readouterr().out
+    assert main([str(root), "--judge", "gpt-4o", "--bootstrap", "10", "--quiet"]) == 0
+    assert "judge gpt-4o" in capsys.readouterr().out
+    assert main([str(root / "gpt-4o-2024-0806_based_simulator"), "--quiet"]) == 1
+    assert "held-out" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing"), "--quiet"]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--emotion", "calm"])
+
+
+def test_pack_command_writes_the_compact_copy(capsys, tmp_path):
+    root = write_fixture(tmp_path / "sage")
+    assert main(["pack", str(root), str(tmp_path / "out")]) == 0
+    assert "total" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["deepseek-v3.jsonl.xz", "gpt-4o.jsonl.xz", "profiles.jsonl.xz"]
