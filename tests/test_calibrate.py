@@ -324,3 +324,33 @@ def test_pack_command_writes_the_compact_copy(capsys, tmp_path):
     assert main(["pack", str(root), str(tmp_path / "out")]) == 0
     assert "total" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["deepseek-v3.jsonl.xz", "gpt-4o.jsonl.xz", "profiles.jsonl.xz"]
+
+
+def test_an_llm_simulator_is_measured_the_same_way(tmp_path):
+    """The OpenAI-compatible simulator by name, against the local server that plays the built-in user, over loopback HTTP."""
+    from sage_gym.simulators.server import run_server_in_thread
+
+    dialogues = load_results(write_fixture(tmp_path))
+    with run_server_in_thread() as url:
+        over_http = measure(dialogues, "openai", {"base_url": url, "model": "m", "api_key": "k"}, bootstrap=20, concurrency=2)
+    in_process = measure(dialogues, "builtin", bootstrap=20)
+    assert over_http.simulator == "openai" and over_http.errors == 0
+    assert repr([(r.model, r.our_by_turn) for r in over_http.models]) == repr([(r.model, r.our_by_turn) for r in in_process.models])  # nan where a model has no reply
+    assert repr(over_http.spearman) == repr(in_process.spearman)
+
+
+def test_concurrency_bounds_the_dialogues_in_flight(tmp_path):
+    import asyncio
+
+    class SlowUser(KnownUser):
+        in_flight = peak = 0
+
+        async def react(self, scenario, state, history, agent_reply):
+            SlowUser.in_flight += 1
+            SlowUser.peak = max(SlowUser.peak, SlowUser.in_flight)
+            await asyncio.sleep(0.01)
+            SlowUser.in_flight -= 1
+            return await super().react(scenario, state, history, agent_reply)
+
+    measure(three_models(tmp_path), SlowUser(), bootstrap=10, concurrency=2)
+    assert SlowUser.peak == 2
