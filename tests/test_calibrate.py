@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sage_gym.calibrate import FITTING_JUDGE, HELD_OUT_JUDGE, SageDataError, load_results, load_vendored, pack
+from sage_gym.calibrate import FITTING_JUDGE, HELD_OUT_JUDGE, SageDataError, kendall_tau_b, load_results, load_vendored, measure, pack, spearman
+from sage_gym.calibrate.__main__ import main
 from sage_gym.calibrate.data import DATA_DIR, attitude_label, goal_label, vendored_path
+from sage_gym.simulators import Reaction, SimulatorError, UserState
 
 SCENE = "## 剧本背景故事\n他最近和同事闹翻了，心里很乱。\n####隐藏主题:\n***"
 PROFILES = {
@@ -189,10 +191,6 @@ def test_the_vendored_loader_never_opens_the_held_out_file_unless_named(monkeypa
 
 # ----------------------------------------------------------------------------------------------
 # the figures, through the Simulator protocol with a user whose changes are known
-
-from sage_gym.calibrate import kendall_tau_b, measure, spearman  # noqa: E402
-from sage_gym.calibrate.__main__ import main  # noqa: E402
-from sage_gym.simulators import Reaction, SimulatorError, UserState  # noqa: E402
 
 KNOWN_CHANGES = {"A1 我理解你": 3, "A2 说说看": 1, "A1 嗯": 2, "B1 别想了": 3, "B2 算了": -4, "B3 好吧": 0, "B1 哦": -1, "B2 行": -2, "C1 唔": -3, "C1 呃": -3}
 
