@@ -39,6 +39,7 @@ def test_wheel_installs_and_finds_its_data(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "sage_gym/_data/personas/eval.jsonl" in names and "sage_gym/_data/prompts/agent_think.j2" in names
     assert any(n.startswith("agents/") for n in names)
+    assert "sage_gym/calibrate/data/deepseek-v3.jsonl.xz" in names and "sage_gym/calibrate/data/LICENSE.txt" in names  # SAGE's dialogues, MIT notice
 
     fresh = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=True).create(fresh)
