@@ -23,6 +23,7 @@ Two vocabularies describe a reply, and the page says which is which:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,8 @@ def search_text(record: Mapping[str, Any]) -> str:
     parts = [str(record.get("first_message") or ""), str(record.get("scenario_id") or "")]
     for turn in record.get("turns") or ():
         if isinstance(turn, Mapping):
-            parts += [str(turn.get(k) or "") for k in ("agent_text", "user_reply", "thoughts")]
+            # agent_text is the whole reply, <think> part included; agent_reply the visible part
+            parts += [str(turn.get("agent_text") or turn.get("agent_reply") or ""), *(str(turn.get(k) or "") for k in ("user_reply", "thoughts"))]
     return "\n".join(parts).lower()
 
 
@@ -210,12 +212,15 @@ def scenario_source(folder: Folder) -> dict[str, Any] | None:
 def join_scenarios(source: Mapping[str, Any] | None, wanted: Iterable[str]) -> tuple[dict[str, dict[str, Any]], str]:
     """The scenario cards of the `wanted` ids from `source`, and a note saying where they came from or why not."""
     from sage_gym.resources import data_path
-    from sage_gym.scenarios import SPLITS, ScenarioError, load_scenarios, load_split
+    from sage_gym.scenarios import SPLITS, ScenarioError, ScenarioSet, load_scenarios, load_split
 
     missing_note = "only the fields each record carries (scenario id, hidden intention, character type, first message) are shown"
     if not source or not source.get("name"):
         return {}, f"the records name no scenario source: {missing_note}"
     name = str(source["name"])
+    sliced = re.fullmatch(r"(.*)\[:(\d+)\]", name)  # the first N of a set (the default run's `train[:16]`)
+    limit = int(sliced.group(2)) if sliced else None
+    name = sliced.group(1) if sliced else name
     candidates: list[Any] = []
     if name in SPLITS:
         candidates.append(lambda: load_split(name))
@@ -231,7 +236,9 @@ def join_scenarios(source: Mapping[str, Any] | None, wanted: Iterable[str]) -> t
         except (ScenarioError, OSError, ValueError):
             continue
     if scenarios is None:
-        return {}, f"scenario source {name!r} not found: {missing_note}"
+        return {}, f"scenario source {source['name']!r} not found: {missing_note}"
+    if limit is not None:
+        scenarios = ScenarioSet(list(scenarios)[:limit], name=f"{scenarios.name}[:{limit}]")
     cards = {s.id: s.to_dict() for s in scenarios if s.id in set(wanted)}
     note = f"scenario cards from {scenarios.name}"
     expected = source.get("sha256")
@@ -250,6 +257,8 @@ def training_glance(folder: Folder) -> dict[str, Any]:
     """Settings, the first and last steps' scores with intervals, outcome shares, canaries and the curve."""
     config = redact(folder.config)
     steps = sorted({r["step"] for r in folder.records if isinstance(r.get("step"), int)})
+    if "model" in config and not config["model"]:
+        config["model"] = "the embedded tiny chat model (default)"
     glance: dict[str, Any] = {
         "settings": {k: config.get(k) for k in ("model", "simulator", "simulator_model", "scenarios", "steps", "group_size", "scenarios_per_step", "max_turns", "reward_mode", "template", "lora", "seed") if k in config},
         "windows": [],
@@ -259,8 +268,9 @@ def training_glance(folder: Folder) -> dict[str, Any]:
     if steps:
         for label, step in (("first step", steps[0]), ("last step", steps[-1])):
             glance["windows"].append({"label": f"{label} ({step})", **outcome_summary([r for r in folder.records if r.get("step") == step])})
-    if folder.metrics:
-        first, last = folder.metrics[0], folder.metrics[-1]
+    trained = [row for row in folder.metrics if any(k.startswith("canary/") for k in row)]  # step 0 holds only the held-out check
+    if trained:
+        first, last = trained[0], trained[-1]
         glance["canaries"] = {k: [first.get(k), last.get(k)] for k in sorted(set(first) | set(last)) if k.startswith("canary/")}
     return glance
 
@@ -278,7 +288,8 @@ def evaluation_glance(folder: Folder) -> dict[str, Any]:
             "scenarios": (manifest.get("evaluation") or {}).get("scenarios"),
             "rules": environment.get("rules"),
         },
-        "windows": [{"label": "all dialogues", **outcome_summary(folder.records), **({"report_score": results.get("score")} if results else {})}],
+        # the report's own score and interval where there is a report (the same numbers as summary.md)
+        "windows": [{"label": "all dialogues", **outcome_summary(folder.records), **({"score": results["score"]} if results.get("score") else {})}],
         "canaries": {k: v for k, v in (report.get("canaries") or {}).items() if not isinstance(v, (dict, list))},
         "reliability": (report.get("reliability") or {}).get("score"),
         "curve": [],

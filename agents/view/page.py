@@ -60,7 +60,8 @@ def render_page(data: dict[str, Any], title: str) -> str:
     """The whole HTML file for `data` (see agents.view.data.page_data)."""
     template = resources.files("agents.view").joinpath("template.html").read_text(encoding="utf-8")
     meta = {"title": title, "sources": [s["label"] for s in data.get("sources", [])], "dialogues": len(data.get("dialogues", []))}
-    parts = {"TITLE": html.escape(title), "META": script_json(meta), "DATA": pack(data)}
+    title_html = html.escape(title).replace("\u2028", "&#8232;").replace("\u2029", "&#8233;")
+    parts = {"TITLE": title_html, "META": script_json(meta), "DATA": pack(data)}
     return MARKER.sub(lambda m: parts[m.group(1)], template)  # one pass: inserted text is never searched again
 
 
