@@ -118,9 +118,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- rows
 
 
-def dialogue_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields the list filters and sorts on, from one transcript record."""
+def dialogue_row(record: Mapping[str, Any], tags: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
+    """The fields the list filters and sorts on, from one transcript record (`tags`: its turns' tagger strategies, if known)."""
     turns = [t for t in record.get("turns") or () if isinstance(t, Mapping)]
+    tags = tagger_strategies(turns) if tags is None else tags
     initial = record.get("initial_emotion")
     final = record.get("final_emotion")
     flags: set[str] = set()
@@ -147,7 +148,7 @@ def dialogue_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "turns": len(turns),
         "flags": sorted(flags),
         "analysis_strategies": sorted(analysis_strategies),
-        "tagger_strategies": sorted({str(s) for tags in tagger_strategies(turns) for s in tags}),
+        "tagger_strategies": sorted({str(s) for turn_tags in tags for s in turn_tags}),
     }
 
 
@@ -338,11 +339,13 @@ def page_data(folders: Sequence[Folder]) -> dict[str, Any]:
                     manifest_index[key] = len(manifests)
                     manifests.append(redact(record["manifest"]))
                 manifest = manifest_index[key]
-            row = dialogue_row(record)
             turns = [t for t in record.get("turns") or () if isinstance(t, Mapping)]
-            # the tagger's strategies per turn, only where the record does not carry them itself
-            tags = None if all(isinstance(t.get("strategies"), list) for t in turns) else tagger_strategies(turns)
-            dialogues.append({"id": f"{number}.{index}", "source": number, "manifest": manifest, "record": redact(body), "row": row, "tags": tags})
+            tags = tagger_strategies(turns)
+            row = dialogue_row(record, tags)
+            # the tagger's strategies per turn go in only where the record does not carry them itself;
+            # the body is stored as written (manifests, the only place settings and secrets live, are redacted)
+            stored_tags = None if all(isinstance(t.get("strategies"), list) for t in turns) else tags
+            dialogues.append({"id": f"{number}.{index}", "source": number, "manifest": manifest, "record": body, "row": row, "tags": stored_tags})
     return {
         "format": 1,
         "vocabulary": {"analysis": ANALYSIS_VOCABULARY, "tagger": TAGGER_VOCABULARY},
