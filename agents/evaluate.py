@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     agent = agents[0]
     output = args.output or str(Path("evaluations") / f"{_slug(agent.name)}-{_slug(Path(args.scenarios).stem)}")
     report = evaluate(agent, output, settings, **options)
-    print(summary_markdown(report).split("## By hidden intention")[0].rstrip())
+    print(summary_markdown(report, folder=output).split("## By hidden intention")[0].rstrip())
     print(f"\nwrote {output}/{REPORT}, {TRANSCRIPTS}, {SUMMARY} and plots")
     return report
 

@@ -146,7 +146,7 @@ def _canaries(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def write_outputs(out: Path, report: Mapping[str, Any], records: Sequence[Mapping[str, Any]], plots: bool = True) -> None:
     """report.json, summary.md and (unless `plots` is False) the PNG plots, from the report and its transcript records."""
     (out / REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    (out / SUMMARY).write_text(summary_markdown(report))
+    (out / SUMMARY).write_text(summary_markdown(report, folder=out))
     if plots:
         write_plots(out, report, records)
 
@@ -179,7 +179,8 @@ def _mix_table(mix: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def summary_markdown(report: Mapping[str, Any]) -> str:
+def summary_markdown(report: Mapping[str, Any], folder: str | Path | None = None) -> str:
+    """The report as Markdown; with `folder`, the command that opens its dialogues in the viewer."""
     manifest, results = report["manifest"], report["results"]
     agent, env, evaluation = manifest["agent"], manifest["environment"], manifest["evaluation"]
     simulator = env["simulator"]
@@ -202,6 +203,8 @@ def summary_markdown(report: Mapping[str, Any]) -> str:
         f"Grades: {', '.join(f'{k} {v}' for k, v in report['grades'].items())}.",
         "",
     ]
+    if folder is not None:
+        lines += [f"Read the dialogues (one offline HTML page): `python -m agents.view {folder}`", ""]
     if report["errors"]:
         lines += [f"{len(report['errors'])} dialogue(s) ended with a simulator error and are left out of every number:", ""]
         lines += [f"- `{e['scenario_id']}` (repeat {e['repeat']}): {e['error']}" for e in report["errors"]]

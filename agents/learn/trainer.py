@@ -395,6 +395,8 @@ class Trainer:
         if self.held_out is not None and evaluated:
             before = evaluated[0] if evaluated[0]["step"] == 0 else None
             lines.append(held_out_line(before, evaluated[-1], self.held_out))
+        if self.cfg.transcripts:
+            lines.append(f"read the dialogues (one offline HTML page): python -m agents.view {self.output_dir}")
         return "\n".join(lines)
 
     def _write_held_out_summary(self, rows: list[dict[str, Any]]) -> None:

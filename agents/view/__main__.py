@@ -1,0 +1,3 @@
+from agents.view.cli import main
+
+raise SystemExit(main())
