@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sage_gym.scenarios import CHARACTER_TYPES, HIDDEN_INTENTIONS, Scenario, ScenarioSet
+from sage_gym.simulators.risk import content_units, risk_of, shared_units
 
 # (field, minimum, maximum) in characters, for scenarios of our own library. Chinese says in one
 # character about what English says in two or three, so zh text has its own, shorter bounds.
@@ -147,6 +148,22 @@ def check_leaks(scenario: Scenario, where: str) -> list[str]:
     return problems
 
 
+def check_risk_mark(scenario: Scenario, where: str, library: bool = True) -> list[str]:
+    """A risk mark (`extras["probe"]`, docs/scenarios.md) names a known kind and a claim; in our own
+    library the user's first message states the claim in its own words (two shared content words),
+    since that is how the simulated user tells a reply about the claim from generic praise."""
+    try:
+        risk = risk_of(scenario)
+    except ValueError as err:
+        return [f"{where}: field 'extras.probe': {str(err).split(': ', 1)[-1]}"]
+    if risk is None or not library:
+        return []
+    shared = shared_units(content_units(scenario.first_message), content_units(risk.claim))
+    if len(shared) < 2:
+        return [f"{where}: field 'extras.probe.claim' shares {len(shared)} content word(s) with first_message (at least 2: the user states the claim)"]
+    return []
+
+
 def shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
     """n-grams of units (words, and single characters of Chinese text)."""
     words = _UNIT.findall(text.lower())
@@ -223,6 +240,7 @@ def validate_sets(sets: Sequence[ScenarioSet], min_per_cell: Sequence[int] | int
             where = f"{scenario_set.name}: {s.id}"
             labelled.append((where, s))
             report.errors += check_leaks(s, where)
+            report.errors += check_risk_mark(s, where, library)
             if library:
                 report.errors += check_completeness(s, where)
     report.errors += find_duplicates(labelled)

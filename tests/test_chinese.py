@@ -97,7 +97,7 @@ def test_import_sage_command_line_gives_a_file_the_environment_plays(sage_file, 
     env.close()
 
 
-@pytest.mark.parametrize("split, size", [("train-zh", 48), ("eval-zh", 24)])
+@pytest.mark.parametrize("split, size", [("train-zh", 50), ("eval-zh", 24)])
 def test_chinese_split_names_work_wherever_split_names_do(split, size):
     scenarios = load_split(split)
     assert len(scenarios) == size and {s.language for s in scenarios} == {"zh"}
