@@ -3,7 +3,6 @@ random Qwen2 built in code, on CPU, with the masking, the rewards and the limits
 
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

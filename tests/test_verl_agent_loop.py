@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 try:
-    import verl  # noqa: F401
+    import verl
     from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 except ImportError as err:
     if os.environ.get("SAGE_GYM_TEST_VERL") == "required":
@@ -35,6 +35,7 @@ except ImportError as err:
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
+from transformers import AutoTokenizer
 from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 from verl.experimental.reward_loop import RewardLoopWorker, migrate_legacy_reward_impl
 from verl.protocol import DataProto
@@ -116,7 +117,7 @@ def run_documented_rollout(model_dir: Path, tmp_path: Path, response_length: int
     with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
         config = migrate_legacy_reward_impl(compose(config_name="ppo_trainer", overrides=overrides))
     rollout = config.actor_rollout_ref.rollout
-    model = tiny_random_model(__import__("transformers").AutoTokenizer.from_pretrained(model_dir), SMALL, seed=0).eval()
+    model = tiny_random_model(AutoTokenizer.from_pretrained(model_dir), SMALL, seed=0).eval()
     server = StandInServer(model, rollout.prompt_length, rollout.response_length)
 
     class Worker(AgentLoopWorker):
