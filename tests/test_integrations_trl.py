@@ -1,6 +1,9 @@
 """TRL's GRPOTrainer through `sage_gym.integrations.trl.SageRollout`: two real training steps of a tiny
 random Qwen2 built in code, on CPU, with the masking, the rewards and the limits checked."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -132,11 +135,14 @@ class FailingFor(BuiltinSimulator):
 class StubTrainer:
     """The attributes of GRPOTrainer that the rollout reads."""
 
-    def __init__(self, model, max_completion_length):
+    def __init__(self, model, max_completion_length, **sampling):
+        config = GRPOConfig(output_dir="unused", report_to="none", bf16=False, **sampling)  # before the Accelerator: it resets accelerate's state
         self.model_wrapped = model
         self.accelerator = Accelerator(cpu=True)
         self.max_completion_length = max_completion_length
         self.use_vllm = False
+        self.args = config  # GRPOTrainer copies these from its args, as here
+        self.temperature, self.top_p, self.top_k, self.min_p, self.repetition_penalty = config.temperature, config.top_p, config.top_k, config.min_p, config.repetition_penalty
 
 
 def test_failed_dialogues_get_none_and_limits_hold(tokenizer):
@@ -166,3 +172,28 @@ def test_failed_dialogues_get_none_and_limits_hold(tokenizer):
     with pytest.raises(ValueError, match="no scenario opens"):
         rollout([[{"role": "user", "content": "not a scenario"}]], StubTrainer(tiny_model(tokenizer), 40))
     assert np.isclose(out["final_emotion"][0] * 100 - 40, out["emotion_change"][0] * 100)
+
+
+@pytest.mark.parametrize("sampling", [{"top_k": 1}, {"top_k": 0, "generation_kwargs": {"top_k": 1}}], ids=["top_k", "generation_kwargs"])
+def test_grpo_configs_sampling_settings_reach_the_sampler(tokenizer, sampling):
+    # top_k=1 keeps one token: every sampled token is then the model's most likely one
+    rollout = SageRollout(tokenizer, scenarios="eval", max_turns=2, max_reply_tokens=8)
+    prompt = scenario_dataset("eval", system_prompt=rollout.system_prompt)[0]["prompt"]
+    model = tiny_model(tokenizer)
+    out = rollout([prompt] * 2, StubTrainer(model, max_completion_length=64, **sampling))
+    with torch.no_grad():
+        for prompt_ids, tokens, mask in zip(out["prompt_ids"], out["completion_ids"], out["env_mask"]):
+            logits = model(torch.tensor([prompt_ids + tokens])).logits[0, len(prompt_ids) - 1 : -1]
+            sampled = torch.tensor(mask, dtype=torch.bool)
+            assert sampled.sum() > 0
+            assert torch.equal(logits.argmax(-1)[sampled], torch.tensor(tokens)[sampled])
+
+
+def test_the_docs_snippet_trains_one_step_on_cpu(tokenizer, tmp_path, monkeypatch):
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text()
+    section = docs[docs.index("## TRL") :]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # the snippet writes to runs/trl
+    scope = {"model": tiny_model(tokenizer), "tokenizer": tokenizer}
+    exec(compile(snippet, "docs/integrations.md (TRL)", "exec"), scope)
+    assert scope["trainer"].state.global_step == 1

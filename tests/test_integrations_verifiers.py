@@ -119,3 +119,26 @@ def test_an_episode_through_verifiers_matches_the_env():
         assert not failed.ok and "simulated user failed" in str(failed.errors) and "endpoint is down" in str(failed.errors)
     finally:
         server.should_exit = True
+
+
+def test_the_documented_vf_eval_command_stays_local(tmp_path, monkeypatch):
+    # vf-eval's defaults are a hosted endpoint and an upload of the results: the docs' command must override both
+    import re
+    import shlex
+    from pathlib import Path
+
+    from verifiers.v1.cli.eval.main import main as vf_eval
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", docs, re.S) if "vf-eval " in b)
+    command = block[block.index("vf-eval ") :].replace("\\\n", " ")
+    argv = shlex.split(command, comments=True)[1:]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MY_KEY", "local")
+    vf_eval([*argv, "--dry-run"])
+    (resolved,) = tmp_path.glob("outputs/*/configs/resolved/eval.json")
+    config = json.loads(resolved.read_text())
+    assert config["push"] is False
+    assert config["client"]["base_url"].startswith("http://127.0.0.1:") and config["client"]["api_key_var"] == "MY_KEY"
+    assert config["env"]["max_turns"] == 8 and config["env"]["taskset"]["scenarios"] == "eval"
+    assert config["env"]["assistant"]["runtime"]["type"] == "subprocess"

@@ -112,3 +112,66 @@ def test_a_failed_simulator_ends_the_dialogue_with_no_score():
     assert done and score is None and meta["outcome"] == "error" and "endpoint is down" in meta["error"]
     with pytest.raises(ValueError, match="unknown SageInteraction config"):
         sage_verl.SageInteraction({"max_turn": 3})
+
+
+def test_rows_name_the_agent_loop_that_the_shipped_yaml_registers():
+    # without an agent_name (or agent.default_agent_loop) verl runs single_turn_agent: one reply, no interaction
+    rows = sage_verl.verl_dataset_rows("eval")
+    assert {row["agent_name"] for row in rows} == {"sage_agent"}
+    (entry,) = yaml.safe_load(YAML.with_name("verl_agent_loop.yaml").read_text())
+    assert entry == {"name": "sage_agent", "_target_": "sage_gym.integrations.verl_agent_loop.SageAgentLoop"}
+    assert (YAML.parent / "verl_agent_loop.py").read_text().count("class SageAgentLoop(ToolAgentLoop)") == 1
+
+
+def play_to_the_end(interaction, instance, first_message):
+    async def play():
+        agent = make_reference_agent("empathic", seed=0)
+        await interaction.start_interaction(instance, scenario_id="train-003", seed=3)
+        messages, scores, done = [{"role": "user", "content": first_message}], [], False
+        while not done:
+            messages.append({"role": "assistant", "content": agent(messages)})
+            done, answer, score, _ = await interaction.generate_response(instance, messages)
+            messages.append({"role": "user", "content": answer})
+            scores.append(score)
+        return scores
+
+    return asyncio.run(play())
+
+
+def test_an_ended_dialogue_frees_its_env_and_live_ones_are_bounded(caplog):
+    # verl 0.7 never calls finalize_interaction: an interaction that kept every env grew by one per rollout
+    interaction = sage_verl.SageInteraction({"scenarios": "train", "max_turns": 4, "max_live_dialogues": 2})
+    first = interaction.scenarios.get("train-003").first_message
+    scores = play_to_the_end(interaction, "a", first)
+    assert interaction._envs == {}
+    assert asyncio.run(interaction.calculate_score("a")) == pytest.approx(sum(scores))  # the return outlives the env
+
+    async def start(*ids):
+        for instance in ids:
+            await interaction.start_interaction(instance, seed=0)
+
+    with caplog.at_level("WARNING", logger="sage_gym.integrations.verl"):
+        asyncio.run(start("b", "c", "d"))  # "b" never ends (verl stopped it on a limit): the oldest goes
+    assert list(interaction._envs) == ["c", "d"] and "dropped the oldest (b)" in caplog.text
+    asyncio.run(interaction.finalize_interaction("a"))
+    with pytest.raises(KeyError, match="start_interaction"):
+        asyncio.run(interaction.calculate_score("a"))
+    with pytest.raises(ValueError, match="max_live_dialogues"):
+        sage_verl.SageInteraction({"max_live_dialogues": 0})
+
+
+def test_the_reward_function_sums_the_turn_scores_and_counts_unscored_replies():
+    from sage_gym.integrations.verl_reward import compute_score
+
+    interaction = sage_verl.SageInteraction({"scenarios": "train", "max_turns": 4})
+    scores = play_to_the_end(interaction, "a", interaction.scenarios.get("train-003").first_message)
+    # what verl's agent loop and reward loop pass: num_turns = user turns + assistant turns + 1
+    every_reply = compute_score("sage_gym", "", "", {"turn_scores": scores, "num_turns": 2 * len(scores) + 1})
+    assert every_reply == {"score": pytest.approx(asyncio.run(interaction.calculate_score("a"))), "replies": len(scores), "scored_replies": len(scores), "unscored_replies": 0}
+    # verl's plain tool_agent stopped on a limit after one more reply, which the interaction never saw
+    last_unscored = compute_score("sage_gym", "", "", {"turn_scores": scores, "num_turns": 2 * len(scores) + 2})
+    assert last_unscored["unscored_replies"] == 1 and last_unscored["score"] == pytest.approx(sum(scores))
+    with pytest.raises(ValueError, match="turn_scores"):
+        compute_score("sage_gym", "", "", {})  # verl's single_turn_agent: no interaction ran
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "integrations.md").read_text()
+    assert "reward.custom_reward_function.path=$SAGE/verl_reward.py" in docs and "default_agent_loop=sage_agent" in docs

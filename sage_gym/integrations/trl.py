@@ -245,17 +245,15 @@ class SageRollout:
         device = trainer.accelerator.device
         input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
         attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
-        # the trainer's temperature by default: TRL scores the tokens at that temperature too
-        temperature = self.temperature or getattr(trainer, "temperature", 1.0)
+        sampling = self._sampling_kwargs(trainer)
+        temperature = sampling["temperature"]
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model, torch.no_grad():
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,
+                **sampling,
                 max_new_tokens=max(1, max(limits)),
                 do_sample=True,
-                temperature=temperature,
-                top_k=0,
-                top_p=1.0,
                 eos_token_id=sorted(self.chat.stop_ids),
                 pad_token_id=pad,
                 return_dict_in_generate=True,
@@ -270,6 +268,23 @@ class SageRollout:
             end = min(end, max(1, limit))
             replies.append((row[:end], lps[:end]))
         return replies
+
+    def _sampling_kwargs(self, trainer: Any) -> dict[str, Any]:
+        """GRPOConfig's sampling settings, as GRPOTrainer passes them to its own `generate`.
+
+        temperature (ours when set, else the trainer's: TRL scores the tokens at it too), top_p,
+        top_k, min_p, repetition_penalty, then `generation_kwargs` over them. The reply's length
+        and stop tokens stay the rollout's.
+        """
+        kwargs: dict[str, Any] = {
+            "temperature": self.temperature or getattr(trainer, "temperature", 1.0),
+            "top_p": getattr(trainer, "top_p", 1.0),
+            "top_k": getattr(trainer, "top_k", 0),
+            "min_p": getattr(trainer, "min_p", None),
+            "repetition_penalty": getattr(trainer, "repetition_penalty", 1.0),
+        }
+        kwargs.update(getattr(getattr(trainer, "args", None), "generation_kwargs", None) or {})
+        return kwargs
 
     def _generate_vllm(self, trainer: Any, sequences: list[list[int]], limits: list[int]) -> list[tuple[list[int], list[float]]]:
         # Untested without a GPU. TRL's engine samples up to max_completion_length tokens per call;
