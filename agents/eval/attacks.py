@@ -362,8 +362,9 @@ class _Rotating:
 
 class HintLookup(_Rotating):
     """A fluent agent keyed on the hint lines the user drops: until a line names the intention it
-    reflects, validates and asks (the reference empathic agent's first turn); then it reflects and
-    uses the strategy that answers the named intention, every turn."""
+    only asks the user to go on (`ListeningProbe`), so all it gains it gains by the lookup; then it
+    reflects and uses the strategy that answers the named intention, in the reference agents'
+    sentences, every turn."""
 
     name = "hint_lookup"
 
@@ -372,16 +373,13 @@ class HintLookup(_Rotating):
         if matcher is None:
             raise ValueError("HintLookup needs a fitted HintMatcher (fit_hint_matcher)")
         self._matcher = matcher
+        self._listening = ListeningProbe(seed)
 
     def __call__(self, history: History) -> str:
-        intention = self._matcher.predict_history(history)
-        key = INTENTION_STRATEGY.get(intention or "")
+        key = INTENTION_STRATEGY.get(self._matcher.predict_history(history) or "")
         if key is None:
-            plan: tuple[str, ...] = ("reflect", "validate", "question")
-        elif key == "reflect":
-            plan = ("reflect", "validate")
-        else:
-            plan = ("reflect", key)
+            return self._listening(history)
+        plan = ("reflect", "validate") if key == "reflect" else ("reflect", key)
         return ("" if _chinese(history) else " ").join(self.sentences(plan, history))
 
 
