@@ -128,7 +128,9 @@ def fragment_pool(language: str) -> tuple[str, ...]:
         fragments.update(c.replace(quoted, SLOT) for c in _clauses(text, language))
     for text in NEUTRAL[language]:
         fragments.update(_clauses(text, language))
-    return tuple(sorted(f for f in fragments if PLACEHOLDER[language] not in f))
+    # the sycophant has no Chinese lines: it answers a Chinese user in English, which is no fragment of Chinese
+    in_language = (lambda f: baselines_zh.is_chinese(f.replace(SLOT, ""))) if language == "zh" else (lambda f: not baselines_zh.is_chinese(f))
+    return tuple(sorted(f for f in fragments if PLACEHOLDER[language] not in f and in_language(f)))
 
 
 # ----------------------------------------------------------------------------------------------
