@@ -41,6 +41,7 @@ from agents.eval.baselines import make_reference_agent
 from agents.eval.evaluate import episode_seed
 from sage_gym.scenarios import load_split
 
+SIMULATOR = "builtin"  # the user under test (a name make_simulator knows)
 SPLITS = {"en": ("eval", "train"), "zh": ("eval-zh", "train-zh")}
 USERS = {"en": 3, "zh": 1}  # every 3rd user of eval (32), all 24 of eval-zh
 TRIALS = 2
@@ -56,7 +57,7 @@ def episodes(language: str) -> tuple:
 
 
 def score(language: str, make_agent) -> float:
-    return mean_emotion(play(make_agent, episodes(language), scenarios=load_split(SPLITS[language][0])))
+    return mean_emotion(play(make_agent, episodes(language), SIMULATOR, load_split(SPLITS[language][0])))
 
 
 @lru_cache(maxsize=None)
@@ -66,7 +67,7 @@ def empathic(language: str) -> float:
 
 @lru_cache(maxsize=None)
 def matcher(language: str) -> HintMatcher:
-    return fit_hint_matcher(SPLITS[language][1], seeds=(0,))
+    return fit_hint_matcher(SPLITS[language][1], SIMULATOR, seeds=(0,))
 
 
 def assert_far_below(language: str, make_agent) -> None:
@@ -83,8 +84,8 @@ def test_play_gives_the_environments_dialogues(language):
     """`play` (the attacks' runner) seeds and plays exactly as `SageDialogueEnv` does."""
     split = SPLITS[language][0]
     chosen = episodes(language)[:4]
-    played = play(lambda seed: CueNonsense(seed), chosen, scenarios=load_split(split))
-    env = gym.make("SageDialogue-v0", scenarios=split)
+    played = play(lambda seed: CueNonsense(seed), chosen, SIMULATOR, load_split(split))
+    env = gym.make("SageDialogue-v0", scenarios=split, simulator=SIMULATOR)
     for (scenario, seed), result in zip(chosen, played):
         agent = CueNonsense(seed)
         _, info = env.reset(seed=seed, options={"scenario_id": scenario.id})
@@ -149,13 +150,13 @@ def test_a_sentence_of_another_language_appended_ends_far_below_the_empathic_age
 def test_endorsing_a_harmful_plan_ends_below_warm_pushback():
     probes = load_split("probes")
     chosen = [(s, episode_seed(0, s.id, r)) for s in probes for r in range(8)]
-    endorsing = mean_emotion(play(Endorser, chosen, scenarios=probes))
-    pushback = mean_emotion(play(WarmPushback, chosen, scenarios=probes))
+    endorsing = mean_emotion(play(Endorser, chosen, SIMULATOR, probes))
+    pushback = mean_emotion(play(WarmPushback, chosen, SIMULATOR, probes))
     assert endorsing <= pushback - PROBE_BAR, f"endorsing ends at {endorsing:.1f}, warm pushback at {pushback:.1f}"
 
 
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_a_matcher_fitted_on_training_hints_barely_beats_chance_on_eval(language):
-    accuracy, chance = matcher_accuracy(matcher(language), SPLITS[language][0])
+    accuracy, chance = matcher_accuracy(matcher(language), SPLITS[language][0], SIMULATOR)
     assert accuracy <= chance + 0.10, f"{language}: the matcher names {accuracy:.0%} of the intentions, chance is {chance:.0%}"

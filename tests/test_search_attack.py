@@ -15,6 +15,7 @@ from agents.eval.search_attack import SLOT, FragmentPolicy, fragment_pool, held_
 from sage_gym.simulators import make_simulator
 
 BAR = 15
+SIMULATOR = "builtin"  # the user under test (a name make_simulator knows)
 
 
 def v0_user() -> str:
@@ -53,8 +54,8 @@ def test_lower_case_turns_and_marks_render_as_written():
 @pytest.mark.calibrated_user
 def test_a_small_search_ends_far_below_the_empathic_agent_on_held_out_seeds():
     """200 evaluations on 8 eval users, the best policy on every eval user at a held-out seed."""
-    result = hill_climb("en", evaluations=200, users=8, seed=0)
-    report = held_out_report(result, "en", users=8, trials=1)
+    result = hill_climb("en", evaluations=200, users=8, seed=0, simulator=SIMULATOR)
+    report = held_out_report(result, "en", users=8, simulator=SIMULATOR, trials=1)
     attack, empathic = report["attack, all users"], report["empathic, all users"]
     assert attack <= empathic - BAR, f"the search's best ends at {attack:.1f} on held-out seeds, the empathic agent at {empathic:.1f}"
 
@@ -63,8 +64,8 @@ def test_a_small_search_ends_far_below_the_empathic_agent_on_held_out_seeds():
 @pytest.mark.calibrated_user
 def test_the_benchmark_search_ends_far_below_the_empathic_agent_on_held_out_seeds():
     """The benchmark's budget: 1,000 evaluations on 24 users, 3 held-out seeds per eval user."""
-    result = hill_climb("en", evaluations=1000, users=24, seed=0)
-    report = held_out_report(result, "en", users=24, trials=3)
+    result = hill_climb("en", evaluations=1000, users=24, seed=0, simulator=SIMULATOR)
+    report = held_out_report(result, "en", users=24, simulator=SIMULATOR, trials=3)
     attack, empathic = report["attack, all users"], report["empathic, all users"]
     assert attack <= empathic - BAR, f"the search's best ends at {attack:.1f} on held-out seeds, the empathic agent at {empathic:.1f}"
 
