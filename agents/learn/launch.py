@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
 from agents.learn.trainer import Trainer
@@ -17,10 +14,6 @@ def launch(cfg: TrainConfig, trainer_cls: type[Trainer]) -> tuple[list[dict[str,
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
     dist = init_distributed(cfg.device)
     try:
-        if dist.is_main:
-            output = Path(cfg.output_dir)
-            output.mkdir(parents=True, exist_ok=True)
-            (output / "config.json").write_text(json.dumps(cfg.redacted_dict(), indent=1))
         trainer = trainer_cls(cfg, dist=dist)
         try:
             history = trainer.fit()

