@@ -40,7 +40,7 @@ from agents.learn.ppo import PPOConfig, PPOTrainer
 
 def main(argv: list[str] | None = None) -> int:
     cfg: PPOConfig = parse_config(argv, PPOConfig, prog="python -m agents.train_ppo", description=__doc__)
-    history, dist = launch(cfg, PPOTrainer)
+    history, dist = launch(cfg, PPOTrainer, prog="python -m agents.train_ppo")
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(
