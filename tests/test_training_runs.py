@@ -136,6 +136,11 @@ def test_runs_without_an_output_dir_get_their_own_folders_and_latest_points_at_t
     # what takes a run folder takes the parent too, and follows latest
     assert policy_folder(root) == second / "checkpoints" / "step-000001" / "policy"
     assert model_name_of("runs/grpo", policy_folder(root)) == f"grpo-{second.name}-step-000001"
+    from agents.evaluate import cli
+
+    for model in ("runs/grpo", str(first)):  # each evaluation of a model gets its own default folder
+        assert cli(["--agent", "hf", "--model", model, "--limit", "1", "--max-turns", "1", "--max-new-tokens", "4", "--no-progress", "--no-plots", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in Path("evaluations").iterdir()) == sorted(f"grpo-{run.name}-step-000001-eval" for run in (first, second))
     resumed = train(tokenizer, small_config(None, steps=2, resume="auto"))  # more steps: allowed
     assert resumed.output_dir == second
     assert [r["step"] for r in read_metrics(second / "metrics.jsonl")] == [1, 2]
