@@ -70,7 +70,7 @@ from typing import Any
 
 import torch
 
-from agents.cli import MissingExtraError, UsageError
+from agents.cli import MissingExtraError
 from agents.learn.distributed import gathered
 from agents.learn.policy import Completion, Policy, Sampling, turn_budgets
 from agents.learn.rollout import RolloutEngine
@@ -103,7 +103,7 @@ def require_vllm() -> Any:
             "(on a machine with a CUDA GPU)"
         ) from err
     if not torch.cuda.is_available():
-        raise UsageError("vLLM needs a CUDA GPU and torch sees none; --rollout-engine hf works everywhere (CPU included)")
+        raise RuntimeError("vLLM needs a CUDA GPU and torch sees none; --rollout-engine hf works everywhere (CPU included)")
     from packaging.version import Version
 
     version = str(getattr(vllm, "__version__", "0"))
