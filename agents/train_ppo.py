@@ -4,7 +4,8 @@ Every option of `python -m agents.train_grpo` works the same here, plus the crit
 (--critic head|separate, --critic-model, --critic-lr, --critic-warmup-steps, --critic-backbone-grad,
 --vf-coef, --value-clip, --gamma, --lam, --whiten-advantages, --ent-coef). With no arguments it
 trains the embedded tiny chat model (built offline on first use and cached) against the
-deterministic built-in simulator, on CPU, in a few minutes, and writes to runs/ppo/:
+deterministic built-in simulator, on CPU, in a few minutes, and writes to a new folder
+runs/ppo/<YYYYmmdd-HHMMSS>/ (runs/ppo/latest points at the newest run):
 
 | file | content |
 |---|---|
