@@ -282,7 +282,9 @@ def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
             "--max-turns", "2", "--max-new-tokens", "6", "--output-dir", str(out), "--no-progress", "--no-tensorboard",
             "--critic", "separate", "--gamma", "0.99", "--lam", "0.9", "--critic-lr", "1e-3"]
     assert main(args) == 0
-    assert "mean episode return" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean episode return" in printed
+    assert f"run folder: {out}" in printed and f"python -m agents.train_ppo --output-dir {out} --resume auto" in printed
     config = json.loads((out / "config.json").read_text())
     assert (config["critic"], config["gamma"], config["lam"]) == ("separate", 0.99, 0.9)
     records = read_metrics(out / "metrics.jsonl")

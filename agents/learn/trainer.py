@@ -139,6 +139,7 @@ class Trainer:
         planned = planned_folder(cfg.output_dir, self.algorithm_cls.name, cfg.resume, cfg.overwrite)
         if cfg.resume == "auto" and planned is not None:
             check_same_config(planned, cfg.redacted_dict())
+        self.dist.gather(None)  # every rank has looked at the folder before rank 0 writes to it
         threads = cfg.resolved_threads()
         if threads:
             torch.set_num_threads(threads)
