@@ -129,6 +129,8 @@ def test_runs_without_an_output_dir_get_their_own_folders_and_latest_points_at_t
     assert first != second and first.parent == second.parent == root
     assert {p.name for p in root.iterdir()} == {first.name, second.name, "latest"}
     assert (root / "latest").resolve() == second.resolve()
+    with pytest.raises(UsageError, match="holds several runs"):  # --overwrite never wipes every run at once
+        GRPOTrainer(small_config(root, overwrite=True), policy=tiny_policy(tokenizer))
     for run in (first, second):  # each its own metrics and checkpoint; nothing appended or pruned
         assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1]
         assert (run / "checkpoints" / "step-000001" / "trainer.pt").is_file()

@@ -107,6 +107,8 @@ def planned_folder(output_dir: str | None, algorithm: str, resume: str | None, o
     folder = Path(output_dir)
     if resume:
         return follow_latest(folder)  # continuing a named checkpoint in this folder: its later records are dropped
+    if overwrite and ((folder / LATEST).exists() or (folder / LATEST).is_symlink()):
+        raise UsageError(f"{folder} holds several runs (it has a {LATEST}): --overwrite clears one run's folder; name it, e.g. --output-dir {follow_latest(folder)}")
     if holds_run(folder) and not overwrite:
         raise UsageError(
             f"{folder} already holds a run: continue it with --resume auto, start it afresh with --overwrite (deletes it), "
