@@ -125,14 +125,14 @@ class HFAgent:
         chat_template: str | None = None,
         seed: int = 0,
     ) -> None:
+        from agents.learn.model_path import is_local_path
+
+        if is_local_path(model) and not Path(model).expanduser().exists():  # before the heavy imports: one line at once
+            raise MissingPathError(f"no model at {model}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
         import torch
 
         from agents.learn.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
 
-        from agents.learn.policy import is_local_path
-
-        if is_local_path(model) and not Path(model).expanduser().exists():
-            raise MissingPathError(f"no model at {model}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
         folder = policy_folder(Path(model))
         self.name = model_name_of(model, folder)
         model = str(folder) if folder != Path(model) else model

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents.learn.config import TrainConfig
+from agents.learn.components import check_model_paths
 from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
 from agents.learn.trainer import Trainer
 
@@ -13,6 +14,7 @@ def launch(cfg: TrainConfig, trainer_cls: type[Trainer], prog: str = "python -m 
     """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place).
 
     At the end the main rank prints where the run is and the commands that evaluate and continue it."""
+    check_model_paths(cfg)  # before transformers is imported: a missing path is one line at once
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch

@@ -37,8 +37,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from agents.cli import MissingExtraError, MissingPathError, UsageError
+from agents.cli import MissingExtraError, UsageError
 from agents.learn.distributed import gathered
+from agents.learn.model_path import check_model_path
 
 PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
 GGUF_SHORTCUT = "gemma3-270m-gguf"  # --model value that assembles Gemma 3 270M from the optional [gguf] extra
@@ -246,25 +247,6 @@ def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | N
     if path.is_absolute() or model is None:
         return str(path.parent), path.name
     return model, gguf_file
-
-
-def is_local_path(name: str) -> bool:
-    """Whether a `--model` value names a local path rather than a hub id ("org/name").
-
-    It does when it starts with `/`, `./`, `../` or `~`, has more parts than a hub id, lives under
-    `runs/` (where the trainers write), or its first part exists here (`my_models/x` with a
-    `my_models/` folder). A missing local path is then one line at once, never a hub lookup with
-    its retries."""
-    path = Path(name)
-    if name.startswith(("/", "./", "../", "~", ".\\")) or path.is_absolute() or len(path.parts) > 2:
-        return True
-    return len(path.parts) == 2 and (path.parts[0] == "runs" or Path(path.parts[0]).exists())
-
-
-def check_model_path(name: str, what: str = "model") -> None:
-    """Refuse a path-like `name` (`is_local_path`) that does not exist, naming it; hub ids pass."""
-    if name and is_local_path(name) and not Path(name).expanduser().exists():
-        raise MissingPathError(f"no {what} at {name}: the path does not exist (a hub id has the form org/name)")
 
 
 def load_pretrained(

@@ -37,7 +37,7 @@ import torch
 from agents.cli import UsageError
 from agents.learn.batching import MicroBatch, dummy_batch, make_micro_batches
 from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
-from agents.learn.components import load_policy, make_envs, simulator_kwargs
+from agents.learn.components import check_model_paths, load_policy, make_envs, simulator_kwargs
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, full_model_state, is_sharded, lockstep, rank_device, wrap_module
 from agents.learn.held_out import HeldOutSettings, evaluate_policy, held_out_line
@@ -134,7 +134,7 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist or Distributed()
         self.log = log if self.dist.is_main else (lambda message: None)
-        self._check_config()
+        self._check_config(policy_to_load=policy is None)
         # refused in one line before anything is loaded: a folder that holds another run, a resume with other options
         planned = planned_folder(cfg.output_dir, self.algorithm_cls.name, cfg.resume, cfg.overwrite)
         if cfg.resume == "auto" and planned is not None:
@@ -211,9 +211,11 @@ class Trainer:
             if path is not None and (dropped := drop_after(path, self.step)):
                 self.log(f"dropped {dropped} record(s) of steps after {self.step} from {path.name} (written after the checkpoint)")
 
-    def _check_config(self) -> None:
+    def _check_config(self, policy_to_load: bool = True) -> None:
         cfg = self.cfg
         self.algorithm_cls.check(cfg)
+        if policy_to_load:
+            check_model_paths(cfg)
         least = self.algorithm_cls.min_group_size
         if cfg.group_size < least:
             raise UsageError(f"group_size must be at least {least} (a group is its own baseline), got {cfg.group_size}")
