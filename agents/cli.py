@@ -1,7 +1,15 @@
-"""The `__main__` guard every command shares: a user's mistake ends in one line on stderr, not a traceback.
+"""The `__main__` guard every command shares: a failure ends in one line on stderr, not a traceback.
 
-A missing file, a bad option value, an unreachable endpoint or a missing optional package is
-reported as `prog: error: <first line of the message>` with exit status 2. Set SAGE_GYM_TRACEBACK=1
+Exit status (the same for every command):
+
+| status | meaning |
+|---|---|
+| 0 | done |
+| 1 | the work failed: a simulator or endpoint that stays down, out of memory, an error inside torch or a library (and, for `agents.evaluate`, dialogues left in an error) |
+| 2 | a usage error: a bad option value, a missing file or model path, an unknown scenario id, a folder that already holds a run, a missing optional package |
+| 130 | interrupted (Ctrl-C) |
+
+Both kinds of failure print `prog: error: <first line of the message>`. Set SAGE_GYM_TRACEBACK=1
 to see the whole traceback instead.
 """
 
@@ -12,7 +20,25 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-USER_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """A mistake in what the user asked for: the command exits with status 2.
+
+    A `ValueError`, so code that catches bad values catches it too."""
+
+
+class MissingPathError(UsageError, FileNotFoundError):
+    """A file, folder or model path the user named does not exist."""
+
+
+class MissingExtraError(UsageError, ImportError):
+    """An optional package this command needs is not installed (the message names the extra)."""
+
+
+USAGE_ERRORS = (UsageError, FileNotFoundError)  # a path the user named that is not there is theirs to fix
 
 
 def run_main(main: Callable[[], Any], prog: str) -> int:
@@ -22,10 +48,16 @@ def run_main(main: Callable[[], Any], prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as error:
+    except Exception as error:  # noqa: BLE001  (every failure becomes one line; SAGE_GYM_TRACEBACK=1 shows where)
         if os.environ.get("SAGE_GYM_TRACEBACK"):
             raise
-        lines = str(error).strip().splitlines() or [type(error).__name__]
-        print(f"{prog}: error: {lines[0]}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {first_line(error)}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, USAGE_ERRORS) else EXIT_FAILED
     return result if isinstance(result, int) else 0
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (a KeyError's message without its quotes), or its type's name."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(error).__name__

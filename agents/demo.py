@@ -15,7 +15,7 @@ import unicodedata
 import gymnasium as gym
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
-from agents.cli import run_main
+from agents.cli import UsageError, run_main
 from agents.eval.baselines import REFERENCE_AGENTS, make_reference_agent
 
 
@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     env = gym.make("SageDialogue-v0", scenarios=args.scenarios, max_turns=args.max_turns, initial_emotion=args.initial_emotion)
     agent = make_reference_agent(args.agent, seed=args.seed)
     options = {"scenario_id": args.scenario_id} if args.scenario_id else None
-    obs, info = env.reset(seed=args.seed, options=options)
+    try:
+        obs, info = env.reset(seed=args.seed, options=options)
+    except KeyError:  # the env's answer to an id that is not in the set
+        ids = env.unwrapped.scenarios.ids
+        raise UsageError(f"no scenario {args.scenario_id!r} in {args.scenarios}: its {len(ids)} ids run from {ids[0]} to {ids[-1]}") from None
     s = env.unwrapped.scenario
     print(f"Scenario {s.id}: {s.persona.name}, {s.persona.age}, {s.persona.occupation} ({s.character_type}; hidden intention: {s.hidden_intention})")
     print(f"Agent: {args.agent}    start emotion {info['emotion']}\n")

@@ -11,7 +11,8 @@
 
 What is played and what comes out: `agents.eval.evaluate`; the scores and files: `agents.eval.report`.
 Exit status: 0; 1 when dialogues ended in an error (a simulator that was down: the same command
-again plays them again); 2 for a mistake or a failure that stopped the run (one line on stderr).
+again plays them again) or a failure stopped the run; 2 for a usage mistake (one line on stderr
+either way; agents/cli.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.cli import run_main
+from agents.cli import UsageError, run_main
 from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
 from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, evaluate_across, held_out_markdown, load_simulator_specs, parse_simulator_spec
@@ -130,7 +131,7 @@ def given(**options: Any) -> dict[str, Any]:
 def agent_options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     """The keyword arguments of `make_agent` for `kind`, from the command line."""
     if kind in ("hf", "openai", "sb3") and not args.model:
-        raise SystemExit(f"--agent {kind} needs --model")
+        raise UsageError(f"--agent {kind} needs --model")
     if kind == "hf":
         return given(
             model=args.model, base_model=args.base_model, template=args.template, max_reply_words=args.max_reply_words,
@@ -139,7 +140,7 @@ def agent_options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         )
     if kind == "openai":
         if not args.base_url:
-            raise SystemExit("--agent openai needs --base-url")
+            raise UsageError("--agent openai needs --base-url")
         return given(
             base_url=args.base_url, model=args.model, template=args.template, max_reply_words=args.max_reply_words,
             temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_new_tokens, api_key_env=args.api_key_env,
@@ -155,15 +156,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         print(compare_reports(args.compare, force=args.force))
         return None
     if not args.agent:
-        raise SystemExit("choose an agent with --agent (or compare reports with --compare)")
+        raise UsageError("choose an agent with --agent (or compare reports with --compare)")
     if args.simulators and args.simulator:
-        raise SystemExit("give simulators with --simulator or with --simulators FILE, not both")
+        raise UsageError("give simulators with --simulator or with --simulators FILE, not both")
     specs = load_simulator_specs(args.simulators) if args.simulators else [parse_simulator_spec(s, args.simulator_kwargs) for s in args.simulator or ["builtin"]]
     if args.ledger_mode and not args.ledger:
-        raise SystemExit("--ledger-mode needs --ledger PATH")
+        raise UsageError("--ledger-mode needs --ledger PATH")
     if args.ledger:
         if any(spec.kind == "builtin" for spec in specs):
-            raise SystemExit("--ledger records LLM simulator calls, and the builtin simulator makes none; use it with --simulator openai:...")
+            raise UsageError("--ledger records LLM simulator calls, and the builtin simulator makes none; use it with --simulator openai:...")
         ledger = {"ledger": args.ledger, "ledger_mode": args.ledger_mode or "record-and-replay"}
         specs = [replace(spec, kwargs={**spec.kwargs, **ledger}) for spec in specs]
     settings = EvalSettings(
@@ -175,17 +176,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     judge = sycophancy_judge = None
     if args.judge_base_url or args.judge_model:
         if not (args.judge_base_url and args.judge_model):
-            raise SystemExit("the LLM judge needs both --judge-base-url and --judge-model")
+            raise UsageError("the LLM judge needs both --judge-base-url and --judge-model")
         judge = LLMStrategyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
         sycophancy_judge = SycophancyJudge(args.judge_base_url, args.judge_model, api_key_env=args.api_key_env)
     agents = [make_agent(kind, **agent_options(args, kind)) for kind in dict.fromkeys(args.agent)]
     price = None
     if args.price_per_1k:
         if len(args.price_per_1k) > 2:
-            raise SystemExit("--price-per-1k takes one price, or a prompt and a completion price")
+            raise UsageError("--price-per-1k takes one price, or a prompt and a completion price")
         price = args.price_per_1k[0] if len(args.price_per_1k) == 1 else tuple(args.price_per_1k)
     options = dict(
-        judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, retry_errors=args.retry_errors, progress=not args.no_progress, plots=not args.no_plots, price_per_1k=price
+        judge=judge, sycophancy_judge=sycophancy_judge, overwrite=args.overwrite, retry_errors=args.retry_errors, progress=not args.no_progress,
+        plots=not args.no_plots and plots_available(), price_per_1k=price,
     )
     if len(agents) > 1 or len(specs) > 1:
         output = args.output or str(Path("evaluations") / f"held-out-{_slug(Path(args.scenarios).stem)}")
@@ -199,6 +201,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     print(summary_markdown(report, folder=output).split("## By hidden intention")[0].rstrip())
     print(f"\nwrote {output}/{REPORT}, {TRANSCRIPTS}, {SUMMARY} and plots")
     return report
+
+
+def plots_available() -> bool:
+    """Whether matplotlib can draw the plots; if not, say so before any dialogue is played (the core install has no matplotlib)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print(f"{PROG}: note: no plots, matplotlib is not installed (pip install 'sage-gym[train]' adds it; --no-plots hides this note)", file=sys.stderr)
+        return False
+    return True
 
 
 def errors_left(result: Mapping[str, Any] | None) -> int:

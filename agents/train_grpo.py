@@ -1,7 +1,9 @@
 """`python -m agents.train_grpo`: multi-turn GRPO on SageDialogue.
 
 With no arguments it trains the embedded tiny chat model (built offline on first use and cached)
-against the deterministic built-in simulator, on CPU, in a few minutes, and writes to runs/grpo/:
+against the deterministic built-in simulator, on CPU, in a few minutes, and writes to a new folder runs/grpo/<YYYYmmdd-HHMMSS>/ (runs/grpo/latest points at
+the newest run; an --output-dir that holds a run already is refused unless --resume auto or
+--overwrite):
 
 | file | content |
 |---|---|
@@ -23,7 +25,8 @@ Examples:
     python -m agents.train_grpo --steps 200 --group-size 8 --scenarios-per-step 8
     python -m agents.train_grpo --model Qwen/Qwen2.5-0.5B-Instruct --lora --lr 1e-5 \\
         --simulator openai --simulator-base-url http://localhost:8000/v1 --simulator-model Qwen2.5-72B-Instruct
-    python -m agents.train_grpo --config my_run.yaml --resume auto
+    python -m agents.train_grpo --resume auto --steps 100                  # continue the newest run to step 100
+    python -m agents.train_grpo --config my_run.yaml --output-dir runs/my-run --resume auto
     torchrun --nproc-per-node 8 -m agents.train_grpo --model Qwen/Qwen2.5-7B-Instruct --parallel fsdp2 ...
 """
 
@@ -39,7 +42,7 @@ from agents.learn.launch import first_and_last, launch, mean_of
 
 def main(argv: list[str] | None = None) -> int:
     cfg: TrainConfig = parse_config(argv, TrainConfig, prog="python -m agents.train_grpo", description=__doc__)
-    history, dist = launch(cfg, GRPOTrainer)
+    history, dist = launch(cfg, GRPOTrainer, prog="python -m agents.train_grpo")
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(f"mean episode return: first {len(first)} steps {mean_of(first, 'return'):+.3f}, last {len(last)} steps {mean_of(last, 'return'):+.3f}")

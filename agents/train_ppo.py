@@ -4,7 +4,8 @@ Every option of `python -m agents.train_grpo` works the same here, plus the crit
 (--critic head|separate, --critic-model, --critic-lr, --critic-warmup-steps, --critic-backbone-grad,
 --vf-coef, --value-clip, --gamma, --lam, --whiten-advantages, --ent-coef). With no arguments it
 trains the embedded tiny chat model (built offline on first use and cached) against the
-deterministic built-in simulator, on CPU, in a few minutes, and writes to runs/ppo/:
+deterministic built-in simulator, on CPU, in a few minutes, and writes to a new folder
+runs/ppo/<YYYYmmdd-HHMMSS>/ (runs/ppo/latest points at the newest run):
 
 | file | content |
 |---|---|
@@ -40,7 +41,7 @@ from agents.learn.ppo import PPOConfig, PPOTrainer
 
 def main(argv: list[str] | None = None) -> int:
     cfg: PPOConfig = parse_config(argv, PPOConfig, prog="python -m agents.train_ppo", description=__doc__)
-    history, dist = launch(cfg, PPOTrainer)
+    history, dist = launch(cfg, PPOTrainer, prog="python -m agents.train_ppo")
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(

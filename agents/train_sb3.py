@@ -65,6 +65,27 @@ class SB3Config:
     evaluate: bool = True
 
 
+HELP = {  # the --help text of each SB3Config field (argparse adds its default)
+    "output": "folder for model.zip, sb3_agent.json and the two evaluations",
+    "scenarios": "training scenarios: a split (train, eval, train-zh, eval-zh) or a JSONL file",
+    "timesteps": "agent replies to train on, over all dialogues",
+    "num_envs": "dialogues played at once",
+    "max_turns": "agent replies per dialogue",
+    "initial_emotion": "the simulated user's starting emotion",
+    "seed": "seed of the dialogues, the network and the evaluations",
+    "n_steps": "PPO: transitions per dialogue slot between updates",
+    "batch_size": "PPO: transitions per mini-batch",
+    "n_epochs": "PPO: passes over each rollout",
+    "learning_rate": "PPO: Adam learning rate",
+    "gamma": "PPO: discount (a dialogue is a few turns: credit a reply with the next few changes)",
+    "gae_lambda": "PPO: GAE lambda",
+    "ent_coef": "PPO: entropy bonus coefficient",
+    "net_arch": "hidden layer sizes of the policy and value networks",
+    "eval_scenarios": "scenarios of the evaluation after training (split or JSONL file)",
+    "evaluate": "evaluate the trained agent and the random-strategy agent after training",
+}
+
+
 def train(config: SB3Config, log: Any = print) -> Path:
     """Train PPO, save `model.zip` and `sb3_agent.json` into `config.output`; returns the model path."""
     out = Path(config.output)
@@ -153,11 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=f"skip: {name}")
+            parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=f"do not {HELP[name]} ({name}: %(default)s)")
         elif isinstance(value, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=list(value))
+            parser.add_argument(flag, type=int, nargs="+", default=list(value), help=HELP[name])
         else:
-            parser.add_argument(flag, type=type(value), default=value)
+            parser.add_argument(flag, type=type(value), default=value, help=HELP[name])
     return parser
 
 

@@ -1,7 +1,7 @@
 """Command line for scenario files: `python -m sage_gym.scenarios {validate,import-sage,generate} ...`.
 
     python -m sage_gym.scenarios validate personas/train.jsonl personas/eval.jsonl --min-per-cell 10 4
-    python -m sage_gym.scenarios validate train eval --min-per-cell 10 4    (split names work too)
+    python -m sage_gym.scenarios validate train eval                # the shipped splits, by name
     python -m sage_gym.scenarios import-sage sage_profiles.jsonl personas/sage.jsonl
     python -m sage_gym.scenarios generate --n 8 --out personas/extra.jsonl --base-url ... --model ...
 """
@@ -17,7 +17,7 @@ from sage_gym.scenarios import ScenarioError, load_scenarios, resolve_scenarios,
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        sets = [resolve_scenarios(source) for source in args.files]  # a path or a split name
+        sets = [resolve_scenarios(source) for source in args.files]  # a split name (train, eval, ...) or a JSONL file
     except ScenarioError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sage_gym.scenarios", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check files: schema, completeness, lengths, balance, duplicates, leaks")
-    v.add_argument("files", nargs="+", help="JSONL files or split names (train, eval, train-zh, eval-zh, probes)")
+    v.add_argument("files", nargs="+", metavar="SPLIT_OR_FILE", help="split names (train, eval, train-zh, eval-zh, probes) or JSONL files")
     v.add_argument("--min-per-cell", type=int, nargs="*", help="minimum scenarios per (intention, character) cell, one value or one per file")
     v.add_argument("--schema-only", action="store_true", help="skip the library checks (for imported SAGE files)")
     v.set_defaults(func=cmd_validate)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agents.cli import UsageError
 from agents.eval.agent_api import AgentError, HFAgent, OpenAIChatAgent, ReferenceAgent, make_agent, policy_folder
 from agents.eval.evaluate import EvalSettings, episode_seed, evaluate
 from agents.eval.report import PLOTS, Scoring, compare_reports, score_records
@@ -257,8 +258,8 @@ def test_command_line_runs_a_reference_agent(tmp_path, scenario_file, capsys):
     assert report["results"]["n"] == 3 and report["manifest"]["environment"]["rules"]["initial_emotion"] == 30
     assert report["manifest"]["evaluation"]["seed"] == 5
     assert "Results" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["--agent", "hf"])  # needs --model
+    with pytest.raises(UsageError, match="needs --model"):
+        main(["--agent", "hf"])  # a usage error: exit status 2
     with pytest.raises(ValueError, match="unknown agent kind"):
         make_agent("nobody")
 

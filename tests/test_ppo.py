@@ -176,7 +176,9 @@ def test_every_ppo_option_is_on_the_command_line() -> None:
         assert "--" + field.replace("_", "-") in text, field
     cfg = parse_config(["--critic", "separate", "--gamma", "0.99", "--lam", "1", "--no-whiten-advantages", "--critic-lr", "2e-5"], PPOConfig)
     assert (cfg.critic, cfg.gamma, cfg.lam, cfg.whiten_advantages, cfg.critic_lr) == ("separate", 0.99, 1.0, False, 2e-5)
-    assert PPOConfig().output_dir == "runs/ppo"
+    from agents.learn.run_folder import default_root
+
+    assert PPOConfig().output_dir is None and default_root(PPOTrainer.algorithm_cls.name).as_posix() == "runs/ppo"  # runs/ppo/<time> by default
     assert PPOConfig().resolved_critic_lr() == 3e-3 and PPOConfig(model="m", critic="separate").resolved_critic_lr() == 1e-5
     with pytest.raises(ValueError, match="one of"):
         make_config(PPOConfig, {"critic": "twin"})
@@ -262,8 +264,11 @@ def test_resume_refuses_another_critic_kind(tokenizer, tmp_path) -> None:
     first = PPOTrainer(small_config(tmp_path, steps=2, critic="head"), policy=tiny_policy(tokenizer))
     first.fit(until=1)
     first.close()
-    with pytest.raises(ValueError, match="critic is 'head'"):
+    with pytest.raises(ValueError, match=r"differs from the run's in critic \('head' in the run, 'separate' now\)"):
         PPOTrainer(small_config(tmp_path, steps=2, critic="separate", resume="auto"), policy=tiny_policy(tokenizer))
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "step-000001")  # a named checkpoint: its own state says which critic
+    with pytest.raises(ValueError, match="critic is 'head'"):
+        PPOTrainer(small_config(tmp_path, steps=2, critic="separate", resume=checkpoint), policy=tiny_policy(tokenizer))
 
 
 def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
@@ -277,7 +282,9 @@ def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
             "--max-turns", "2", "--max-new-tokens", "6", "--output-dir", str(out), "--no-progress", "--no-tensorboard",
             "--critic", "separate", "--gamma", "0.99", "--lam", "0.9", "--critic-lr", "1e-3"]
     assert main(args) == 0
-    assert "mean episode return" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean episode return" in printed
+    assert f"run folder: {out}" in printed and f"python -m agents.train_ppo --output-dir {out} --resume auto" in printed
     config = json.loads((out / "config.json").read_text())
     assert (config["critic"], config["gamma"], config["lam"]) == ("separate", 0.99, 0.9)
     records = read_metrics(out / "metrics.jsonl")

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agents.cli import MissingPathError
 from agents.eval import baselines, independent
 from agents.eval.endpoint import AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
@@ -125,13 +126,16 @@ class HFAgent:
         chat_template: str | None = None,
         seed: int = 0,
     ) -> None:
+        from agents.learn.model_path import is_local_path
+
+        if is_local_path(model) and not Path(model).expanduser().exists():  # before the heavy imports: one line at once
+            raise MissingPathError(f"no model at {model}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
         import torch
 
         from agents.learn.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
 
         folder = policy_folder(Path(model))
-        if not folder.exists() and _looks_local(folder):
-            raise FileNotFoundError(f"no model at {folder}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
+        self.name = model_name_of(model, folder)
         model = str(folder) if folder != Path(model) else model
         saved = _saved_policy_settings(folder)
         if template is None and saved.get("system_prompt") is not None:
@@ -161,7 +165,6 @@ class HFAgent:
             )
         self.policy.model.eval()
         self.system_prompt = system_prompt
-        self.name = Path(model).name or model
         self.seed = seed
         self._generator = torch.Generator(device=self.policy.device).manual_seed(seed)
         self._contexts: dict[int, list[int] | None] = {}
@@ -210,7 +213,11 @@ class HFAgent:
 
 def policy_folder(path: Path) -> Path:
     """The model folder to load: `path` itself, the `policy/` of a checkpoint folder, or the latest
-    checkpoint's `policy/` when `path` is a `train_grpo`/`train_ppo` output folder."""
+    checkpoint's `policy/` when `path` is a `train_grpo`/`train_ppo` run folder, or a parent of
+    runs (`runs/grpo`, whose `latest` names the newest run)."""
+    from agents.learn.run_folder import follow_latest
+
+    path = follow_latest(path)
     if (path / "policy" / "sage_policy.json").is_file():
         return path / "policy"
     if (path / "checkpoints").is_dir():
@@ -220,10 +227,19 @@ def policy_folder(path: Path) -> Path:
     return path
 
 
-def _looks_local(path: Path) -> bool:
-    """A path that cannot be a hub id ("org/name"): absolute, relative to ., deeper than two parts, or inside a folder that exists here."""
-    text = str(path)
-    return path.is_absolute() or text.startswith((".", "~")) or len(path.parts) > 2 or (len(path.parts) == 2 and path.parent.is_dir())
+def model_name_of(model: str, folder: Path) -> str:
+    """A name that tells evaluated models apart (it names the default output folder): a
+    checkpoint's run and step (`grpo-20250101-120000-step-000050`), else the model's last part
+    (`Qwen2.5-0.5B-Instruct`)."""
+    if folder.name == "policy" and folder != Path(model):  # a checkpoint's policy/, reached from a run or a checkpoint folder
+        checkpoint = folder.parent
+        if checkpoint.parent.name == "checkpoints":
+            run = checkpoint.parent.parent
+            parts = [run.parent.name, run.name, checkpoint.name]
+        else:
+            parts = [checkpoint.name]
+        return "-".join(p for p in parts if p and p not in (".", "..", "runs")) or "policy"
+    return Path(model).name or model
 
 
 def _saved_policy_settings(folder: Path) -> dict[str, Any]:

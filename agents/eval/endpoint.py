@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from agents.cli import UsageError
 from sage_gym.simulators.client import ChatAnswer, ChatAuthError, ChatClient, ChatError, Unreadable, answer_text
 
 
@@ -18,8 +19,8 @@ class AgentError(RuntimeError):
     """An agent could not produce a reply (for example its endpoint kept failing)."""
 
 
-class AgentAuthError(AgentError):
-    """The endpoint refused the API key (HTTP 401/403): never retried, and not worth going on without."""
+class AgentAuthError(AgentError, UsageError):
+    """The endpoint refused the API key (HTTP 401/403): never retried, and not worth going on without (a usage error: exit 2)."""
 
 
 class ChatEndpoint:

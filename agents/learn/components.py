@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.learn.config import TrainConfig
+from agents.learn.model_path import check_model_path
 from agents.learn.policy import LoraSettings, Policy
 from sage_gym.vector import SageVectorEnv
 
@@ -38,6 +39,14 @@ def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: st
         chat_template=cfg.chat_template,
         trust_remote_code=cfg.trust_remote_code,
     )
+
+
+def check_model_paths(cfg: TrainConfig) -> None:
+    """Refuse a missing local --model, --tokenizer or --critic-model path in one line (hub ids pass)."""
+    for what in ("model", "tokenizer", "critic_model"):
+        value = getattr(cfg, what, None)
+        if value and not (what == "model" and cfg.gguf_file):  # with --gguf-file, --model may be a hub repo holding it
+            check_model_path(value, what.replace("_", " "))
 
 
 def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from agents.cli import UsageError
+
 
 def option(default: Any, help: str, **kwargs: Any) -> Any:
     """A dataclass field with its command-line help."""
@@ -61,6 +63,7 @@ class TrainConfig:
     template: str = option("direct", "agent system prompt: think (think-then-say, <think>...</think>) or direct", choices=("think", "direct"))
     max_concurrency: int = option(64, "simulator calls in flight at once")
     transcripts: bool = option(True, "record every dialogue to <output-dir>/transcripts.jsonl")
+    max_dropped_share: float = option(0.2, "warn, every time, when a step drops more than this share of its dialogues to simulator errors (a step that drops all of them stops the run)")
 
     # --- held-out evaluation (agents/learn/held_out.py)
     eval_every: int = option(0, "evaluate the policy (greedy, SAGE settings) on held-out scenarios every N steps, logging eval/score, eval/train_score and eval/gap; it is also evaluated before the first step and after the last whenever --eval-limit is above 0; 0: only then")
@@ -105,10 +108,11 @@ class TrainConfig:
 
     # --- run
     seed: int = option(0, "seed of everything random (scenarios, simulator, sampling, batching)")
-    output_dir: str = option("runs/grpo", "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curve go")
+    output_dir: str | None = option(None, "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curve go; default: a new folder runs/grpo/<YYYYmmdd-HHMMSS> for every run, with runs/grpo/latest pointing at it. A folder that holds a run already is refused unless --resume or --overwrite")
+    overwrite: bool = option(False, "delete what --output-dir holds before the run starts")
     save_every: int = option(10, "checkpoint every N steps (and at the end); 0: only at the end")
     keep_checkpoints: int = option(2, "checkpoints kept on disk (oldest removed)")
-    resume: str | None = option(None, "continue a run: 'auto' (latest checkpoint in --output-dir) or a checkpoint folder")
+    resume: str | None = option(None, "continue a run: 'auto' (the latest checkpoint of --output-dir, default: of runs/grpo/latest; the configuration must match the run's) or a checkpoint folder")
     tensorboard: bool = option(True, "write TensorBoard scalars to <output-dir>/tensorboard")
     progress: bool = option(True, "show a progress bar")
     threads: int | None = option(None, "torch CPU threads; default: 1 for the embedded tiny model on CPU (its many small ops lose more to thread synchronisation than they gain, badly so on shared cores), torch's choice otherwise")
@@ -226,9 +230,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             import tomli as tomllib  # type: ignore[no-redef]
         data = tomllib.loads(text)
     else:
-        raise ValueError(f"config file {path} must end in .json, .yaml, .yml or .toml")
+        raise UsageError(f"config file {path} must end in .json, .yaml, .yml or .toml")
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of option names to values")
+        raise UsageError(f"config file {path} must hold a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
@@ -238,21 +242,21 @@ def make_config(config_cls: type = TrainConfig, values: dict[str, Any] | None = 
     known = {f.name: f for f in fields(config_cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; see --help for the list")
+        raise UsageError(f"unknown option(s) {unknown}; see --help for the list")
     hints = _hints(config_cls)
     checked = {}
     for name, value in values.items():
         kind, optional = _base_type(hints[name])
         if value is None:
             if not optional:
-                raise ValueError(f"option {name} cannot be null")
+                raise UsageError(f"option {name} cannot be null")
         elif kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(f"option {name} must be {kind.__name__}, got {value!r}")
+            raise UsageError(f"option {name} must be {kind.__name__}, got {value!r}")
         choices = known[name].metadata.get("choices")
         if choices and value is not None and value not in choices:
-            raise ValueError(f"option {name} must be one of {list(choices)}, got {value!r}")
+            raise UsageError(f"option {name} must be one of {list(choices)}, got {value!r}")
         checked[name] = value
     return config_cls(**checked)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.learn.policy import Policy, Sampling
+from agents.learn.rollout import SimulatorFailed, one_line
 
 HELD_OUT_DIR = "held_out"
 SLICES = ("eval", "train")  # the held-out users, then the same number of training users
@@ -105,7 +106,11 @@ def evaluate_policy(policy: Policy, settings: HeldOutSettings, step: int, output
             limit=limit, seed=settings.seed, num_envs=limit,
         )
         agent = PolicyAgent(policy, settings.max_new_tokens, step)  # `Policy.sample` runs in eval mode (no dropout)
-        scores[name] = evaluate(agent, folder / name, eval_settings, overwrite=True, progress=False, plots=False)
+        scores[name] = report = evaluate(agent, folder / name, eval_settings, overwrite=True, progress=False, plots=False)
+        if report["errors"] and not report["results"]["n"]:  # no score to log, and the training steps would fail alike
+            raise SimulatorFailed(
+                f"held-out check at step {step}: the simulator failed all {len(report['errors'])} dialogues; the first error: {one_line(report['errors'][0]['error'])}"
+            )
     return held_out_metrics(scores["eval"], scores["train"])
 
 

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from agents.learn.config import TrainConfig
+from agents.learn.components import check_model_paths
 from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
 from agents.learn.trainer import Trainer
 
 
-def launch(cfg: TrainConfig, trainer_cls: type[Trainer]) -> tuple[list[dict[str, float]], Distributed]:
-    """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place)."""
+def launch(cfg: TrainConfig, trainer_cls: type[Trainer], prog: str = "python -m agents.train_grpo") -> tuple[list[dict[str, float]], Distributed]:
+    """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place).
+
+    At the end the main rank prints where the run is and the commands that evaluate and continue it."""
+    check_model_paths(cfg)  # before transformers is imported: a missing path is one line at once
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
     dist = init_distributed(cfg.device)
     try:
-        if dist.is_main:
-            output = Path(cfg.output_dir)
-            output.mkdir(parents=True, exist_ok=True)
-            (output / "config.json").write_text(json.dumps(cfg.redacted_dict(), indent=1))
         trainer = trainer_cls(cfg, dist=dist)
         try:
             history = trainer.fit()
         finally:
             trainer.close()
+        if dist.is_main:
+            print(next_commands(trainer.output_dir, prog))
     finally:
         shutdown_distributed()
     return history, dist
+
+
+def next_commands(run: Path, prog: str) -> str:
+    """Where a run is, and how to evaluate and continue it (`--model` and `--output-dir` take the run folder itself)."""
+    return (
+        f"run folder: {run}\n"
+        f"  evaluate it:  python -m agents.evaluate --agent hf --model {run}\n"
+        f"  continue it:  {prog} --output-dir {run} --resume auto --steps N"
+    )
 
 
 def mean_of(rows: list[dict[str, float]], key: str) -> float:

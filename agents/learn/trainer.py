@@ -22,7 +22,9 @@ torchrun wrappers, then the optimizers and their checkpoint state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +34,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from agents.cli import UsageError
 from agents.learn.batching import MicroBatch, dummy_batch, make_micro_batches
 from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
-from agents.learn.components import load_policy, make_envs, simulator_kwargs
+from agents.learn.components import check_model_paths, load_policy, make_envs, simulator_kwargs
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, full_model_state, is_sharded, lockstep, rank_device, wrap_module
 from agents.learn.held_out import HeldOutSettings, evaluate_policy, held_out_line
@@ -42,7 +45,8 @@ from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve,
 from agents.learn.optim import Optimized
 from agents.learn.policy import Policy, Sampling, resolve_dtype
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
-from agents.learn.rollout import Episode, RolloutBatch, collect_rollouts
+from agents.learn.rollout import Episode, RolloutBatch, SimulatorFailed, collect_rollouts, one_line
+from agents.learn.run_folder import CONFIG, check_same_config, clear_folder, default_root, new_run_folder, planned_folder
 from agents.learn.seeds import Stream, stream_seed
 from agents.learn.transcripts import drop_after, write_transcripts
 from agents.learn.vllm_engine import build_rollout_engine
@@ -130,15 +134,20 @@ class Trainer:
         self.cfg = cfg
         self.dist = dist or Distributed()
         self.log = log if self.dist.is_main else (lambda message: None)
-        self._check_config()
+        self._check_config(policy_to_load=policy is None)
+        # refused in one line before anything is loaded: a folder that holds another run, a resume with other options
+        planned = planned_folder(cfg.output_dir, self.algorithm_cls.name, cfg.resume, cfg.overwrite)
+        if cfg.resume == "auto" and planned is not None:
+            check_same_config(planned, cfg.redacted_dict())
+        self.dist.gather(None)  # every rank has looked at the folder before rank 0 writes to it
         threads = cfg.resolved_threads()
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
-        self.output_dir = Path(cfg.output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         self.policy, device, compute_dtype = self._load_policy(policy)
+        self.output_dir = self._open_folder(planned)  # only once the model loaded: a failed start leaves no empty run behind
+        self.cfg = cfg = dataclasses.replace(cfg, output_dir=str(self.output_dir))
         self.step = 0
         state, path = None, None
         if cfg.resume:
@@ -170,7 +179,7 @@ class Trainer:
         if cfg.resume:
             self._drop_interrupted_records()
         self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.tensorboard, purge_step=self.step + 1 if cfg.resume else None) if self.dist.is_main else None
-        limit = cfg.resolved_eval_limit()
+        limit = self.eval_limit
         self.held_out = None
         if limit > 0:
             self.held_out = HeldOutSettings(
@@ -181,6 +190,20 @@ class Trainer:
         self._flagged: frozenset[str] = frozenset()  # the canaries flagged when the summary was last printed
         self._bar: Any = None
 
+    def _open_folder(self, planned: Path | None) -> Path:
+        """The run's folder, made ready by rank 0 (a new one, or `planned` cleared on --overwrite); every rank gets its name."""
+        folder = planned
+        if self.dist.is_main:
+            if planned is None:
+                folder = new_run_folder(default_root(self.algorithm_cls.name))
+            else:
+                if self.cfg.overwrite:
+                    clear_folder(planned)
+                planned.mkdir(parents=True, exist_ok=True)
+            assert folder is not None
+            (folder / CONFIG).write_text(json.dumps(dataclasses.replace(self.cfg, output_dir=str(folder)).redacted_dict(), indent=1))
+        return Path(self.dist.gather(str(folder) if folder is not None else None)[0])  # a collective: the others wait for rank 0
+
     def _drop_interrupted_records(self) -> None:
         """Records of steps after the checkpoint come from the interrupted run, which will play those steps again."""
         files = [self.transcripts] + ([self.output_dir / "metrics.jsonl"] if self.dist.is_main else [])
@@ -188,24 +211,35 @@ class Trainer:
             if path is not None and (dropped := drop_after(path, self.step)):
                 self.log(f"dropped {dropped} record(s) of steps after {self.step} from {path.name} (written after the checkpoint)")
 
-    def _check_config(self) -> None:
+    def _check_config(self, policy_to_load: bool = True) -> None:
         cfg = self.cfg
         self.algorithm_cls.check(cfg)
+        if policy_to_load:
+            check_model_paths(cfg)
         least = self.algorithm_cls.min_group_size
         if cfg.group_size < least:
-            raise ValueError(f"group_size must be at least {least} (a group is its own baseline), got {cfg.group_size}")
+            raise UsageError(f"group_size must be at least {least} (a group is its own baseline), got {cfg.group_size}")
         if cfg.scenarios_per_step < 1 or cfg.scenarios_per_step % self.dist.world_size:
-            raise ValueError(f"scenarios_per_step ({cfg.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
+            raise UsageError(f"scenarios_per_step ({cfg.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
         for name in ("steps", "epochs", "minibatches", "micro_batch_tokens", "max_turns", "max_new_tokens"):
             if getattr(cfg, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         if cfg.rollout_engine == "vllm" and self.dist.is_distributed and cfg.parallel == "fsdp2":
-            raise ValueError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
+            raise UsageError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
         if cfg.eval_every < 0 or cfg.resolved_eval_limit() < 0:
-            raise ValueError(f"eval_every and eval_limit must be >= 0, got {cfg.eval_every} and {cfg.eval_limit}")
-        if cfg.resolved_eval_limit() and self.dist.is_distributed and cfg.parallel == "fsdp2":
+            raise UsageError(f"eval_every and eval_limit must be >= 0, got {cfg.eval_every} and {cfg.eval_limit}")
+        if not 0 <= cfg.max_dropped_share < 1:
+            raise UsageError(f"max_dropped_share must be in [0, 1), got {cfg.max_dropped_share}")
+        self.eval_limit = cfg.resolved_eval_limit()
+        if self.eval_limit and self.dist.is_distributed and cfg.parallel == "fsdp2":
             # the held-out evaluation samples on the main rank alone, which a sharded model cannot do
-            raise ValueError("held-out evaluation needs the whole model on one rank: use --parallel ddp, or --eval-limit 0 and evaluate checkpoints with python -m agents.evaluate")
+            if cfg.eval_limit is not None or cfg.eval_every:
+                raise UsageError("held-out evaluation needs the whole model on one rank: use --parallel ddp, or --eval-limit 0 and evaluate checkpoints with python -m agents.evaluate")
+            self.log(
+                "held-out evaluation is skipped: under --parallel fsdp2 no rank holds the whole model to play it; "
+                "evaluate the checkpoints with python -m agents.evaluate --agent hf, or train with --parallel ddp"
+            )
+            self.eval_limit = 0
 
     def _load_policy(self, policy: Policy | None) -> tuple[Policy, torch.device, torch.dtype]:
         """(the policy, this rank's device, the compute dtype); a given policy is used as it is."""
@@ -258,6 +292,20 @@ class Trainer:
             group_offset=first_group, engine=self.engine, records=self.transcripts is not None,
         )
 
+    def _check_dropped(self, step: int, batch: RolloutBatch) -> None:
+        """Stop when the simulator failed every dialogue of the step (nothing to learn from, and it
+        would not say so otherwise); warn, every step it happens, when it failed more than
+        `--max-dropped-share` of them. Counts are over all ranks, so every rank decides alike."""
+        dropped, dialogues = self.dist.sum([float(batch.dropped_errors), float(batch.dialogues)])
+        first = one_line(batch.errors[0]) if batch.errors else "(on another rank)"
+        if dialogues and dropped >= dialogues:
+            raise SimulatorFailed(f"step {step}: the simulator failed all {int(dialogues)} dialogues, so there is nothing to learn from; the first error: {first}")
+        if dropped > self.cfg.max_dropped_share * dialogues:
+            self._warn(
+                f"step {step} dropped {int(dropped)} of {int(dialogues)} dialogues ({dropped / dialogues:.0%}) to simulator errors, "
+                f"more than --max-dropped-share {self.cfg.max_dropped_share:.0%}; it learns from the rest. The first error: {first}"
+            )
+
     def compute_advantages(self, batch: RolloutBatch) -> Any:
         return self.algorithm.advantages(batch)
 
@@ -271,6 +319,7 @@ class Trainer:
         started = time.perf_counter()
         batch = self.rollout(step)
         rollout_seconds = time.perf_counter() - started
+        self._check_dropped(step, batch)
         if self.transcripts is not None:
             write_transcripts(self.transcripts, step, batch.records, rank=self.dist.rank if self.dist.is_distributed else None)
         advantages = self.compute_advantages(batch)
@@ -367,6 +416,15 @@ class Trainer:
         if flagged - self._flagged:
             self._say(f"step {self.step} {line}")
         self._flagged = flagged
+
+    def _warn(self, message: str) -> None:
+        """A warning on stderr (above the progress bar), on the main rank."""
+        if not self.dist.is_main:
+            return
+        if self._bar is not None:
+            self._bar.write(f"WARNING: {message}", file=sys.stderr)
+        else:
+            print(f"WARNING: {message}", file=sys.stderr)
 
     def _say(self, message: str) -> None:
         if self._bar is not None:

@@ -70,6 +70,7 @@ from typing import Any
 
 import torch
 
+from agents.cli import MissingExtraError
 from agents.learn.distributed import gathered
 from agents.learn.policy import Completion, Policy, Sampling, turn_budgets
 from agents.learn.rollout import RolloutEngine
@@ -97,7 +98,7 @@ def require_vllm() -> Any:
     try:
         import vllm
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtraError(
             "--rollout-engine vllm needs vLLM, which is not installed: pip install 'sage-gym[vllm]' "
             "(on a machine with a CUDA GPU)"
         ) from err
@@ -107,7 +108,7 @@ def require_vllm() -> Any:
 
     version = str(getattr(vllm, "__version__", "0"))
     if Version(version) < Version(VLLM_MIN_VERSION):
-        raise ImportError(
+        raise MissingExtraError(
             f"vLLM {version} is too old for the rollout engine (it needs >= {VLLM_MIN_VERSION} for logprobs_mode): "
             "pip install -U 'sage-gym[vllm]'"
         )
