@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -212,13 +213,17 @@ class StaticUSE:
             )
 
 
+_BUILDING = threading.Lock()  # threads that ask at once wait for one build (processes may each build; the rename is atomic)
+
+
 @functools.lru_cache(maxsize=1)
 def load() -> StaticUSE:
     """The table for the installed upstream version, built on first use and checked."""
     path = table_path()
-    if not path.exists():
-        print(f"building the static sentence embedding from {UPSTREAM} (one-off, ~1 min) into {path.parent}", file=sys.stderr)
-        build_table(path)
+    with _BUILDING:
+        if not path.exists():
+            print(f"building the static sentence embedding from {UPSTREAM} (one-off, ~1 min) into {path.parent}", file=sys.stderr)
+            build_table(path)
     model = StaticUSE(path)
     model.check()
     return model

@@ -3,8 +3,11 @@ tells an on-topic reply from an off-topic one, matches English with Chinese, and
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -54,8 +57,10 @@ def cache(tmp_path_factory):
     os.environ["SAGE_GYM_CACHE"] = str(folder)
     embedding.load.cache_clear()
     embedding._encode_cached.cache_clear()
-    embedding.load()
-    yield folder
+    notice = io.StringIO()
+    with contextlib.redirect_stderr(notice):
+        embedding.load()
+    yield SimpleNamespace(folder=folder, notice=notice.getvalue())
     if saved is None:
         os.environ.pop("SAGE_GYM_CACHE", None)
     else:
@@ -66,8 +71,9 @@ def cache(tmp_path_factory):
 
 def test_build_writes_one_table_into_the_cache_folder(cache):
     version = embedding.metadata.version(embedding.UPSTREAM)
-    assert embedding.table_path() == cache / f"static-use-{version}" / "static_use.npz"
+    assert embedding.table_path() == cache.folder / f"static-use-{version}" / "static_use.npz"
     assert [p.name for p in embedding.table_path().parent.iterdir()] == ["static_use.npz"]  # no temporary left
+    assert cache.notice.count("\n") == 1 and f"building the static sentence embedding from {embedding.UPSTREAM}" in cache.notice
 
 
 def test_vectors_are_unit_float32_and_deterministic(cache):
@@ -120,7 +126,7 @@ def test_a_table_that_does_not_reproduce_the_reference_encodings_is_refused(cach
         embedding.load.cache_clear()
     monkeypatch.setattr(embedding, "REFERENCE_COORDS", embedding.REFERENCE_COORDS + 0.01)  # or the module moved on
     with pytest.raises(RuntimeError, match="does not reproduce"):
-        embedding.StaticUSE(cache / drifted.relative_to(tmp_path)).check()
+        embedding.StaticUSE(cache.folder / drifted.relative_to(tmp_path)).check()
 
 
 def test_missing_packages_are_named_in_one_line(monkeypatch):
