@@ -1,9 +1,9 @@
 """sage_gym: a Gymnasium environment in which an agent talks with a simulated user whose emotion is the reward.
 
     import gymnasium as gym
-    import sage_gym  # registers SageDialogue-v0 (or use gym.make("sage_gym:SageDialogue-v0"))
+    import sage_gym  # registers SageDialogue-v1 and -v0 (or use gym.make("sage_gym:SageDialogue-v1"))
 
-    env = gym.make("SageDialogue-v0")
+    env = gym.make("SageDialogue-v1")
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step("That sounds exhausting. What happened?")
 
@@ -42,15 +42,20 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sage_gym' has no attribute {name!r}")
 
 
-ENV_ID = "SageDialogue-v0"
+# Versioned as Gymnasium does: v1's built-in user is calibrated on SAGE's recorded judgments;
+# v0 keeps the rule-based user, so that figures published with it can be reproduced.
+ENV_ID = "SageDialogue-v1"
+ENV_VERSIONS = {"SageDialogue-v1": {}, "SageDialogue-v0": {"simulator": "builtin-v0"}}
 
-if ENV_ID not in gymnasium.registry:
-    gymnasium.register(
-        id=ENV_ID,
-        entry_point="sage_gym.env:SageDialogueEnv",
-        vector_entry_point="sage_gym.vector:SageVectorEnv",
-        disable_env_checker=False,
-    )
+for _env_id, _defaults in ENV_VERSIONS.items():
+    if _env_id not in gymnasium.registry:
+        gymnasium.register(
+            id=_env_id,
+            entry_point="sage_gym.env:SageDialogueEnv",
+            vector_entry_point="sage_gym.vector:SageVectorEnv",
+            disable_env_checker=False,
+            kwargs=dict(_defaults),
+        )
 
 __all__ = [
     "ENV_ID",

@@ -2,7 +2,8 @@
 
 | name        | class                | what it is                                                    |
 |-------------|----------------------|---------------------------------------------------------------|
-| `"builtin"` | `BuiltinSimulator`   | deterministic rule-based user; offline; the embedded default  |
+| `"builtin"` | `BuiltinSimulator`   | deterministic user calibrated on SAGE's judgments; offline; the default |
+| `"builtin-v0"` | `BuiltinSimulator(version=0)` | the rule-based user of SageDialogue-v0 (published figures) |
 | `"openai"`  | `OpenAISimulator`    | an LLM behind any OpenAI-compatible endpoint                  |
 """
 
@@ -21,7 +22,8 @@ from sage_gym.simulators.base import (
 )
 from sage_gym.simulators.builtin import BuiltinSimulator
 
-SIMULATOR_NAMES = ("builtin", "openai")
+SIMULATOR_NAMES = ("builtin", "builtin-v0", "openai")
+BUILTIN_VERSIONS = {"builtin": 1, "builtin-v0": 0}
 
 
 def make_simulator(spec: str | Simulator = "builtin", **kwargs: Any) -> Simulator:
@@ -32,10 +34,10 @@ def make_simulator(spec: str | Simulator = "builtin", **kwargs: Any) -> Simulato
         if not isinstance(spec, Simulator):
             raise TypeError(f"simulator must be one of {SIMULATOR_NAMES} or implement the Simulator protocol, got {type(spec).__name__}")
         return spec
-    if spec == "builtin":
+    if spec in BUILTIN_VERSIONS:
         if kwargs:
             raise ValueError(f"the built-in simulator takes no arguments, got {sorted(kwargs)}")
-        return BuiltinSimulator()
+        return BuiltinSimulator(BUILTIN_VERSIONS[spec])
     if spec == "openai":
         from sage_gym.simulators.openai_sim import OpenAISimulator
 

@@ -50,8 +50,10 @@ from typing import Any
 import numpy as np
 
 from sage_gym.scenarios import Scenario
-from sage_gym.simulators import builtin_zh, coherence
+from sage_gym.simulators import builtin_zh, calibrated, coherence
 from sage_gym.simulators.base import Message, Reaction, Rules, UserState, clamp_emotion, emotion_bucket
+from sage_gym.simulators.reply_value import shipped_model as shipped_reply_value
+from sage_gym.simulators.risk import judge_risk
 
 # ----------------------------------------------------------------------------------------------
 # 1. strategy cues
@@ -270,6 +272,9 @@ TEMPERAMENTS = {
 
 # change ladder: (minimum score, change); scores below the last step give -10
 LADDER = ((1.5, 10), (0.5, 5), (-0.3, 0), (-1.2, -5))
+# 0: the rule-based user of SageDialogue-v0; 1: the calibrated user (sage_gym.simulators.calibrated)
+USER_VERSIONS = (0, 1)
+LATEST_VERSION = 1
 NOISE_STD = 0.2
 
 
@@ -380,7 +385,9 @@ def _content_units(text: str, language: str) -> frozenset[str]:
     return lexicon_for(language).content(text)
 
 
-def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
+def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: str, long_replies: bool = True) -> ReplyFeatures:
+    """What the reply does. `long_replies` flags `too_long` past the character's word limit (the
+    rule-based user, version 0; the calibrated user weighs length through its fitted length bins)."""
     lexicon = lexicon_for(scenario.language)
     code = lexicon.code
     earlier = [m["content"] for m in history if m["role"] == "assistant"]
@@ -410,7 +417,7 @@ def analyse_reply(scenario: Scenario, history: Sequence[Message], agent_reply: s
     temper = TEMPERAMENTS[scenario.character_type]
     if text.questions > temper.pushy_questions:
         flags.add("pushy")
-    if n_words > temper.long_reply_words * scale:
+    if long_replies and n_words > temper.long_reply_words * scale:
         flags.add("too_long")
     splices: tuple[str, ...] = ()
     language = _language(scenario)
@@ -456,25 +463,79 @@ class Assessment:
     meaning: str
 
 
-def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int, history: Sequence[Message], agent_reply: str) -> Assessment:
-    """Score one agent reply: the emotion-update half of a user turn."""
-    feats = analyse_reply(scenario, history, agent_reply)
+def assess(
+    scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int, history: Sequence[Message], agent_reply: str, version: int = 1
+) -> Assessment:
+    """Score one agent reply: the emotion-update half of a user turn. `version` 1 is the calibrated
+    scoring (`sage_gym.simulators.calibrated`), 0 the rule-based one of SageDialogue-v0."""
+    if version not in USER_VERSIONS:
+        raise ValueError(f"unknown built-in user version {version!r}; expected one of {USER_VERSIONS}")
+    feats = analyse_reply(scenario, history, agent_reply, long_replies=version == 0)
+    temper = TEMPERAMENTS[scenario.character_type]
+    read = _read(scenario, feats, history, turn)
+    met_now = read.met_now
+    noise = _turn_rng(seed, turn, agent_reply, 1).normal(0.0, 1.0)
+    if version == 0:
+        score = _rule_score(scenario, feats, temper, turn, read)
+        raw_change = next((c for low, c in LADDER if score + NOISE_STD * noise >= low + temper.bar), -10)
+    else:
+        # a risk-marked user is not won by cheering on the harm; warm pushback meets the deeper need
+        risk = judge_risk(scenario, history, agent_reply)
+        met_now = (met_now or risk.meets_need) and not risk.endorses
+        parts = _calibrated_parts(scenario, feats, read, met_now, _reply_value(scenario, agent_reply))
+        fitted = calibrated.shipped_weights()
+        guard = calibrated.guard_cost(feats.flags, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
+        predicted = calibrated.predict_change(parts, emotion, fitted, guard, muted=bool(feats.flags & calibrated.MUTING_FLAGS))
+        predicted += calibrated.POINTS_PER_SCORE_UNIT * risk.adjustment
+        if risk.ceiling is not None:
+            predicted = min(predicted, calibrated.POINTS_PER_SCORE_UNIT * risk.ceiling)
+        score = predicted / calibrated.POINTS_PER_SCORE_UNIT  # in the rule-based user's score units, for the analysis
+        raw_change = round(predicted + fitted.noise_std * noise)
+    change = rules.clip(raw_change)
+    goal = "met" if met_now else ("partly" if read.met_before else "not met")
+    lexicon = lexicon_for(scenario.language)
+    thoughts = _thoughts(scenario, feats, feats.flags, goal, change)
+    return Assessment(change, round(score, 4), feats, goal, thoughts, _feeling(change, lexicon), _meaning(feats, lexicon))
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """The strategy sums and turn state both scorings start from."""
+
+    positive: float  # sum of the positive strategy weights for this intention
+    negative: float
+    pushy: float  # the cost of too many questions at once
+    impatience: float  # grows while the hidden intention stays unmet
+    met_now: bool
+    met_before: int
+
+
+def _read(scenario: Scenario, feats: ReplyFeatures, history: Sequence[Message], turn: int) -> _Reading:
     temper = TEMPERAMENTS[scenario.character_type]
     weights = dict(BASE_WEIGHTS)
     for name, w in INTENTION_WEIGHTS.get(scenario.hidden_intention, {}).items():
         weights[name] = weights.get(name, 0.0) + w
-
     positive = sum(max(0.0, weights[s]) for s in sorted(feats.strategies))  # sorted: a set's order follows the hash seed, and float sums follow the order
     negative = sum(min(0.0, weights[s]) for s in sorted(feats.strategies))
+    pushy = 0.4 * (feats.questions - temper.pushy_questions) if "pushy" in feats.flags else 0.0
+    key = KEY_STRATEGY.get(scenario.hidden_intention)
+    met_now = key in feats.strategies and not feats.flags & (MUTING_FLAGS - {"too_short"})
+    met_before = _intention_met_before(scenario, history)
+    impatience = 0.0
+    if key and not met_now and met_before == 0 and turn >= PATIENCE_TURNS:
+        impatience = min(IMPATIENCE_CAP, IMPATIENCE_STEP * (turn - PATIENCE_TURNS + 1))
+    return _Reading(positive, negative, pushy, impatience, met_now, met_before)
+
+
+def _rule_score(scenario: Scenario, feats: ReplyFeatures, temper: Temperament, turn: int, read: _Reading) -> float:
+    """Version 0: the hand-set weights of docs/builtin_simulator.md sections 2-4."""
+    positive = read.positive
     if "question" in feats.strategies:
         positive += temper.question_bonus
     if feats.overlap >= 2:
         positive += 0.2  # picks up concrete things the user said
-
-    penalty = 0.0
+    penalty = -read.pushy
     flags = feats.flags
-    if "pushy" in flags:
-        penalty -= 0.4 * (feats.questions - temper.pushy_questions)
     if scenario.character_type == "avoidant" and turn < 2 and "feelings" in feats.strategies and "reflect" in feats.strategies:
         penalty -= 0.25  # intense feeling-talk before trust is built
     if "too_long" in flags:
@@ -486,21 +547,42 @@ def assess(scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int,
         # in full and each further one a little more (salad usually trips several)
         positive *= POSITIVE_MUTE
         penalty -= muting[0] + EXTRA_FLAG_PENALTY * (len(muting) - 1)
+    penalty -= read.impatience
+    return temper.gain * positive + temper.loss * (read.negative + penalty)
 
-    key = KEY_STRATEGY.get(scenario.hidden_intention)
-    met_now = key in feats.strategies and not flags & (MUTING_FLAGS - {"too_short"})
-    met_before = _intention_met_before(scenario, history)
-    if key and not met_now and met_before == 0 and turn >= PATIENCE_TURNS:
-        penalty -= min(IMPATIENCE_CAP, IMPATIENCE_STEP * (turn - PATIENCE_TURNS + 1))  # grows while the intention is unmet
 
-    score = temper.gain * positive + temper.loss * (negative + penalty)
-    noisy = score + _turn_rng(seed, turn, agent_reply, 1).normal(0.0, NOISE_STD)
-    raw_change = next((c for low, c in LADDER if noisy >= low + temper.bar), -10)
-    change = rules.clip(raw_change)
-    goal = "met" if met_now else ("partly" if met_before else "not met")
-    lexicon = lexicon_for(scenario.language)
-    thoughts = _thoughts(scenario, feats, flags, goal, change)
-    return Assessment(change, round(score, 4), feats, goal, thoughts, _feeling(change, lexicon), _meaning(feats, lexicon))
+def _calibrated_parts(scenario: Scenario, feats: ReplyFeatures, read: _Reading, met_now: bool, reply_value: float) -> dict[str, float]:
+    temper = TEMPERAMENTS[scenario.character_type]
+    question = "question" in feats.strategies
+    return calibrated.parts_of(
+        scenario,
+        positive=read.positive + (temper.question_bonus if question else 0.0),
+        negative=read.negative,
+        key_met=met_now,
+        open_question=question,
+        overlap=feats.overlap,
+        questions=feats.questions,
+        pushy=read.pushy,
+        impatience=read.impatience,
+        flags=feats.flags,
+        words=feats.words / lexicon_for(scenario.language).length_scale,
+        reply_value=reply_value,
+    )
+
+
+def _reply_value(scenario: Scenario, agent_reply: str) -> float:
+    """What SAGE's users made of the wording (`reply_value`): it reads Chinese only."""
+    return shipped_reply_value().value(agent_reply) if scenario.language == "zh" else 0.0
+
+
+def calibrated_parts(scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float) -> tuple[dict[str, float], frozenset[str]]:
+    """The calibrated user's parts of a reply and the flags it raised (what `calibrate fit` weighs),
+    with the wording's value given (the fit passes values from models that never saw the reply)."""
+    feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
+    read = _read(scenario, feats, history, user_turns(history))
+    risk = judge_risk(scenario, history, agent_reply)
+    met_now = (read.met_now or risk.meets_need) and not risk.endorses
+    return _calibrated_parts(scenario, feats, read, met_now, reply_value), feats.flags
 
 
 MEANING_NAMES = {
@@ -763,10 +845,10 @@ def ending_for(rules: Rules, scenario: Scenario, emotion: int) -> str:
     return ""
 
 
-def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str) -> Reaction:
+def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str, version: int = LATEST_VERSION) -> Reaction:
     """The whole user turn as a pure function (used in process and by the local server)."""
     turn = user_turns(history)
-    judged = assess(scenario, state.rules, state.emotion, turn, state.seed, history, agent_reply)
+    judged = assess(scenario, state.rules, state.emotion, turn, state.seed, history, agent_reply, version)
     emotion = clamp_emotion(state.emotion + judged.change)
     bucket = emotion_bucket(emotion)
     ending = ending_for(state.rules, scenario, emotion)
@@ -792,19 +874,33 @@ def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message],
 
 
 class BuiltinSimulator:
-    """Deterministic rule-based simulated user (see the module docstring for its rules)."""
+    """Deterministic simulated user (see the module docstring for its rules).
+
+    `version=1` (the default, `"builtin"`) scores with the weights calibrated on SAGE's recorded
+    judgments; `version=0` (`"builtin-v0"`, SageDialogue-v0's user) with the hand-set rules, so
+    figures published with it can be reproduced.
+    """
 
     kind = "builtin"
+
+    def __init__(self, version: int = LATEST_VERSION) -> None:
+        if version not in USER_VERSIONS:
+            raise ValueError(f"unknown built-in user version {version!r}; expected one of {USER_VERSIONS}")
+        self.version = version
 
     async def open(self, scenario: Scenario, rng: np.random.Generator, rules: Rules) -> UserState:
         check_language(scenario)
         return UserState(emotion=rules.initial_emotion, rules=rules, turn=0, seed=int(rng.integers(2**31 - 1)))
 
     async def react(self, scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str) -> Reaction:
-        return react_sync(scenario, state, history, agent_reply)
+        return react_sync(scenario, state, history, agent_reply, self.version)
 
     def manifest(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
+        # the manifest's version counts scoring changes: 1 is the rule-based user, 2 the calibrated one
+        if self.version == 0:
+            return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
+        fitted = calibrated.shipped_weights()
+        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 2, "noise_std": fitted.noise_std, "calibration": fitted.source}
 
 
 def weight_table_markdown() -> str:

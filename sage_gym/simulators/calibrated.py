@@ -1,0 +1,163 @@
+"""The calibrated built-in user's scoring: the rules' parts, weighed by SAGE's recorded judgments.
+
+The rule-based user (`builtin`, version 0 of the scoring) adds hand-set weights. The calibrated
+user (version 1, the default) reads a reply with the same analysis (strategies per hidden
+intention, questions, engagement, whole-message checks), turns it into a few named *parts*, and
+predicts the emotion change as a weighted sum of them whose weights were fitted on SAGE's
+recorded dialogues (the DeepSeek-V3 judge's; `python -m sage_gym.calibrate fit`):
+
+    change = sum(weight[p] * part[p]) + intercept
+
+Parts that SAGE's frontier models never show (keyword stuffing, spliced or truncated text, a
+reply in the other language, a brush-off, ignoring the user) cannot be learned from SAGE's
+dialogues; they keep the rule-based user's costs as a floor (`GUARD_FLAGS`): any of them mutes
+the reply's positive parts and costs its rule cost. Risk-marked users (`risk.py`) are
+never won by endorsing the harm.
+
+The weights live in `data/builtin_v1.json` with what they were fitted on; docs/builtin_simulator.md
+section 10 lists them and the measured agreement with SAGE.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from sage_gym.scenarios import Scenario
+
+WEIGHTS_FILE = "builtin_v1.json"
+NEUTRAL_EMOTION = 40
+MOMENTUM_SCALE = 20.0
+
+# Length bins in English-word equivalents (Chinese: characters / 1.8). SAGE's users liked replies
+# of 100-250 Chinese characters to 450 best and tired of 600 and more; the bins let the fit say so.
+LENGTH_BINS = ((0, 20), (20, 60), (60, 120), (120, 200), (200, 330), (330, 10**9))
+LENGTH_PARTS = tuple(f"length_{low}_{high if high < 10**9 else 'up'}" for low, high in LENGTH_BINS)
+
+# What the fit weighs. `positive` and `negative` are the sums of the strategy weights of the
+# rule-based user's intention table (the prior structure: which strategy suits which intention).
+PARTS = (
+    "positive", "negative", "key_met", "open_question", "overlap", "questions", "pushy",
+    "impatience", "stacked", "repetitive", "repeated", "reused", "ignored", "reply_value",
+) + LENGTH_PARTS
+# The direction each part may take (+1 helps or nothing, -1 costs or nothing); the fit holds a
+# weight that comes out the other way at 0 (sage_gym.calibrate.fit). `negative` is a sum of
+# negative strategy weights, so a positive weight on it costs emotion.
+SIGNS = {
+    "positive": 1, "negative": 1, "key_met": 1, "open_question": 1, "overlap": 1, "pushy": -1, "impatience": -1,
+    "stacked": -1, "repetitive": -1, "repeated": -1, "reused": -1, "ignored": -1, "reply_value": 1,
+}
+POSITIVE_PARTS = frozenset({"positive", "key_met", "open_question", "overlap", "reply_value"})
+# Flags that no frontier model in SAGE's data earns (or too rarely to fit), so their cost cannot be
+# fitted: the rules' costs (in score units; x POINTS_PER_SCORE_UNIT in emotion points) stay.
+GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language")
+# Flags that mute the reply's positive parts: it is not taken as meant. Repeating or reusing an
+# earlier reply is weighed by the fit instead (frontier models do it, and SAGE's users mind);
+# muting it as well ranked SAGE's models worse (leave-one-model-out tau 0.42 against 0.56).
+MUTING_FLAGS = frozenset(GUARD_FLAGS)
+POINTS_PER_SCORE_UNIT = 5.0  # the rule-based ladder: +0.5 -> +5, +1.5 -> +10
+POSITIVE_MUTE = 0.25
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Fitted weights of the parts (emotion points per unit of each part) and what they came from."""
+
+    parts: Mapping[str, float]
+    momentum: float
+    intercept: float
+    noise_std: float
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "parts": {k: round(v, 5) for k, v in self.parts.items()},
+            "momentum": round(self.momentum, 5),
+            "intercept": round(self.intercept, 5),
+            "noise_std": self.noise_std,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Weights:
+        return cls(dict(data["parts"]), float(data["momentum"]), float(data["intercept"]), float(data["noise_std"]), str(data["source"]))
+
+
+@lru_cache(maxsize=1)
+def shipped_weights() -> Weights:
+    raw = resources.files("sage_gym.simulators").joinpath("data", WEIGHTS_FILE).read_text(encoding="utf-8")
+    return Weights.from_json(json.loads(raw))
+
+
+def length_part(words: float) -> str:
+    return next(name for (low, high), name in zip(LENGTH_BINS, LENGTH_PARTS, strict=True) if low <= words < high)
+
+
+def parts_of(
+    scenario: Scenario,
+    *,
+    positive: float,
+    negative: float,
+    key_met: bool,
+    open_question: bool,
+    overlap: int,
+    questions: int,
+    pushy: float,
+    impatience: float,
+    flags: frozenset[str],
+    words: float,
+    reply_value: float,
+) -> dict[str, float]:
+    """The reply's parts, from the rule-based analysis (`words` in English-word equivalents;
+    `reply_value` from `reply_value.ReplyValueModel`, 0 for a language it does not read)."""
+    parts = {name: 0.0 for name in PARTS}
+    parts.update(
+        positive=positive,
+        negative=negative,
+        key_met=float(key_met),
+        open_question=float(open_question),
+        overlap=min(overlap, 10) / 5,
+        questions=min(questions, 4) / 2,
+        pushy=pushy,
+        impatience=impatience,
+        stacked=float("stacked" in flags),
+        repetitive=float("repetitive" in flags),
+        repeated=float("repeated" in flags),
+        reused=float("reused" in flags),
+        ignored=float("ignored" in flags),
+        reply_value=reply_value,
+    )
+    parts[length_part(words)] = 1.0
+    return parts
+
+
+def guard_cost(flags: frozenset[str], rule_costs: Mapping[str, float], extra_flag_cost: float) -> float:
+    """The rules' floor for the guard flags, in emotion points (0 when none fired)."""
+    costs = sorted((rule_costs[f] for f in flags if f in GUARD_FLAGS and f in rule_costs), reverse=True)
+    if not costs:
+        return 0.0
+    return POINTS_PER_SCORE_UNIT * (costs[0] + extra_flag_cost * (len(costs) - 1))
+
+
+def predict_change(parts: Mapping[str, float], emotion: float, weights: Weights, guard: float, muted: bool) -> float:
+    """The predicted change in emotion points before noise, rounding and clipping."""
+    total = weights.intercept + weights.momentum * (emotion - NEUTRAL_EMOTION) / MOMENTUM_SCALE
+    for name, value in sorted(parts.items()):  # sorted: float sums follow the order
+        contribution = weights.parts.get(name, 0.0) * value
+        if muted and name in POSITIVE_PARTS and contribution > 0:
+            contribution *= POSITIVE_MUTE
+        total += contribution
+    return total - guard
+
+
+def design_row(parts: Mapping[str, float]) -> list[float]:
+    """The parts as a row of the fit's design matrix, in `PARTS` order."""
+    return [parts[name] for name in PARTS]
+
+
+def feature_names() -> Sequence[str]:
+    return PARTS
