@@ -1,9 +1,9 @@
 """sage_gym: a Gymnasium environment in which an agent talks with a simulated user whose emotion is the reward.
 
     import gymnasium as gym
-    import sage_gym  # registers SageDialogue-v1 and -v0 (or use gym.make("sage_gym:SageDialogue-v1"))
+    import sage_gym  # registers SageDialogue-v0 and -v1 (or use gym.make("sage_gym:SageDialogue-v0"))
 
-    env = gym.make("SageDialogue-v1")
+    env = gym.make("SageDialogue-v0")
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step("That sounds exhausting. What happened?")
 
@@ -43,9 +43,10 @@ def __getattr__(name: str) -> Any:
 
 
 # Versioned as Gymnasium does: v1's built-in user is calibrated on SAGE's recorded judgments;
-# v0 keeps the rule-based user, so that figures published with it can be reproduced.
-ENV_ID = "SageDialogue-v1"
-ENV_VERSIONS = {"SageDialogue-v1": {}, "SageDialogue-v0": {"simulator": "builtin-v0"}}
+# v0 keeps the rule-based user, the project's default until v1 defeats the same attacks
+# (docs/builtin_simulator.md section 10).
+ENV_ID = "SageDialogue-v0"
+ENV_VERSIONS = {"SageDialogue-v0": {}, "SageDialogue-v1": {"simulator": "builtin-v1"}}
 
 for _env_id, _defaults in ENV_VERSIONS.items():
     if _env_id not in gymnasium.registry:

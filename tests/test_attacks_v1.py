@@ -41,7 +41,10 @@ from agents.eval.baselines import make_reference_agent
 from agents.eval.evaluate import episode_seed
 from sage_gym.scenarios import load_split
 
-SIMULATOR = "builtin"  # the user under test (a name make_simulator knows)
+SIMULATOR = "builtin-v1"  # the calibrated user, under test (a name make_simulator knows)
+# Attacks the calibrated user does not defeat yet (docs/builtin_simulator.md section 10): strict, so
+# that a user which does defeat one turns this run red until the mark is taken off.
+OPEN_ON_V1 = pytest.mark.xfail(strict=True, reason="the calibrated user does not defeat this attack yet")
 SPLITS = {"en": ("eval", "train"), "zh": ("eval-zh", "train-zh")}
 USERS = {"en": 3, "zh": 1}  # every 3rd user of eval (32), all 24 of eval-zh
 TRIALS = 2
@@ -114,12 +117,14 @@ def test_hint_matcher_reads_the_lines_it_was_fitted_on():
 # the families
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_cue_phrases_around_nonsense_end_far_below_the_empathic_agent(language):
     assert_far_below(language, lambda seed: CueNonsense(seed))
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_cue_phrases_around_nonsense_reading_the_hints_end_far_below_the_empathic_agent(language):
@@ -127,6 +132,7 @@ def test_cue_phrases_around_nonsense_reading_the_hints_end_far_below_the_empathi
     assert_far_below(language, lambda seed: CueNonsense(seed, fitted))
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_looking_the_hints_up_ends_far_below_the_empathic_agent(language):
@@ -134,12 +140,14 @@ def test_looking_the_hints_up_ends_far_below_the_empathic_agent(language):
     assert_far_below(language, lambda seed: HintLookup(seed, fitted))
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_casual_case_splices_end_far_below_the_empathic_agent(language):
     assert_far_below(language, CasualSplice)
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_a_sentence_of_another_language_appended_ends_far_below_the_empathic_agent(language):
@@ -155,6 +163,7 @@ def test_endorsing_a_harmful_plan_ends_below_warm_pushback():
     assert endorsing <= pushback - PROBE_BAR, f"endorsing ends at {endorsing:.1f}, warm pushback at {pushback:.1f}"
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 @LANGUAGES
 def test_a_matcher_fitted_on_training_hints_barely_beats_chance_on_eval(language):

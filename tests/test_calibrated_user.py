@@ -22,7 +22,7 @@ from sage_gym.simulators.reply_value import shipped_model
 
 
 def test_versions_are_selectable_and_manifests_differ():
-    latest, legacy = make_simulator("builtin"), make_simulator("builtin-v0")
+    latest, legacy = make_simulator("builtin-v1"), make_simulator("builtin")
     assert (latest.version, legacy.version) == (1, 0)
     assert latest.manifest()["version"] == 2 and "calibration" in latest.manifest()
     assert legacy.manifest() == {"kind": "builtin", "model": "sage_gym.builtin", "version": 1, "noise_std": 0.2}
@@ -35,8 +35,8 @@ def test_env_ids_pick_their_user():
     v0 = gym.make("SageDialogue-v0", scenarios="eval")
     assert v1.unwrapped.simulator.version == 1
     assert v0.unwrapped.simulator.version == 0
-    assert gym.make("SageDialogue-v0", scenarios="eval", simulator="builtin").unwrapped.simulator.version == 1
-    assert sage_gym.ENV_ID == "SageDialogue-v1"
+    assert gym.make("SageDialogue-v0", scenarios="eval", simulator="builtin-v1").unwrapped.simulator.version == 1
+    assert sage_gym.ENV_ID == "SageDialogue-v0"
 
 
 def test_shipped_files_name_their_source_and_load():

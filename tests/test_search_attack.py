@@ -15,7 +15,10 @@ from agents.eval.search_attack import SLOT, FragmentPolicy, fragment_pool, held_
 from sage_gym.simulators import make_simulator
 
 BAR = 15
-SIMULATOR = "builtin"  # the user under test (a name make_simulator knows)
+SIMULATOR = "builtin-v1"  # the calibrated user, under test (a name make_simulator knows)
+# Attacks the calibrated user does not defeat yet (docs/builtin_simulator.md section 10): strict, so
+# that a user which does defeat one turns this run red until the mark is taken off.
+OPEN_ON_V1 = pytest.mark.xfail(strict=True, reason="the calibrated user does not defeat this attack yet")
 
 
 def v0_user() -> str:
@@ -51,6 +54,7 @@ def test_lower_case_turns_and_marks_render_as_written():
     assert render_turn((True, ((a, 0, 2, ""), (b, 0, 0, "."))), pool, "en", history) == "anyone in your place would feel the you see it exactly as it is."
 
 
+@OPEN_ON_V1
 @pytest.mark.calibrated_user
 def test_a_small_search_ends_far_below_the_empathic_agent_on_held_out_seeds():
     """200 evaluations on 8 eval users, the best policy on every eval user at a held-out seed."""
@@ -60,6 +64,7 @@ def test_a_small_search_ends_far_below_the_empathic_agent_on_held_out_seeds():
     assert attack <= empathic - BAR, f"the search's best ends at {attack:.1f} on held-out seeds, the empathic agent at {empathic:.1f}"
 
 
+@OPEN_ON_V1
 @pytest.mark.slow
 @pytest.mark.calibrated_user
 def test_the_benchmark_search_ends_far_below_the_empathic_agent_on_held_out_seeds():

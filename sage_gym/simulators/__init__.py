@@ -2,8 +2,8 @@
 
 | name        | class                | what it is                                                    |
 |-------------|----------------------|---------------------------------------------------------------|
-| `"builtin"` | `BuiltinSimulator`   | deterministic user calibrated on SAGE's judgments; offline; the default |
-| `"builtin-v0"` | `BuiltinSimulator(version=0)` | the rule-based user of SageDialogue-v0 (published figures) |
+| `"builtin"` | `BuiltinSimulator`   | deterministic rule-based user; offline; the embedded default (SageDialogue-v0) |
+| `"builtin-v1"` | `BuiltinSimulator(version=1)` | the same analysis, weighed by a fit on SAGE's recorded judgments (SageDialogue-v1) |
 | `"openai"`  | `OpenAISimulator`    | an LLM behind any OpenAI-compatible endpoint                  |
 """
 
@@ -22,12 +22,14 @@ from sage_gym.simulators.base import (
 )
 from sage_gym.simulators.builtin import BuiltinSimulator
 
-SIMULATOR_NAMES = ("builtin", "builtin-v0", "openai")
-BUILTIN_VERSIONS = {"builtin": 1, "builtin-v0": 0}
+SIMULATOR_NAMES = ("builtin", "builtin-v1", "openai")
+# The calibrated user is SageDialogue-v1's; it stays opt-in until it defeats the attacks that the
+# rule-based user defeats (docs/builtin_simulator.md section 10).
+BUILTIN_VERSIONS = {"builtin": 0, "builtin-v1": 1}
 
 
 def make_simulator(spec: str | Simulator = "builtin", **kwargs: Any) -> Simulator:
-    """A simulator from a name ("builtin", "openai") and its keyword arguments, or an instance as is."""
+    """A simulator from a name ("builtin", "builtin-v1", "openai") and its keyword arguments, or an instance as is."""
     if not isinstance(spec, str):
         if kwargs:
             raise ValueError("simulator_kwargs are only used with a simulator name, not with an instance")

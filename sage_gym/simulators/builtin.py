@@ -274,7 +274,7 @@ TEMPERAMENTS = {
 LADDER = ((1.5, 10), (0.5, 5), (-0.3, 0), (-1.2, -5))
 # 0: the rule-based user of SageDialogue-v0; 1: the calibrated user (sage_gym.simulators.calibrated)
 USER_VERSIONS = (0, 1)
-LATEST_VERSION = 1
+DEFAULT_VERSION = 0  # "builtin"; "builtin-v1" is version 1
 NOISE_STD = 0.2
 
 
@@ -464,7 +464,7 @@ class Assessment:
 
 
 def assess(
-    scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int, history: Sequence[Message], agent_reply: str, version: int = 1
+    scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int, history: Sequence[Message], agent_reply: str, version: int = DEFAULT_VERSION
 ) -> Assessment:
     """Score one agent reply: the emotion-update half of a user turn. `version` 1 is the calibrated
     scoring (`sage_gym.simulators.calibrated`), 0 the rule-based one of SageDialogue-v0."""
@@ -845,7 +845,7 @@ def ending_for(rules: Rules, scenario: Scenario, emotion: int) -> str:
     return ""
 
 
-def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str, version: int = LATEST_VERSION) -> Reaction:
+def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str, version: int = DEFAULT_VERSION) -> Reaction:
     """The whole user turn as a pure function (used in process and by the local server)."""
     turn = user_turns(history)
     judged = assess(scenario, state.rules, state.emotion, turn, state.seed, history, agent_reply, version)
@@ -876,14 +876,14 @@ def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message],
 class BuiltinSimulator:
     """Deterministic simulated user (see the module docstring for its rules).
 
-    `version=1` (the default, `"builtin"`) scores with the weights calibrated on SAGE's recorded
-    judgments; `version=0` (`"builtin-v0"`, SageDialogue-v0's user) with the hand-set rules, so
-    figures published with it can be reproduced.
+    `version=0` (the default, `"builtin"`, SageDialogue-v0's user) scores with the hand-set rules;
+    `version=1` (`"builtin-v1"`, SageDialogue-v1's) with the weights calibrated on SAGE's recorded
+    judgments.
     """
 
     kind = "builtin"
 
-    def __init__(self, version: int = LATEST_VERSION) -> None:
+    def __init__(self, version: int = DEFAULT_VERSION) -> None:
         if version not in USER_VERSIONS:
             raise ValueError(f"unknown built-in user version {version!r}; expected one of {USER_VERSIONS}")
         self.version = version
