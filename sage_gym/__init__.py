@@ -1,7 +1,7 @@
 """sage_gym: a Gymnasium environment in which an agent talks with a simulated user whose emotion is the reward.
 
     import gymnasium as gym
-    import sage_gym  # registers SageDialogue-v0 and -v1 (or use gym.make("sage_gym:SageDialogue-v0"))
+    import sage_gym  # registers SageDialogue-v0 (or use gym.make("sage_gym:SageDialogue-v0"))
 
     env = gym.make("SageDialogue-v0")
     obs, info = env.reset(seed=0)
@@ -42,11 +42,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sage_gym' has no attribute {name!r}")
 
 
-# Versioned as Gymnasium does: v1's built-in user is calibrated on SAGE's recorded judgments;
-# v0 keeps the rule-based user, the project's default until v1 defeats the same attacks
-# (docs/builtin_simulator.md section 10).
+# Versioned as Gymnasium does. SageDialogue-v1, whose user is the calibrated one
+# (simulator="builtin-v1"), is registered when that user defeats the attacks the rule-based user
+# defeats (docs/builtin_simulator.md section 10): registered now, Gymnasium would tell every user
+# of v0 to upgrade to it.
 ENV_ID = "SageDialogue-v0"
-ENV_VERSIONS = {"SageDialogue-v0": {}, "SageDialogue-v1": {"simulator": "builtin-v1"}}
+ENV_VERSIONS: dict[str, dict[str, str]] = {"SageDialogue-v0": {}}
 
 for _env_id, _defaults in ENV_VERSIONS.items():
     if _env_id not in gymnasium.registry:
