@@ -195,3 +195,25 @@ def test_gemma3_converts_from_its_package(offline_cache) -> None:
     assert model.config.model_type.startswith("gemma3") and getattr(model.config, "quantization_config", None) is None
     assert 260_000_000 < sum(p.numel() for p in model.parameters()) < 280_000_000
     assert tokenizer.decode(tokenizer("Hello, world!", add_special_tokens=False)["input_ids"]) == "Hello, world!"
+
+
+def test_the_hf_evaluation_agent_takes_a_named_models_reply_settings(smollm2) -> None:
+    from agents.eval.agent_api import make_agent
+
+    preset = MODELS[SMOLLM2].eval_preset
+    agent = make_agent("hf", model=SMOLLM2)
+    manifest = agent.manifest()
+    assert manifest["template"] == preset["template"] and manifest["max_new_tokens"] == preset["max_new_tokens"]
+    assert manifest["temperature"] == preset.get("temperature", 0.0)
+    assert manifest["weights_sha256"]  # the GGUF file's hash pins the weights
+    assert make_agent("hf", model=SMOLLM2, max_new_tokens=7).manifest()["max_new_tokens"] == 7
+
+
+@pytest.mark.slow
+def test_untrained_smollm2_evaluates_offline_and_its_replies_pass_the_canaries(smollm2, tmp_path) -> None:
+    """`python -m agents.evaluate --agent hf --model smollm2-135m --limit 4` with no network."""
+    from agents.evaluate import main
+
+    report = main(["--agent", "hf", "--model", SMOLLM2, "--limit", "4", "--output", str(tmp_path / "eval"), "--no-progress", "--no-plots"])
+    assert report["results"]["score"]["mean"] is not None
+    assert report["canaries"]["summary"] is None, report["canaries"]["summary"]

@@ -196,7 +196,7 @@ class HFAgent:
             "name": self.name,
             "model": self.model_name,
             "adapter": self.adapter,
-            "weights_sha256": _weights_sha256(Path(self.adapter or self.model_name)),
+            "weights_sha256": _weights_sha256(Path(self.adapter) if self.adapter else _weights_source(self.model_name)),
             "template": self.template,
             "system_prompt_sha256": sha256_text(self.system_prompt or ""),
             "temperature": self.sampling.temperature,
@@ -230,9 +230,17 @@ def _saved_policy_settings(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _weights_source(model: str) -> Path:
+    """Where a model's weights are read from: a named model's GGUF file, else the folder."""
+    from agents.learn.models import named_model
+
+    named = named_model(model)
+    return named.locate() if named else Path(model)
+
+
 def _weights_sha256(folder: Path) -> str | None:
-    """Hash of a local model's weight files (None for a hub id): pins the exact checkpoint."""
-    files = sorted(p for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    """Hash of a local model's weight files, or of one weights file (None for a hub id): pins the exact checkpoint."""
+    files = [folder] if folder.is_file() else sorted(p for p in folder.glob("*.safetensors")) if folder.is_dir() else []
     if not files:
         return None
     digest = hashlib.sha256()
@@ -332,7 +340,11 @@ def make_agent(kind: str, **options: Any) -> EvalAgent:
             raise ValueError(f"the reference agent {kind!r} takes no options, got {sorted(options)}")
         return ReferenceAgent(kind)
     if kind == "hf":
-        return HFAgent(**options)
+        from agents.learn.models import named_model
+
+        named = named_model(options.get("model"))
+        # a named model brings the reply settings it was measured at; options given override them
+        return HFAgent(**{**(named.eval_preset if named else {}), **options})
     if kind == "openai":
         return OpenAIChatAgent(**options)
     if kind == "sb3":

@@ -39,6 +39,7 @@ class NamedModel:
     package: str  # the import name of the package that carries the file (never imported to find it)
     locate: Callable[[], Path]  # the GGUF file's path (raises ModelNotInstalled when its package is missing)
     train_preset: dict[str, Any] = field(default_factory=dict)  # TrainConfig options for this model
+    eval_preset: dict[str, Any] = field(default_factory=dict)  # `evaluate --agent hf` options (HFAgent keyword arguments)
 
 
 class ModelNotInstalled(ImportError):
