@@ -84,19 +84,30 @@ def _installed(name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def offline_cache(tmp_path_factory):
-    """A fresh conversion cache, and no connection off this machine while this module runs."""
-    real_connect = socket.socket.connect
+    """A fresh conversion cache, and no connection off this machine while this module runs:
+    yields the list of hosts that something tried to reach (a test asserts it stays empty)."""
+    attempts: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+    local = ("127.0.0.1", "::1", "localhost")
 
     def loopback_only(sock, address, *args, **kwargs):
         host = address[0] if isinstance(address, tuple) else str(address)
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and host not in local:
+            attempts.append(host)
             raise OSError(f"network access attempted: {address}")
         return real_connect(sock, address, *args, **kwargs)
+
+    def local_names_only(host, *args, **kwargs):
+        if host not in local:
+            attempts.append(str(host))
+            raise socket.gaierror(f"network access attempted: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SAGE_GYM_CACHE", str(tmp_path_factory.mktemp("cache")))
         patch.setattr(socket.socket, "connect", loopback_only)
-        yield
+        patch.setattr(socket, "getaddrinfo", local_names_only)
+        yield attempts
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +168,7 @@ def _prompt_logits(policy, text: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("merged", [False, True], ids=["lora-adapter", "lora-merged"])
-def test_a_trained_smollm2_saves_and_loads_back_into_the_hf_evaluation_agent(smollm2, tmp_path, merged) -> None:
+def test_a_trained_smollm2_saves_and_loads_back_into_the_hf_evaluation_agent(smollm2, offline_cache, tmp_path, merged) -> None:
     from agents.eval.agent_api import HFAgent, system_prompt_for
     from agents.learn.policy import LoraSettings, Policy, Sampling, load_pretrained
 
@@ -184,8 +195,10 @@ def test_a_trained_smollm2_saves_and_loads_back_into_the_hf_evaluation_agent(smo
     agent.begin(0, seed=0)
     expected = policy.sample([policy.chat.prompt_ids("I lost my job today.")], Sampling(temperature=0, max_new_tokens=6))[0]
     assert agent.act([0], [{"history": [{"role": "user", "content": "I lost my job today."}]}]) == [policy.chat.decode_reply(expected.token_ids)]
+    assert offline_cache == [], f"tried to reach {offline_cache}"
 
 
+@pytest.mark.slow  # about 3 minutes: Gemma 3 270M's Q4_K_M dequantization
 def test_gemma3_converts_from_its_package(offline_cache) -> None:
     if not _installed("gemma3-270m-gguf"):
         pytest.skip(f"gemma3-270m-gguf is not installed: {models.GEMMA3_INSTALL}")
@@ -195,6 +208,7 @@ def test_gemma3_converts_from_its_package(offline_cache) -> None:
     assert model.config.model_type.startswith("gemma3") and getattr(model.config, "quantization_config", None) is None
     assert 260_000_000 < sum(p.numel() for p in model.parameters()) < 280_000_000
     assert tokenizer.decode(tokenizer("Hello, world!", add_special_tokens=False)["input_ids"]) == "Hello, world!"
+    assert offline_cache == [], f"tried to reach {offline_cache}"
 
 
 def test_the_hf_evaluation_agent_takes_a_named_models_reply_settings(smollm2) -> None:

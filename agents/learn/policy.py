@@ -667,7 +667,10 @@ class Policy:
         folder = Path(folder)
         if state_dict is not None:  # gathered shards hold tied weights twice; a model's own save writes them once
             state_dict = {k: v for k, v in state_dict.items() if not _is_tied(self.model, k)}
-        self.model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        # LoRA: peft would look the base model up on the hub to decide whether to save the
+        # embeddings too; they are never trained here, and a named model is no hub id
+        lora_only = {"save_embedding_layers": False} if self.is_lora else {}
+        self.model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict, **lora_only)
         self.tokenizer.save_pretrained(folder)
         (folder / "sage_policy.json").write_text(json.dumps({"lora": self.is_lora, "system_prompt": self.chat.system_prompt}, indent=1))
 
