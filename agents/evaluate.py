@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--simulators", metavar="FILE", help="a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator")
 
     group = parser.add_argument_group("agent options (hf, openai, sb3)")
-    group.add_argument("--model", help="hf: model folder, hub id, checkpoint or LoRA adapter folder; openai: model name; sb3: saved model .zip")
+    group.add_argument("--model", help="hf: model folder, hub id, checkpoint, LoRA adapter folder, or a named offline model ('list' prints them); openai: model name; sb3: saved model .zip")
     group.add_argument("--base-model", help="hf: base model of a LoRA adapter (default: the one named in adapter_config.json)")
     group.add_argument("--template", choices=("think", "direct", "none"), help="agent system prompt (hf default: the checkpoint's, else think; openai default: direct)")
     group.add_argument("--max-reply-words", type=int, help="ask for replies under this many words")
@@ -154,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     args = build_parser().parse_args(argv)
     if args.compare:
         print(compare_reports(args.compare, force=args.force))
+        return None
+    if args.model == "list":
+        from agents.learn.models import model_table
+
+        print(model_table())
         return None
     if not args.agent:
         raise UsageError("choose an agent with --agent (or compare reports with --compare)")

@@ -353,6 +353,19 @@ def test_local_hugging_face_model_as_the_agent(tmp_path, scenario_file, tiny_mod
     assert replies(tmp_path / "a") == replies(tmp_path / "b")
 
 
+def test_sampled_hf_agent_plays_each_dialogue_alike_whatever_the_batch(tmp_path, scenario_file, tiny_model_dir):
+    """Each dialogue samples from its own stream (agent seed, episode seed, turn): a rerun, or a
+    resume with other batch partners, replays it exactly."""
+    settings = EvalSettings(scenarios=str(scenario_file), limit=3, max_turns=2, num_envs=3)
+    options = dict(model=str(tiny_model_dir), template="direct", max_new_tokens=12, temperature=1.0, device="cpu")
+    evaluate(make_agent("hf", **options), tmp_path / "a", settings, **FAST)
+    evaluate(make_agent("hf", **options), tmp_path / "b", EvalSettings(**{**settings.__dict__, "num_envs": 1}), **FAST)
+    evaluate(make_agent("hf", **options, seed=1), tmp_path / "c", settings, **FAST)
+    replies = lambda folder: sorted((r["scenario_id"], [t["agent_reply"] for t in r["turns"]]) for r in map(json.loads, (folder / "transcripts.jsonl").read_text().splitlines()))  # noqa: E731
+    assert replies(tmp_path / "a") == replies(tmp_path / "b")
+    assert replies(tmp_path / "a") != replies(tmp_path / "c")
+
+
 def test_lora_adapter_as_the_agent(tmp_path, scenario_file, tiny_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer

