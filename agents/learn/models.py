@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.cli import MissingExtraError
+
 
 @dataclass(frozen=True)
 class NamedModel:
@@ -42,7 +44,7 @@ class NamedModel:
     eval_preset: dict[str, Any] = field(default_factory=dict)  # `evaluate --agent hf` options (HFAgent keyword arguments)
 
 
-class ModelNotInstalled(ImportError):
+class ModelNotInstalled(MissingExtraError):
     """The package that carries a named model's file is not installed; the message says how to install it."""
 
 
