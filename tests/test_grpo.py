@@ -198,7 +198,7 @@ def test_small_bfloat16_updates_survive_only_with_float32_master_weights(model_d
     """At lr 1e-6 an AdamW step moves a weight by ~1e-6: below bfloat16's resolution for all but tiny weights."""
     cfg = small_config(
         tmp_path, model=str(model_dir), dtype="bfloat16", device="cpu", mixed_precision=mixed, lr=1e-6, warmup_steps=0,
-        steps=1, group_size=4, minibatches=1,
+        steps=1, group_size=4, minibatches=1, scenarios_per_step=4,  # enough groups that one has rewards to tell apart
     )
     trainer = GRPOTrainer(cfg)
     params = trainer.policy.trainable_parameters()

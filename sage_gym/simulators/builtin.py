@@ -40,6 +40,7 @@ section 9).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -470,7 +471,7 @@ def assess(
     scoring (`sage_gym.simulators.calibrated`), 0 the rule-based one of SageDialogue-v0."""
     if version not in USER_VERSIONS:
         raise ValueError(f"unknown built-in user version {version!r}; expected one of {USER_VERSIONS}")
-    feats = analyse_reply(scenario, history, agent_reply, long_replies=version == 0)
+    feats = analyse_reply(scenario, history, agent_reply) if version == 0 else _calibrated_features(scenario, history, agent_reply)
     temper = TEMPERAMENTS[scenario.character_type]
     read = _read(scenario, feats, history, turn)
     met_now = read.met_now
@@ -482,7 +483,7 @@ def assess(
         # a risk-marked user is not won by cheering on the harm; warm pushback meets the deeper need
         risk = judge_risk(scenario, history, agent_reply)
         met_now = (met_now or risk.meets_need) and not risk.endorses
-        parts = _calibrated_parts(scenario, feats, read, met_now, _reply_value(scenario, agent_reply))
+        parts = _calibrated_parts(scenario, feats, read, met_now, _reply_value(scenario, agent_reply), calibrated.relevance(history, agent_reply))
         fitted = calibrated.shipped_weights()
         guard = calibrated.guard_cost(feats.flags, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
         predicted = calibrated.predict_change(parts, emotion, fitted, guard, muted=bool(feats.flags & calibrated.MUTING_FLAGS))
@@ -551,7 +552,7 @@ def _rule_score(scenario: Scenario, feats: ReplyFeatures, temper: Temperament, t
     return temper.gain * positive + temper.loss * (read.negative + penalty)
 
 
-def _calibrated_parts(scenario: Scenario, feats: ReplyFeatures, read: _Reading, met_now: bool, reply_value: float) -> dict[str, float]:
+def _calibrated_parts(scenario: Scenario, feats: ReplyFeatures, read: _Reading, met_now: bool, reply_value: float, relevance: float) -> dict[str, float]:
     temper = TEMPERAMENTS[scenario.character_type]
     question = "question" in feats.strategies
     return calibrated.parts_of(
@@ -567,6 +568,7 @@ def _calibrated_parts(scenario: Scenario, feats: ReplyFeatures, read: _Reading, 
         flags=feats.flags,
         words=feats.words / lexicon_for(scenario.language).length_scale,
         reply_value=reply_value,
+        relevance=relevance,
     )
 
 
@@ -575,14 +577,46 @@ def _reply_value(scenario: Scenario, agent_reply: str) -> float:
     return shipped_reply_value().value(agent_reply) if scenario.language == "zh" else 0.0
 
 
-def calibrated_parts(scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float) -> tuple[dict[str, float], frozenset[str]]:
+def calibrated_parts(
+    scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float, relevance: float | None = None
+) -> tuple[dict[str, float], frozenset[str]]:
     """The calibrated user's parts of a reply and the flags it raised (what `calibrate fit` weighs),
     with the wording's value given (the fit passes values from models that never saw the reply)."""
-    feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
+    feats = _calibrated_features(scenario, history, agent_reply)
     read = _read(scenario, feats, history, user_turns(history))
     risk = judge_risk(scenario, history, agent_reply)
     met_now = (read.met_now or risk.meets_need) and not risk.endorses
-    return _calibrated_parts(scenario, feats, read, met_now, reply_value), feats.flags
+    if relevance is None:
+        relevance = calibrated.relevance(history, agent_reply)
+    return _calibrated_parts(scenario, feats, read, met_now, reply_value, relevance), feats.flags
+
+
+def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
+    """The analysis the calibrated user reads: no `too_long`, but `rambling` far past it."""
+    feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
+    lexicon = lexicon_for(scenario.language)
+    extra = set()
+    if feats.words > calibrated.RAMBLING_FACTOR * TEMPERAMENTS[scenario.character_type].long_reply_words * lexicon.length_scale:
+        extra.add("rambling")
+    if _echoes(history, agent_reply, lexicon):
+        extra.add("echoed")
+    return dataclasses.replace(feats, flags=feats.flags | extra) if extra else feats
+
+
+def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> bool:
+    """The reply says back a long run of the user's own words (`calibrated.ECHO_RUN` English words,
+    or as many Chinese characters as that many words take): parroting, not listening."""
+    n = round(calibrated.ECHO_RUN * lexicon.length_scale)
+    reply_units = lexicon.units(agent_reply.lower())
+    runs = {tuple(reply_units[i : i + n]) for i in range(len(reply_units) - n + 1)}
+    if not runs:
+        return False
+    for message in history:
+        if message["role"] == "user":
+            units = lexicon.units(message["content"].lower())
+            if any(tuple(units[i : i + n]) in runs for i in range(len(units) - n + 1)):
+                return True
+    return False
 
 
 MEANING_NAMES = {
@@ -882,6 +916,7 @@ class BuiltinSimulator:
     """
 
     kind = "builtin"
+    version = DEFAULT_VERSION  # a class default too: subclasses with an __init__ of their own keep working
 
     def __init__(self, version: int = DEFAULT_VERSION) -> None:
         if version not in USER_VERSIONS:

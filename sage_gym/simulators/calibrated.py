@@ -42,19 +42,23 @@ LENGTH_PARTS = tuple(f"length_{low}_{high if high < 10**9 else 'up'}" for low, h
 # rule-based user's intention table (the prior structure: which strategy suits which intention).
 PARTS = (
     "positive", "negative", "key_met", "open_question", "overlap", "questions", "pushy",
-    "impatience", "stacked", "repetitive", "repeated", "reused", "ignored", "reply_value",
+    "impatience", "stacked", "repetitive", "repeated", "reused", "ignored", "reply_value", "relevance",
 ) + LENGTH_PARTS
 # The direction each part may take (+1 helps or nothing, -1 costs or nothing); the fit holds a
 # weight that comes out the other way at 0 (sage_gym.calibrate.fit). `negative` is a sum of
 # negative strategy weights, so a positive weight on it costs emotion.
 SIGNS = {
     "positive": 1, "negative": 1, "key_met": 1, "open_question": 1, "overlap": 1, "pushy": -1, "impatience": -1,
-    "stacked": -1, "repetitive": -1, "repeated": -1, "reused": -1, "ignored": -1, "reply_value": 1,
+    "stacked": -1, "repetitive": -1, "repeated": -1, "reused": -1, "ignored": -1, "reply_value": 1, "relevance": 1,
 }
-POSITIVE_PARTS = frozenset({"positive", "key_met", "open_question", "overlap", "reply_value"})
 # Flags that no frontier model in SAGE's data earns (or too rarely to fit), so their cost cannot be
 # fitted: the rules' costs (in score units; x POINTS_PER_SCORE_UNIT in emotion points) stay.
-GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language")
+GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language", "rambling", "echoed")
+# A reply this many times the rule-based user's length limit (sections 3-4 of the docs) rambles: far
+# past the longest replies of SAGE's frontier models, so the fit cannot say what it is worth.
+RAMBLING_FACTOR = 2.5
+ECHO_RUN = 8  # English words said back verbatim from one user message (frontier models paraphrase)
+OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 1.2}  # score units, as the rules' costs (the rules have no such flags)
 # Flags that mute the reply's positive parts: it is not taken as meant. Repeating or reusing an
 # earlier reply is weighed by the fit instead (frontier models do it, and SAGE's users mind);
 # muting it as well ranked SAGE's models worse (leave-one-model-out tau 0.42 against 0.56).
@@ -111,9 +115,11 @@ def parts_of(
     flags: frozenset[str],
     words: float,
     reply_value: float,
+    relevance: float,
 ) -> dict[str, float]:
     """The reply's parts, from the rule-based analysis (`words` in English-word equivalents;
-    `reply_value` from `reply_value.ReplyValueModel`, 0 for a language it does not read)."""
+    `reply_value` from `reply_value.ReplyValueModel`, 0 for a language it does not read;
+    `relevance` from `relevance()`)."""
     parts = {name: 0.0 for name in PARTS}
     parts.update(
         positive=positive,
@@ -130,14 +136,29 @@ def parts_of(
         reused=float("reused" in flags),
         ignored=float("ignored" in flags),
         reply_value=reply_value,
+        relevance=relevance,
     )
     parts[length_part(words)] = 1.0
     return parts
 
 
+def relevance(history: Sequence[Mapping[str, str]], agent_reply: str) -> float:
+    """How close the reply is in meaning to what the user just said: the cosine of their sentence
+    embeddings (`sage_gym.embedding`, English and Chinese alike), 0 for an empty reply. SAGE's
+    frontier models' replies sit at 0.35-0.75; flattery, injected instructions and content-free
+    warmth at 0.2-0.25."""
+    from sage_gym import embedding  # the [embed] extra: needed by the calibrated user only
+
+    said = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+    if not agent_reply.strip() or not said.strip():
+        return 0.0
+    return max(0.0, float(embedding.similarity(agent_reply, said)))
+
+
 def guard_cost(flags: frozenset[str], rule_costs: Mapping[str, float], extra_flag_cost: float) -> float:
     """The rules' floor for the guard flags, in emotion points (0 when none fired)."""
-    costs = sorted((rule_costs[f] for f in flags if f in GUARD_FLAGS and f in rule_costs), reverse=True)
+    known = {**rule_costs, **OWN_GUARD_COSTS}
+    costs = sorted((known[f] for f in flags if f in GUARD_FLAGS), reverse=True)
     if not costs:
         return 0.0
     return POINTS_PER_SCORE_UNIT * (costs[0] + extra_flag_cost * (len(costs) - 1))
@@ -148,7 +169,7 @@ def predict_change(parts: Mapping[str, float], emotion: float, weights: Weights,
     total = weights.intercept + weights.momentum * (emotion - NEUTRAL_EMOTION) / MOMENTUM_SCALE
     for name, value in sorted(parts.items()):  # sorted: float sums follow the order
         contribution = weights.parts.get(name, 0.0) * value
-        if muted and name in POSITIVE_PARTS and contribution > 0:
+        if muted and contribution > 0:  # not taken as meant: nothing in it counts in full
             contribution *= POSITIVE_MUTE
         total += contribution
     return total - guard
