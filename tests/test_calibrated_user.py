@@ -107,3 +107,16 @@ def test_weights_file_round_trips():
     weights = calibrated.shipped_weights()
     again = calibrated.Weights.from_json(json.loads(json.dumps(weights.to_json())))
     assert again == calibrated.Weights.from_json(weights.to_json())
+
+
+@pytest.mark.slow
+def test_calibrate_fit_reproduces_the_shipped_files(tmp_path):
+    """`python -m sage_gym.calibrate fit` on the vendored data writes exactly what ships (minutes)."""
+    from importlib import resources
+
+    from sage_gym.calibrate.__main__ import main
+
+    assert main(["fit", "--out", str(tmp_path)]) == 0
+    shipped = resources.files("sage_gym.simulators").joinpath("data")
+    for name in ("builtin_v1.json", "reply_value_zh.json.gz"):
+        assert (tmp_path / name).read_bytes() == shipped.joinpath(name).read_bytes(), name

@@ -5,6 +5,7 @@
     python -m sage_gym.calibrate DIR [--judge ...]        # a folder in SAGE's format (SAGE/dataset/ or one judge's folder)
     python -m sage_gym.calibrate --simulator openai --simulator-kwargs '{"base_url": "...", "model": "..."}'
     python -m sage_gym.calibrate pack DIR OUT             # rebuild the vendored copy from SAGE/dataset/
+    python -m sage_gym.calibrate fit [--out DIR] [--lomo]  # refit the calibrated user on the DeepSeek-V3 judge
 
 Every recorded reply is judged in its recorded history through the Simulator protocol, at a
 neutral emotion of 40 (or `--emotion recorded`). Prints the per-model table, Kendall's tau of
@@ -90,10 +91,35 @@ def cmd_pack(argv: list[str]) -> int:
     return 0
 
 
+def cmd_fit(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sage_gym.calibrate fit",
+        description="Fit the calibrated built-in user (builtin-v1) on the vendored DeepSeek-V3 judge's dialogues and write its files.",
+    )
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "simulators" / "data"), help="where to write reply_value_zh.json.gz and builtin_v1.json (default: the package's)")
+    parser.add_argument("--lomo", action="store_true", help="first print the leave-one-model-out figures (refits without each model in turn)")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args(argv)
+    from sage_gym.calibrate import fit
+    from sage_gym.calibrate.measure import summarize
+
+    dialogues = load_vendored()  # the fitting judge only: the held-out judge is never read here
+    items = fit.examples(dialogues)
+    if args.lomo:
+        changes = iter(fit.leave_one_model_out(items))
+        per_dialogue = [[next(changes) for _ in d.turns] for d in dialogues]
+        print(format_measurement(summarize(dialogues, per_dialogue, bootstrap=args.bootstrap, simulator="builtin-v1, leave one model out")))
+    for path in fit.write(fit.fit(items), Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["pack"]:
         return cmd_pack(argv[1:])
+    if argv[:1] == ["fit"]:
+        return cmd_fit(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m sage_gym.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dir", nargs="?", help="a folder in SAGE's format; without it, the copy that ships in the package")
     parser.add_argument("--judge", help=f"{FITTING_JUDGE} (default: the fitting data) or {HELD_OUT_JUDGE} (held out: report, never fit)")

@@ -234,6 +234,7 @@ def write(fitted: Fitted, folder: Path) -> list[Path]:
     """The shipped files: `reply_value_zh.json.gz` and `builtin_v1.json` in `folder`."""
     import gzip
 
+    folder.mkdir(parents=True, exist_ok=True)
     value_path = folder / "reply_value_zh.json.gz"
     weights_path = folder / calibrated.WEIGHTS_FILE
     value_path.write_bytes(gzip.compress(json.dumps(fitted.reply_value.to_json(), ensure_ascii=False).encode("utf-8"), mtime=0))
