@@ -120,3 +120,18 @@ def test_calibrate_fit_reproduces_the_shipped_files(tmp_path):
     shipped = resources.files("sage_gym.simulators").joinpath("data")
     for name in ("builtin_v1.json", "reply_value_zh.json.gz"):
         assert (tmp_path / name).read_bytes() == shipped.joinpath(name).read_bytes(), name
+
+
+def test_chance_relevance_is_what_unrelated_openings_share():
+    """The per-language baselines of `relevance` are the mean cosine of unrelated users' openings."""
+    from sage_gym import embedding
+
+    def mean_unrelated(texts):
+        vectors = embedding.encode(texts)
+        sims = vectors @ vectors.T
+        return float(sims[~np.eye(len(texts), dtype=bool)].mean())
+
+    english = [s.first_message for s in load_split("train")][:240] + [s.first_message for s in load_split("eval")]
+    chinese = sorted({d.scenario.first_message for d in load_vendored()})
+    assert mean_unrelated(english) == pytest.approx(calibrated.CHANCE_RELEVANCE["en"], abs=0.01)
+    assert mean_unrelated(chinese) == pytest.approx(calibrated.CHANCE_RELEVANCE["zh"], abs=0.005)

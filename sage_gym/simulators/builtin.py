@@ -483,7 +483,7 @@ def assess(
         # a risk-marked user is not won by cheering on the harm; warm pushback meets the deeper need
         risk = judge_risk(scenario, history, agent_reply)
         met_now = (met_now or risk.meets_need) and not risk.endorses
-        parts = _calibrated_parts(scenario, feats, read, met_now, _reply_value(scenario, agent_reply), calibrated.relevance(history, agent_reply))
+        parts = _calibrated_parts(scenario, feats, read, met_now, _reply_value(scenario, agent_reply), calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code))
         fitted = calibrated.shipped_weights()
         guard = calibrated.guard_cost(feats.flags, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
         predicted = calibrated.predict_change(parts, emotion, fitted, guard, muted=bool(feats.flags & calibrated.MUTING_FLAGS))
@@ -587,7 +587,7 @@ def calibrated_parts(
     risk = judge_risk(scenario, history, agent_reply)
     met_now = (read.met_now or risk.meets_need) and not risk.endorses
     if relevance is None:
-        relevance = calibrated.relevance(history, agent_reply)
+        relevance = calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code)
     return _calibrated_parts(scenario, feats, read, met_now, reply_value, relevance), feats.flags
 
 

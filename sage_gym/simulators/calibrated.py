@@ -142,17 +142,26 @@ def parts_of(
     return parts
 
 
-def relevance(history: Sequence[Mapping[str, str]], agent_reply: str) -> float:
-    """How close the reply is in meaning to what the user just said: the cosine of their sentence
-    embeddings (`sage_gym.embedding`, English and Chinese alike), 0 for an empty reply. SAGE's
-    frontier models' replies sit at 0.35-0.75; flattery, injected instructions and content-free
-    warmth at 0.2-0.25."""
+# The mean cosine between two unrelated users' opening messages, per language: what a reply shares
+# with the user by chance. Chinese texts sit closer together in the embedding than English ones
+# (SAGE's 100 profiles: 0.428; the English library's 340 users: 0.278), so relevance is counted
+# above this, or every English reply would look less relevant than a Chinese one
+# (tests/test_calibrated_user.py recomputes both).
+CHANCE_RELEVANCE = {"zh": 0.428, "en": 0.278}
+
+
+def relevance(history: Sequence[Mapping[str, str]], agent_reply: str, language: str) -> float:
+    """How much closer in meaning the reply is to what the user just said than an unrelated text
+    would be: the cosine of their sentence embeddings (`sage_gym.embedding`, English and Chinese
+    alike) minus the language's `CHANCE_RELEVANCE`; 0 for an empty reply. SAGE's frontier models'
+    replies sit 0.15 above chance on average; flattery, injected instructions and content-free
+    warmth in English about 0.05 below it."""
     from sage_gym import embedding  # the [embed] extra: needed by the calibrated user only
 
     said = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
     if not agent_reply.strip() or not said.strip():
         return 0.0
-    return max(0.0, float(embedding.similarity(agent_reply, said)))
+    return float(embedding.similarity(agent_reply, said)) - CHANCE_RELEVANCE.get(language, CHANCE_RELEVANCE["en"])
 
 
 def guard_cost(flags: frozenset[str], rule_costs: Mapping[str, float], extra_flag_cost: float) -> float:
