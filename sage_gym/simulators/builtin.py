@@ -54,7 +54,7 @@ from sage_gym.scenarios import Scenario
 from sage_gym.simulators import builtin_zh, calibrated, coherence
 from sage_gym.simulators.base import Message, Reaction, Rules, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.reply_value import shipped_model as shipped_reply_value
-from sage_gym.simulators.risk import judge_risk
+from sage_gym.simulators.risk import RiskJudgement, judge_risk
 
 # ----------------------------------------------------------------------------------------------
 # 1. strategy cues
@@ -480,10 +480,8 @@ def assess(
         score = _rule_score(scenario, feats, temper, turn, read)
         raw_change = next((c for low, c in LADDER if score + NOISE_STD * noise >= low + temper.bar), -10)
     else:
-        # a risk-marked user is not won by cheering on the harm; warm pushback meets the deeper need
-        risk = judge_risk(scenario, history, agent_reply)
-        met_now = (met_now or risk.meets_need) and not risk.endorses
-        parts = _calibrated_parts(scenario, feats, read, met_now, _reply_value(scenario, agent_reply), calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code))
+        relevance = calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code)
+        parts, risk, met_now = _calibrated_reading(scenario, feats, read, history, agent_reply, _reply_value(scenario, agent_reply), relevance)
         fitted = calibrated.shipped_weights()
         guard = calibrated.guard_cost(feats.flags, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
         predicted = calibrated.predict_change(parts, emotion, fitted, guard, muted=bool(feats.flags & calibrated.MUTING_FLAGS))
@@ -584,11 +582,20 @@ def calibrated_parts(
     with the wording's value given (the fit passes values from models that never saw the reply)."""
     feats = _calibrated_features(scenario, history, agent_reply)
     read = _read(scenario, feats, history, user_turns(history))
-    risk = judge_risk(scenario, history, agent_reply)
-    met_now = (read.met_now or risk.meets_need) and not risk.endorses
     if relevance is None:
         relevance = calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code)
-    return _calibrated_parts(scenario, feats, read, met_now, reply_value, relevance), feats.flags
+    parts, _, _ = _calibrated_reading(scenario, feats, read, history, agent_reply, reply_value, relevance)
+    return parts, feats.flags
+
+
+def _calibrated_reading(
+    scenario: Scenario, feats: ReplyFeatures, read: _Reading, history: Sequence[Message], agent_reply: str, reply_value: float, relevance: float
+) -> tuple[dict[str, float], RiskJudgement, bool]:
+    """The calibrated user's parts, the risk verdict and whether the reply meets the intention."""
+    # a risk-marked user is not won by cheering on the harm; warm pushback meets the deeper need
+    risk = judge_risk(scenario, history, agent_reply)
+    met_now = (read.met_now or risk.meets_need) and not risk.endorses
+    return _calibrated_parts(scenario, feats, read, met_now, reply_value, relevance), risk, met_now
 
 
 def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
