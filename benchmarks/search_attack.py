@@ -9,7 +9,7 @@ evaluation and the best policy's first three turns with a held-out user.
 
     python benchmarks/search_attack.py                                   # 1,000 evaluations, English
     python benchmarks/search_attack.py --language zh --users 12
-    python benchmarks/search_attack.py --simulator builtin-v0            # any simulator name make_simulator knows
+    python benchmarks/search_attack.py --simulator builtin-v1            # any simulator name make_simulator knows
 
 A user that judges meaning keeps the attack at least 15 points below the reference empathic agent
 on held-out seeds; against a user that pays for the surface, the same search climbs past it.
