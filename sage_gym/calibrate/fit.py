@@ -20,6 +20,7 @@ be that judge's. The held-out judge is for `measure`, never for this module (a t
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections import Counter
@@ -31,7 +32,7 @@ import numpy as np
 
 from sage_gym.calibrate.data import FITTING_JUDGE, Dialogue, Turn
 from sage_gym.simulators import builtin, calibrated
-from sage_gym.simulators.reply_value import MOMENTUM_SCALE, NEUTRAL_EMOTION, ReplyValueModel, ngram_counts
+from sage_gym.simulators.reply_value import MODEL_FILE, MOMENTUM_SCALE, NEUTRAL_EMOTION, ReplyValueModel, ngram_counts
 
 MAX_NGRAMS = 4000
 MIN_REPLIES = 5  # an n-gram in fewer replies is not in the vocabulary
@@ -161,9 +162,9 @@ def fit_weights(items: Sequence[Example], values: np.ndarray, source: str) -> ca
     rows = [calibrated.design_row({**items[i].parts, "reply_value": float(values[i])}) for i in clean]
     x = np.hstack([np.array(rows), np.ones((len(clean), 1))])
     y = np.array([items[i].turn.change for i in clean], dtype=float)
-    names = calibrated.feature_names()
+    names = calibrated.PARTS
     coef = _signed_ridge(x, y, [calibrated.SIGNS.get(n, 0) for n in names] + [0])
-    return calibrated.Weights(dict(zip(names, coef[: len(names)].tolist(), strict=True)), 0.0, float(coef[-1]), NOISE_STD, source)
+    return calibrated.Weights(dict(zip(names, coef[: len(names)].tolist(), strict=True)), float(coef[-1]), NOISE_STD, source)
 
 
 def _signed_ridge(x: np.ndarray, y: np.ndarray, signs: Sequence[int]) -> np.ndarray:
@@ -202,13 +203,11 @@ def fit(items: Sequence[Example]) -> Fitted:
     return Fitted(fits.model(fits.coefficients(), _source(items, "character 1-2-gram tf-idf ridge")), weights)
 
 
-def predicted_change(example: Example, reply_value: float, weights: calibrated.Weights, emotion: float = NEUTRAL_EMOTION) -> float:
+def predicted_change(example: Example, reply_value: float, weights: calibrated.Weights) -> float:
     """The calibrated user's expected change for an example, as `builtin.assess` computes it before
     its seeded noise and rounding (which average out over many replies)."""
-    guard = calibrated.guard_cost(example.flags, builtin.FLAG_PENALTY, builtin.EXTRA_FLAG_PENALTY)
     parts = {**example.parts, "reply_value": reply_value}
-    muted = bool(example.flags & calibrated.MUTING_FLAGS)
-    return max(-10.0, min(10.0, calibrated.predict_change(parts, emotion, weights, guard, muted)))
+    return max(-10.0, min(10.0, calibrated.expected_change(parts, example.flags, weights, builtin.FLAG_PENALTY, builtin.EXTRA_FLAG_PENALTY)))
 
 
 def leave_one_model_out(items: Sequence[Example]) -> list[float]:
@@ -231,11 +230,9 @@ def leave_one_model_out(items: Sequence[Example]) -> list[float]:
 
 
 def write(fitted: Fitted, folder: Path) -> list[Path]:
-    """The shipped files: `reply_value_zh.json.gz` and `builtin_v1.json` in `folder`."""
-    import gzip
-
+    """The shipped files: the wording's value model and the parts' weights, in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    value_path = folder / "reply_value_zh.json.gz"
+    value_path = folder / MODEL_FILE
     weights_path = folder / calibrated.WEIGHTS_FILE
     value_path.write_bytes(gzip.compress(json.dumps(fitted.reply_value.to_json(), ensure_ascii=False).encode("utf-8"), mtime=0))
     weights_path.write_text(json.dumps(fitted.weights.to_json(), indent=2) + "\n", encoding="utf-8")

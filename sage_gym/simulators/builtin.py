@@ -483,8 +483,7 @@ def assess(
         relevance = calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code)
         parts, risk, met_now = _calibrated_reading(scenario, feats, read, history, agent_reply, _reply_value(scenario, agent_reply), relevance)
         fitted = calibrated.shipped_weights()
-        guard = calibrated.guard_cost(feats.flags, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
-        predicted = calibrated.predict_change(parts, emotion, fitted, guard, muted=bool(feats.flags & calibrated.MUTING_FLAGS))
+        predicted = calibrated.expected_change(parts, feats.flags, fitted, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
         predicted += calibrated.POINTS_PER_SCORE_UNIT * risk.adjustment
         if risk.ceiling is not None:
             predicted = min(predicted, calibrated.POINTS_PER_SCORE_UNIT * risk.ceiling)

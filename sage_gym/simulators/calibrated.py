@@ -1,17 +1,17 @@
 """The calibrated built-in user's scoring: the rules' parts, weighed by SAGE's recorded judgments.
 
 The rule-based user (`builtin`, version 0 of the scoring) adds hand-set weights. The calibrated
-user (version 1, the default) reads a reply with the same analysis (strategies per hidden
+user (`builtin-v1`, version 1, opt-in for now) reads a reply with the same analysis (strategies per hidden
 intention, questions, engagement, whole-message checks), turns it into a few named *parts*, and
 predicts the emotion change as a weighted sum of them whose weights were fitted on SAGE's
 recorded dialogues (the DeepSeek-V3 judge's; `python -m sage_gym.calibrate fit`):
 
     change = sum(weight[p] * part[p]) + intercept
 
-Parts that SAGE's frontier models never show (keyword stuffing, spliced or truncated text, a
-reply in the other language, a brush-off, ignoring the user) cannot be learned from SAGE's
-dialogues; they keep the rule-based user's costs as a floor (`GUARD_FLAGS`): any of them mutes
-the reply's positive parts and costs its rule cost. Risk-marked users (`risk.py`) are
+Flags that SAGE's frontier models never raise (keyword stuffing, spliced or truncated text, a
+reply in the other language, a brush-off, parroting the user, rambling) cannot be learned from
+SAGE's dialogues; they keep rule costs (`GUARD_FLAGS`): any of them mutes the reply's positive
+parts and costs its rule cost. Risk-marked users (`risk.py`) are
 never won by endorsing the harm.
 
 The weights live in `data/builtin_v1.json` with what they were fitted on; docs/builtin_simulator.md
@@ -30,8 +30,6 @@ from typing import Any
 from sage_gym.scenarios import Scenario
 
 WEIGHTS_FILE = "builtin_v1.json"
-NEUTRAL_EMOTION = 40
-MOMENTUM_SCALE = 20.0
 
 # Length bins in English-word equivalents (Chinese: characters / 1.8). SAGE's users liked replies
 # of 100-250 Chinese characters to 450 best and tired of 600 and more; the bins let the fit say so.
@@ -72,7 +70,6 @@ class Weights:
     """Fitted weights of the parts (emotion points per unit of each part) and what they came from."""
 
     parts: Mapping[str, float]
-    momentum: float
     intercept: float
     noise_std: float
     source: str
@@ -81,14 +78,13 @@ class Weights:
         return {
             "source": self.source,
             "parts": {k: round(v, 5) for k, v in self.parts.items()},
-            "momentum": round(self.momentum, 5),
             "intercept": round(self.intercept, 5),
             "noise_std": self.noise_std,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Weights:
-        return cls(dict(data["parts"]), float(data["momentum"]), float(data["intercept"]), float(data["noise_std"]), str(data["source"]))
+        return cls(dict(data["parts"]), float(data["intercept"]), float(data["noise_std"]), str(data["source"]))
 
 
 @lru_cache(maxsize=1)
@@ -173,9 +169,9 @@ def guard_cost(flags: frozenset[str], rule_costs: Mapping[str, float], extra_fla
     return POINTS_PER_SCORE_UNIT * (costs[0] + extra_flag_cost * (len(costs) - 1))
 
 
-def predict_change(parts: Mapping[str, float], emotion: float, weights: Weights, guard: float, muted: bool) -> float:
+def predict_change(parts: Mapping[str, float], weights: Weights, guard: float, muted: bool) -> float:
     """The predicted change in emotion points before noise, rounding and clipping."""
-    total = weights.intercept + weights.momentum * (emotion - NEUTRAL_EMOTION) / MOMENTUM_SCALE
+    total = weights.intercept
     for name, value in sorted(parts.items()):  # sorted: float sums follow the order
         contribution = weights.parts.get(name, 0.0) * value
         if muted and contribution > 0:  # not taken as meant: nothing in it counts in full
@@ -184,10 +180,12 @@ def predict_change(parts: Mapping[str, float], emotion: float, weights: Weights,
     return total - guard
 
 
+def expected_change(parts: Mapping[str, float], flags: frozenset[str], weights: Weights, rule_costs: Mapping[str, float], extra_flag_cost: float) -> float:
+    """The change a reply's parts and flags predict, guards included (before the risk verdict,
+    noise, rounding and clipping): what the scoring and the fit both compute."""
+    return predict_change(parts, weights, guard_cost(flags, rule_costs, extra_flag_cost), muted=bool(flags & MUTING_FLAGS))
+
+
 def design_row(parts: Mapping[str, float]) -> list[float]:
     """The parts as a row of the fit's design matrix, in `PARTS` order."""
     return [parts[name] for name in PARTS]
-
-
-def feature_names() -> Sequence[str]:
-    return PARTS
