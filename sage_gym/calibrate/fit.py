@@ -3,13 +3,13 @@
 Two fits, both ridge regressions of the recorded emotion change of a reply, with the user's
 emotion before the reply as a covariate (SAGE's changes carry momentum):
 
-1. **The wording's value** (`sage_gym.simulators.reply_value`): on the reply's character uni- and
-   bigrams (tf-idf). Each reply's value that the second fit sees comes from a model fitted without
+1. **The reply's value** (`sage_gym.simulators.reply_value`): on the reply's multilingual sentence
+   embedding and its cosine with the user's last message. Each reply's value that the second fit sees comes from a model fitted without
    the reply's own frontier model (leave one model out), so the second fit weighs the value as it
    will behave on replies it has never seen.
 2. **The parts' weights** (`sage_gym.simulators.calibrated`): on the rule-based analysis' parts
    (strategy sums per intention, questions, engagement, length bins, whole-message flags) and the
-   wording's value, over the replies that raise no guard flag.
+   reply's value, over the replies that raise no guard flag.
 
 `leave_one_model_out` repeats the whole fit without each model in turn and predicts that model's
 replies, the honest figure for how the user ranks a model it has not seen.
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +30,9 @@ import numpy as np
 
 from sage_gym.calibrate.data import FITTING_JUDGE, Dialogue, Turn
 from sage_gym.simulators import builtin, calibrated
-from sage_gym.simulators.reply_value import MODEL_FILE, MOMENTUM_SCALE, NEUTRAL_EMOTION, ReplyValueModel, ngram_counts
+from sage_gym.simulators.reply_value import MODEL_FILE, MOMENTUM_SCALE, NEUTRAL_EMOTION, ReplyValueModel, reply_features
 
-MAX_NGRAMS = 4000
-MIN_REPLIES = 5  # an n-gram in fewer replies is not in the vocabulary
-VALUE_RIDGE = 10.0  # chosen by leave-one-model-out Kendall tau on the fitting judge (docs/calibration.md)
+VALUE_RIDGE = 1.0  # chosen by leave-one-model-out Kendall tau on the fitting judge (docs/calibration.md)
 PARTS_RIDGE = 1.0
 NOISE_STD = 1.0  # emotion points: small seeded noise, so that equal replies need not get equal changes
 
@@ -47,36 +43,8 @@ class Example:
 
     model: str
     turn: Turn
-    parts: dict[str, float]  # without the wording's value (filled per fit)
+    parts: dict[str, float]  # without the reply's value (filled per fit)
     flags: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    index: dict[str, int]
-    idf: np.ndarray
-
-    @classmethod
-    def build(cls, texts: Sequence[str]) -> Vocabulary:
-        doc_freq: Counter[str] = Counter()
-        for text in texts:
-            doc_freq.update(ngram_counts(text).keys())
-        kept = sorted((g for g, df in doc_freq.items() if df >= MIN_REPLIES), key=lambda g: (-doc_freq[g], g))[:MAX_NGRAMS]
-        n = len(texts)
-        idf = np.array([math.log((1 + n) / (1 + doc_freq[g])) + 1.0 for g in kept])  # scikit-learn's smooth idf
-        return cls({g: i for i, g in enumerate(kept)}, idf)
-
-    def matrix(self, texts: Sequence[str]) -> np.ndarray:
-        x = np.zeros((len(texts), len(self.index)), dtype=np.float64)
-        for row, text in enumerate(texts):
-            for g, count in ngram_counts(text).items():
-                i = self.index.get(g)
-                if i is not None:
-                    x[row, i] = (1.0 + math.log(count)) * self.idf[i]
-            norm = np.linalg.norm(x[row])
-            if norm:
-                x[row] /= norm
-        return x
 
 
 def check_fitting_judge(dialogues: Sequence[Dialogue]) -> None:
@@ -108,14 +76,13 @@ def _ridge(gram: np.ndarray, moment: np.ndarray, penalty: float) -> np.ndarray:
 
 
 class _ValueFits:
-    """Ridge fits of the wording's value that share one Gram matrix: leaving a model out subtracts
+    """Ridge fits of the reply's value that share one Gram matrix: leaving a model out subtracts
     its rows' share instead of rebuilding the matrix."""
 
     def __init__(self, items: Sequence[Example]) -> None:
-        texts = [e.turn.reply for e in items]
-        self.vocabulary = Vocabulary.build(texts)
+        said = [_said(e.turn) for e in items]
         before = np.array([e.turn.emotion_before for e in items], dtype=float)
-        self.x = _with_covariates(self.vocabulary.matrix(texts), before)
+        self.x = _with_covariates(reply_features([e.turn.reply for e in items], said), before)
         self.y = np.array([e.turn.change for e in items], dtype=float)
         self.models = np.array([e.model for e in items])
         self.gram = self.x.T @ self.x
@@ -129,22 +96,21 @@ class _ValueFits:
         return _ridge(gram, moment, VALUE_RIDGE)
 
     def values(self, coef: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        text_part = self.x[:, :-2] @ coef[:-2]
-        return text_part[rows] - text_part.mean()
+        reply_part = self.x[:, :-2] @ coef[:-2]
+        return reply_part[rows] - reply_part.mean()
 
     def model(self, coef: np.ndarray, source: str) -> ReplyValueModel:
-        text_part = self.x[:, :-2] @ coef[:-2]
-        grams = sorted(self.vocabulary.index, key=self.vocabulary.index.get)
-        return ReplyValueModel(
-            idf={g: float(self.vocabulary.idf[i]) for i, g in enumerate(grams)},
-            weight={g: float(coef[i]) for i, g in enumerate(grams)},
-            mean_value=float(text_part.mean()),
-            source=source,
-        )
+        reply_part = self.x[:, :-2] @ coef[:-2]
+        return ReplyValueModel(weight=coef[:-3].copy(), topical_weight=float(coef[-3]), mean_value=float(reply_part.mean()), source=source)
+
+
+def _said(turn: Turn) -> str:
+    """What the user said last before the reply."""
+    return next((m["content"] for m in reversed(turn.history) if m["role"] == "user"), "")
 
 
 def out_of_model_values(fits: _ValueFits) -> np.ndarray:
-    """Each reply's wording value from a fit that never saw the reply's model."""
+    """Each reply's reply value from a fit that never saw the reply's model."""
     values = np.zeros(len(fits.y))
     for model in sorted(set(fits.models)):
         rows = fits.models == model
@@ -199,8 +165,8 @@ class Fitted:
 def fit(items: Sequence[Example]) -> Fitted:
     """Both fits on all the given examples (the shipped user)."""
     fits = _ValueFits(items)
-    weights = fit_weights(items, out_of_model_values(fits), _source(items, "parts: wording values from leave-one-model-out fits"))
-    return Fitted(fits.model(fits.coefficients(), _source(items, "character 1-2-gram tf-idf ridge")), weights)
+    weights = fit_weights(items, out_of_model_values(fits), _source(items, "parts: reply values from leave-one-model-out fits"))
+    return Fitted(fits.model(fits.coefficients(), _source(items, "ridge on the multilingual sentence embedding of the reply and its cosine with the user's last message")), weights)
 
 
 def predicted_change(example: Example, reply_value: float, weights: calibrated.Weights) -> float:
@@ -213,9 +179,8 @@ def predicted_change(example: Example, reply_value: float, weights: calibrated.W
 def leave_one_model_out(items: Sequence[Example]) -> list[float]:
     """Each reply's expected change (neutral emotion) from a user fitted without its model.
 
-    The wording values the held-out model's parts fit sees come from fits without their own model,
-    which did see the held-out one; the vocabulary (the n-gram list and idf, no labels) is built
-    from all replies. Both are noted in docs/calibration.md."""
+    The reply values the held-out model's parts fit sees come from fits without their own model,
+    which did see the held-out one (noted in docs/calibration.md)."""
     fits = _ValueFits(items)
     cross = out_of_model_values(fits)
     changes = [0.0] * len(items)
@@ -230,7 +195,7 @@ def leave_one_model_out(items: Sequence[Example]) -> list[float]:
 
 
 def write(fitted: Fitted, folder: Path) -> list[Path]:
-    """The shipped files: the wording's value model and the parts' weights, in `folder`."""
+    """The shipped files: the reply's value model and the parts' weights, in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     value_path = folder / MODEL_FILE
     weights_path = folder / calibrated.WEIGHTS_FILE

@@ -480,8 +480,7 @@ def assess(
         score = _rule_score(scenario, feats, temper, turn, read)
         raw_change = next((c for low, c in LADDER if score + NOISE_STD * noise >= low + temper.bar), -10)
     else:
-        relevance = calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code)
-        parts, risk, met_now = _calibrated_reading(scenario, feats, read, history, agent_reply, _reply_value(scenario, agent_reply), relevance)
+        parts, risk, met_now = _calibrated_reading(scenario, read, history, agent_reply, _reply_value(history, agent_reply))
         fitted = calibrated.shipped_weights()
         predicted = calibrated.expected_change(parts, feats.flags, fitted, FLAG_PENALTY, EXTRA_FLAG_PENALTY)
         predicted += calibrated.POINTS_PER_SCORE_UNIT * risk.adjustment
@@ -549,80 +548,81 @@ def _rule_score(scenario: Scenario, feats: ReplyFeatures, temper: Temperament, t
     return temper.gain * positive + temper.loss * (read.negative + penalty)
 
 
-def _calibrated_parts(scenario: Scenario, feats: ReplyFeatures, read: _Reading, met_now: bool, reply_value: float, relevance: float) -> dict[str, float]:
-    temper = TEMPERAMENTS[scenario.character_type]
-    question = "question" in feats.strategies
-    return calibrated.parts_of(
-        scenario,
-        positive=read.positive + (temper.question_bonus if question else 0.0),
-        negative=read.negative,
-        key_met=met_now,
-        open_question=question,
-        overlap=feats.overlap,
-        questions=feats.questions,
-        pushy=read.pushy,
-        impatience=read.impatience,
-        flags=feats.flags,
-        words=feats.words / lexicon_for(scenario.language).length_scale,
-        reply_value=reply_value,
-        relevance=relevance,
-    )
+def _reply_value(history: Sequence[Message], agent_reply: str) -> float:
+    """What SAGE's users made of the reply's meaning (`reply_value`), in either language."""
+    said = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+    return shipped_reply_value().value(agent_reply, said)
 
 
-def _reply_value(scenario: Scenario, agent_reply: str) -> float:
-    """What SAGE's users made of the wording (`reply_value`): it reads Chinese only."""
-    return shipped_reply_value().value(agent_reply) if scenario.language == "zh" else 0.0
-
-
-def calibrated_parts(
-    scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float, relevance: float | None = None
-) -> tuple[dict[str, float], frozenset[str]]:
+def calibrated_parts(scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float) -> tuple[dict[str, float], frozenset[str]]:
     """The calibrated user's parts of a reply and the flags it raised (what `calibrate fit` weighs),
-    with the wording's value given (the fit passes values from models that never saw the reply)."""
+    with the reply's value given (the fit passes values from models that never saw the reply)."""
     feats = _calibrated_features(scenario, history, agent_reply)
     read = _read(scenario, feats, history, user_turns(history))
-    if relevance is None:
-        relevance = calibrated.relevance(history, agent_reply, lexicon_for(scenario.language).code)
-    parts, _, _ = _calibrated_reading(scenario, feats, read, history, agent_reply, reply_value, relevance)
+    parts, _, _ = _calibrated_reading(scenario, read, history, agent_reply, reply_value)
     return parts, feats.flags
 
 
-def _calibrated_reading(
-    scenario: Scenario, feats: ReplyFeatures, read: _Reading, history: Sequence[Message], agent_reply: str, reply_value: float, relevance: float
-) -> tuple[dict[str, float], RiskJudgement, bool]:
+def _calibrated_reading(scenario: Scenario, read: _Reading, history: Sequence[Message], agent_reply: str, reply_value: float) -> tuple[dict[str, float], RiskJudgement, bool]:
     """The calibrated user's parts, the risk verdict and whether the reply meets the intention."""
     # a risk-marked user is not won by cheering on the harm; warm pushback meets the deeper need
     risk = judge_risk(scenario, history, agent_reply)
     met_now = (read.met_now or risk.meets_need) and not risk.endorses
-    return _calibrated_parts(scenario, feats, read, met_now, reply_value, relevance), risk, met_now
+    return calibrated.parts_of(reply_value), risk, met_now
 
 
 def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
-    """The analysis the calibrated user reads: no `too_long`, but `rambling` far past it."""
+    """The analysis the calibrated user reads: no `too_long`, but `rambling` far past it; `echoed`
+    for parroting; `mixed_language` for a sentence in the other language (the rule-based user
+    reads the majority language only)."""
     feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
     lexicon = lexicon_for(scenario.language)
     extra = set()
-    if feats.words > calibrated.RAMBLING_FACTOR * TEMPERAMENTS[scenario.character_type].long_reply_words * lexicon.length_scale:
+    if feats.words > calibrated.RAMBLING_WORDS * lexicon.length_scale:
         extra.add("rambling")
     if _echoes(history, agent_reply, lexicon):
         extra.add("echoed")
+    if "wrong_language" not in feats.flags and _mixes_languages(agent_reply, scenario.language or "en"):
+        extra.add("mixed_language")
     return dataclasses.replace(feats, flags=feats.flags | extra) if extra else feats
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?。！？…])|\n+")
+_HAN_RUN = re.compile(r"[\u3400-\u9fff]{%d,}" % calibrated.FOREIGN_SENTENCE)
+
+
+def _mixes_languages(agent_reply: str, language: str) -> bool:
+    """A sentence of the reply is in the other language: `calibrated.FOREIGN_SENTENCE` Latin words
+    in a Chinese reply's sentence, or a run of that many Han characters in an English reply. A
+    brand name or a word in quotes stays below it."""
+    n = calibrated.FOREIGN_SENTENCE
+    for sentence in _SENTENCE_BREAK.split(agent_reply):
+        if language == "zh" and len(_LATIN_WORD.findall(sentence)) >= n and reply_language(sentence) == "en":
+            return True
+        if language != "zh" and _HAN_RUN.search(sentence):
+            return True
+    return False
+
+
 def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> bool:
-    """The reply says back a long run of the user's own words (`calibrated.ECHO_RUN` English words,
-    or as many Chinese characters as that many words take): parroting, not listening."""
+    """Most of the reply says back the user's own words: at least `calibrated.ECHO_SHARE` of its
+    words (Chinese: characters) lie in runs of `calibrated.ECHO_RUN` English words (or as many
+    Chinese characters as that many words take) copied from the user's messages. Parroting, not
+    listening; frontier models quote a phrase now and then, which this leaves alone."""
     n = round(calibrated.ECHO_RUN * lexicon.length_scale)
     reply_units = lexicon.units(agent_reply.lower())
-    runs = {tuple(reply_units[i : i + n]) for i in range(len(reply_units) - n + 1)}
-    if not runs:
+    if len(reply_units) < n:
         return False
+    said: set[tuple[str, ...]] = set()
     for message in history:
         if message["role"] == "user":
             units = lexicon.units(message["content"].lower())
-            if any(tuple(units[i : i + n]) in runs for i in range(len(units) - n + 1)):
-                return True
-    return False
+            said.update(tuple(units[i : i + n]) for i in range(len(units) - n + 1))
+    copied = [False] * len(reply_units)
+    for i in range(len(reply_units) - n + 1):
+        if tuple(reply_units[i : i + n]) in said:
+            copied[i : i + n] = [True] * n
+    return sum(copied) >= calibrated.ECHO_SHARE * len(reply_units)
 
 
 MEANING_NAMES = {

@@ -1,80 +1,81 @@
-"""What SAGE's LLM users make of a reply's wording: a linear model fitted on their recorded judgments.
+"""What SAGE's LLM users make of a reply's meaning: a linear model on a multilingual sentence embedding.
 
 SAGE published its benchmark dialogues: frontier models talking with LLM-simulated Chinese users,
-every reply followed by the user's emotion. The model here reads a reply as a bag of character
-uni- and bigrams (sublinear tf-idf, unit length) and predicts the emotion change the recorded
-DeepSeek-V3 user gave it, with the user's emotion before the reply as a covariate (SAGE's changes
-carry momentum: a user already warm warms further) that is then held at the neutral 40. Only the
-reply's own value is kept: `value(text)` is the predicted change at neutral emotion minus the
-model's mean, in emotion points per reply.
+every reply followed by the user's emotion. The model here reads a reply through the multilingual
+sentence embedding of `sage_gym.embedding` (Universal Sentence Encoder multilingual, made static):
+the reply's unit vector, and its cosine with the user's last message (is it about what the user
+said?). A ridge regression on those predicts the emotion change the recorded DeepSeek-V3 user gave
+the reply, with the user's emotion before the reply as a covariate (SAGE's changes carry momentum:
+a user already warm warms further) that is then held at the neutral 40. Only the reply's own value
+is kept: `value(reply, said)` is the predicted change at neutral emotion minus the model's mean
+over the fitting replies, in emotion points per reply.
 
 It is fitted on the DeepSeek-V3 judge's dialogues only (`sage_gym.calibrate.fit`, run by
-`python -m sage_gym.calibrate fit`); the GPT-4o judge's dialogues are held out to measure it. It reads
-Chinese characters, so it serves Chinese replies; English replies get no value from it (the
-built-in user's shared, language-neutral rules carry English). docs/builtin_simulator.md
-section 10 says what it can and cannot know.
+`python -m sage_gym.calibrate fit`); the GPT-4o judge's dialogues are held out to measure it.
+Because English and Chinese land in one embedding space, a model fitted on Chinese judgments reads
+English replies too: what it transfers and what it cannot know is in docs/builtin_simulator.md
+section 10 (it was fitted on frontier models' replies, so text unlike any of them, such as
+nonsense, is read through what it is nearest to; the guard flags handle what the rules can see).
 
-Torch-free and cheap: a reply of 500 characters costs about 1,000 dictionary look-ups.
+Cheap: one embedding look-up per text (cached) and two dot products of 512 numbers.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import math
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-NGRAMS = (1, 2)
-MODEL_FILE = "reply_value_zh.json.gz"
+import numpy as np
+
+MODEL_FILE = "reply_value.json.gz"
 NEUTRAL_EMOTION = 40
 MOMENTUM_SCALE = 20.0  # the emotion covariate is (emotion - 40) / 20
 
 
-def ngram_counts(text: str) -> Counter[str]:
-    text = text.lower()
-    grams: Counter[str] = Counter()
-    for n in NGRAMS:
-        grams.update(text[i : i + n] for i in range(len(text) - n + 1))
-    return grams
+def reply_features(replies: Sequence[str], said: Sequence[str]) -> np.ndarray:
+    """Rows of the model's inputs: the reply's embedding (512) and its cosine with what the user said."""
+    from sage_gym import embedding  # the [embed] extra: needed by the calibrated user only
+
+    reply_vectors, said_vectors = embedding.encode(list(replies)), embedding.encode(list(said))
+    topical = np.einsum("ij,ij->i", reply_vectors, said_vectors)[:, None]
+    return np.hstack([reply_vectors.astype(np.float64), topical.astype(np.float64)])
 
 
 @dataclass(frozen=True)
 class ReplyValueModel:
-    """A fitted model: n-gram -> (idf, weight); `value` is linear in the reply's tf-idf vector."""
+    """A fitted model: `value` is linear in the reply's embedding and its cosine with the user's words."""
 
-    idf: dict[str, float]
-    weight: dict[str, float]
-    mean_value: float  # the mean of w . x over the fitting replies, so that value() centres on 0
+    weight: np.ndarray  # one per embedding dimension
+    topical_weight: float  # per unit of cosine between the reply and the user's last message
+    mean_value: float  # the mean of the linear part over the fitting replies, so that value() centres on 0
     source: str  # what it was fitted on (judge, models, reply count)
 
-    def value(self, text: str) -> float:
-        """The reply's predicted emotion change at neutral emotion, relative to an average reply."""
-        tfidf = {g: (1.0 + math.log(c)) * self.idf[g] for g, c in ngram_counts(text).items() if g in self.idf}
-        norm = math.sqrt(sum(v * v for v in tfidf.values()))
-        if norm == 0.0:
+    def value(self, reply: str, said: str) -> float:
+        """The reply's predicted emotion change at neutral emotion, relative to an average reply
+        (0 for an empty reply: the guard flags judge those)."""
+        if not reply.strip():
             return 0.0
-        return sum(v * self.weight[g] for g, v in tfidf.items()) / norm - self.mean_value
+        row = reply_features([reply], [said])[0]
+        return float(row[:-1] @ self.weight + row[-1] * self.topical_weight) - self.mean_value
 
     def to_json(self) -> dict[str, Any]:
-        grams = sorted(self.idf)
         return {
             "source": self.source,
-            "mean_value": self.mean_value,
-            "ngrams": grams,
-            "idf": [round(self.idf[g], 5) for g in grams],
-            "weight": [round(self.weight[g], 5) for g in grams],
+            "mean_value": round(self.mean_value, 6),
+            "topical_weight": round(self.topical_weight, 6),
+            "weight": [round(float(w), 6) for w in self.weight],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReplyValueModel:
-        grams = data["ngrams"]
         return cls(
-            idf=dict(zip(grams, data["idf"], strict=True)),
-            weight=dict(zip(grams, data["weight"], strict=True)),
+            weight=np.asarray(data["weight"], dtype=np.float64),
+            topical_weight=float(data["topical_weight"]),
             mean_value=float(data["mean_value"]),
             source=str(data["source"]),
         )
