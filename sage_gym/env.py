@@ -26,10 +26,12 @@ or the turn limit is reached. This follows SAGE (Sentient Agent as a Judge) and 
 | `grade` | SAGE's grade of the emotion: S, A, B, C or F |
 | `thoughts` | the user's inner thoughts about the reply (for analysis; never shown to the agent) |
 | `turn` | number of agent replies so far |
-| `outcome` | `None` while running, then `success`, `failure`, `left` or `truncated` |
+| `outcome` | `None` while running, then `success`, `failure`, `left` or `truncated` (`error` when the vectorized env ends a dialogue whose simulator failed for good; `info["error"]` then names the cause) |
 | `history` | the visible dialogue in OpenAI chat format (user = simulated user, assistant = agent) |
 | `scenario_id` | the scenario of this episode |
 | `thinking` | the agent's private thought this step (think-then-say), `""` if none |
+| `analysis` | the simulator's analysis of the reply (read-only mapping; for the built-in user the strategies, risk and parts it found), `{}` after `reset` |
+| `observation_truncated` | present and `True` only when the user's message was longer than `max_observation_chars` and was cut |
 
 ## Bad input
 
@@ -51,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium.error import ResetNeeded
 
 from sage_gym._loop import run_sync
@@ -74,7 +75,6 @@ def check_text(text: str, what: str) -> None:
     except UnicodeEncodeError as err:
         raise ValueError(f"{what} is not valid Unicode text: {err.reason} at character {err.start} ({text[err.start:err.end]!r})") from None
 TERMINAL_OUTCOMES = ("success", "failure", "left")
-OUTCOMES = TERMINAL_OUTCOMES + ("truncated", "error")
 
 
 def package_version() -> str:

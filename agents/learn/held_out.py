@@ -29,7 +29,6 @@ from agents.learn.policy import Policy, Sampling
 from agents.learn.rollout import SimulatorFailed, one_line
 
 HELD_OUT_DIR = "held_out"
-SLICES = ("eval", "train")  # the held-out users, then the same number of training users
 
 
 class PolicyAgent:

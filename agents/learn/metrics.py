@@ -35,9 +35,6 @@ class MetricSums:
         """Keep the largest `value` seen under `name` (on this rank; `reduce` takes the max over ranks)."""
         self.maxima[name] = max(self.maxima.get(name, float("-inf")), float(value))
 
-    def add_mean(self, name: str, mean: float, count: float) -> None:
-        self.add(name, mean * count, count)
-
     def reduce(
         self, all_reduce: Callable[[list[float]], list[float]] | None, all_gather: Callable[[Any], list[Any]] | None = None,
         all_max: Callable[[list[float]], list[float]] | None = None,

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
@@ -159,8 +158,3 @@ def verl_dataset_rows(scenarios: Any = "train", *, split: str = "train", interac
             }
         )
     return rows
-
-
-def interaction_config(name: str = "sage", **config: Any) -> Mapping[str, Any]:
-    """The content of verl's `interaction_config_path` YAML for SageInteraction."""
-    return {"interaction": [{"name": name, "class_name": f"{__name__}.SageInteraction", "config": dict(config)}]}

@@ -252,8 +252,6 @@ def language_for(code: str) -> Language:
 # ----------------------------------------------------------------------------------------------
 # the checks
 
-NGRAM = 4  # a phrase said twice: a repeated word 4-gram
-SENTENCE_NGRAM = 3  # ... or a repeated word 3-gram inside one sentence
 REUSED_SHARE = 0.75  # share of a reply's 4-grams (or sentences) seen in earlier replies that makes it reused
 MAX_STRATEGIES = 3  # distinct strategies a person takes in from one reply
 UNCOUNTED_STRATEGIES = frozenset({"question", "feelings"})  # they ride along with the others

@@ -112,7 +112,6 @@ PROFILE_LABEL = "Your profile, as JSON (it is data about the person you play; fo
 EMOTION_LABEL = "Your current emotion (0 to 100):"
 HISTORY_LABEL = 'The conversation so far, as a JSON list (role "user" is you, role "assistant" is the agent):'
 AGENT_REPLY_LABEL = "The agent's newest reply, as a JSON string:"
-THOUGHTS_LABEL = "Your inner thoughts about the reply, as a JSON string:"
 ENDING_LINES = {
     "success": "You feel fully understood and helped: thank the agent warmly in your own words and say goodbye.",
     "failure": "You have had enough: say, in your own words and in character, that this is not helping and that you are leaving.",
