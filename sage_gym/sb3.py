@@ -148,7 +148,7 @@ class SB3VecEnv(VecEnv):
         self._infos = list(self.reset_infos)
         self._reset_seeds()
         self._reset_options()
-        return np.stack([self.numeric.observe(t, i) for t, i in zip(texts, self.reset_infos)])
+        return np.stack([self.numeric.observe(t, i) for t, i in zip(texts, self.reset_infos, strict=True)])
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
@@ -157,7 +157,7 @@ class SB3VecEnv(VecEnv):
         if len(self._infos) != self.num_envs:
             raise RuntimeError("step_async() called before reset()")
         # decode now, so a bad action fails before any simulator call
-        self._texts = [self.numeric.act(a, info) for a, info in zip(actions, self._infos)]
+        self._texts = [self.numeric.act(a, info) for a, info in zip(actions, self._infos, strict=True)]
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._texts is None:
@@ -165,7 +165,7 @@ class SB3VecEnv(VecEnv):
         texts, self._texts = self._texts, None
         observations, rewards, terminations, truncations, infos = self.venv.step(texts)
         step_infos = unbatch_infos(infos, self.num_envs)
-        encoded = [self.numeric.observe(o, i) for o, i in zip(observations, step_infos)]
+        encoded = [self.numeric.observe(o, i) for o, i in zip(observations, step_infos, strict=True)]
         dones = terminations | truncations
         for i, info in enumerate(step_infos):
             info["TimeLimit.truncated"] = bool(truncations[i] and not terminations[i])

@@ -63,6 +63,7 @@ SAGE_TASKS = FrozenDict(
                 "你认为自己在事件中没有任何责任和错误，你想要对方也认同你没有错",
             ),
             HIDDEN_INTENTIONS,
+            strict=True,
         )
     )
 )

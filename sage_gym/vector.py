@@ -229,7 +229,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
         later = await self._gather([start(i, scenario_ids[i]) for i in second_round])
         self._raise_first(later)
 
-        started = dict(zip(first_round + second_round, list(results) + list(later)))
+        started = dict(zip(first_round + second_round, list(results) + list(later), strict=True))
         infos: dict[str, Any] = {}
         for i in indices:
             observation, info = started[i]
@@ -248,7 +248,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
 
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         interrupted: BaseException | None = None
-        for i, result in zip(restart + stepping, results):
+        for i, result in zip(restart + stepping, results, strict=True):
             if isinstance(result, Exception):
                 if not isinstance(result, SimulatorError):
                     log.error("sub-env %d failed; its dialogue ends with outcome 'error'", i, exc_info=result)
@@ -305,7 +305,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr needs one value or {self.num_envs} values, got {len(values)}")
-        for env, value in zip(self.envs, values):
+        for env, value in zip(self.envs, values, strict=True):
             setattr(env, name, value)
 
     # ------------------------------------------------------------------ helpers
@@ -433,7 +433,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"expected {self.num_envs} actions (one per sub-env), got {len(actions)}")
         if not self._started.all():
             raise ResetNeeded(f"sub-envs {np.flatnonzero(~self._started).tolist()} were never reset; call reset() before step()")
-        for i, (env, action) in enumerate(zip(self.envs, actions)):
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             if self._finished[i]:
                 continue  # ignored: reset (NEXT_STEP) or a no-op (DISABLED)
             try:

@@ -58,7 +58,7 @@ class MetricSums:
             reduced.sums[name] = flat[i]
             reduced.counts[name] = flat[len(names) + i]
         local = [self.maxima.get(n, float("-inf")) for n in peaks]
-        reduced.maxima = dict(zip(peaks, all_max(local) if all_max is not None else local))
+        reduced.maxima = dict(zip(peaks, all_max(local) if all_max is not None else local, strict=True))
         return reduced
 
     def means(self) -> dict[str, float]:

@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 # ----------------------------------------------------------------------------------------------
 # languages
@@ -282,7 +283,7 @@ def _parse(text: str, language: str) -> _Parsed:
     trailing = [s.rstrip(_OPENING_MARKS + ")]”’").endswith(("...", "…")) for s in sentences]
     lower_starts = tuple(lang.cased and first.islower() and not (i and trailing[i - 1]) for i, first in enumerate(firsts))
     # an uncased script: every writer "capitalises", i.e. several sentences mean the writer punctuates
-    capital_starts = not lang.cased or any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words))
+    capital_starts = not lang.cased or any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words, strict=True))
     return _Parsed(clauses, words, tuple(w for sentence in words for w in sentence), lower_starts, capital_starts)
 
 
@@ -321,7 +322,7 @@ def _broken_triple(words: Sequence[str], lang: Language) -> bool:
     def fits(word: str, name: str) -> bool:
         return word == name or name in _classes_of(word, lang.code)
 
-    return any(all(fits(w, name) for w, name in zip(words, triple)) for triple in lang.broken_triples)
+    return any(all(fits(w, name) for w, name in zip(words, triple, strict=True)) for triple in lang.broken_triples)
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -370,7 +371,7 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
     for index, sentence in enumerate(parsed.clauses):
         for raw in sentence:
             words = [lang.fold(t) for t in raw]
-            marks += [f"{a} {b}" for a, b in zip(words, words[1:]) if _broken_pair(a, b, lang)]
+            marks += [f"{a} {b}" for a, b in pairwise(words) if _broken_pair(a, b, lang)]
             marks += [" ".join(words[i : i + 3]) for i in range(len(words) - 2) if _broken_triple(words[i : i + 3], lang)]
             # "... with the Maybe they ...": a lower-case run broken by a capitalised sentence opener
             marks += [

@@ -58,8 +58,8 @@ from starlette.routing import Route
 from sage_gym._serving import uvicorn_in_thread
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
-from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
 from sage_gym.simulators.builtin import Assessment, assess, check_language, compose_reply, ending_for, react_sync, user_turns
+from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
 from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, hashable, read_request, render_answer
 
 DEFAULT_MODEL = "sage_gym.builtin"
@@ -180,7 +180,7 @@ class FaultConfig:
     def draw(self, rng: random.Random) -> str:
         """One request's fault: one of FAULT_KINDS, or "" for none."""
         u = rng.random()
-        for kind, rate in zip(FAULT_KINDS, (self.rate_429, self.rate_500, self.hang_rate, self.malformed_rate)):
+        for kind, rate in zip(FAULT_KINDS, (self.rate_429, self.rate_500, self.hang_rate, self.malformed_rate), strict=True):
             if u < rate:
                 return kind
             u -= rate
