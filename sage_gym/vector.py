@@ -374,55 +374,59 @@ class SageVectorEnv(gym.vector.VectorEnv):
         unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected some of {list(RESET_OPTIONS)}")
-        n = self.num_envs
+        group_size = self._checked_group_size(options.get("group_size", 1))
+        mask = self._checked_reset_mask(options.get("reset_mask"), group_size)
+        scenario_ids = self._checked_scenario_ids(options.get("scenario_ids"), group_size)
+        return mask, scenario_ids, group_size
 
-        group_size = options.get("group_size", 1)
+    def _checked_group_size(self, group_size: Any) -> int:
         if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
             raise ValueError(f"options['group_size'] must be a positive integer, got {group_size!r}")
-        group_size = int(group_size)
-        if n % group_size:
-            raise ValueError(f"num_envs={n} is not a multiple of options['group_size']={group_size}")
+        if self.num_envs % group_size:
+            raise ValueError(f"num_envs={self.num_envs} is not a multiple of options['group_size']={group_size}")
+        return int(group_size)
 
-        mask = options.get("reset_mask")
+    def _checked_reset_mask(self, mask: Any, group_size: int) -> np.ndarray:
+        """The sub-envs to reset: all of them without a mask."""
+        n = self.num_envs
         if mask is None:
-            mask = np.ones(n, dtype=np.bool_)
-        else:
-            if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
-                raise TypeError(f"options['reset_mask'] must be a bool np.ndarray of shape ({n},), got {mask!r}")
-            if not mask.any():
-                raise ValueError("options['reset_mask'] resets nothing: it has no True entry")
-            if group_size != 1:
-                raise ValueError("options['reset_mask'] cannot be combined with group_size > 1: reset whole groups with reset()")
-            if not (self._started | mask).all():
-                raise ResetNeeded(f"sub-envs {np.flatnonzero(~(self._started | mask)).tolist()} were never reset; call reset() without a mask first")
+            return np.ones(n, dtype=np.bool_)
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
+            raise TypeError(f"options['reset_mask'] must be a bool np.ndarray of shape ({n},), got {mask!r}")
+        if not mask.any():
+            raise ValueError("options['reset_mask'] resets nothing: it has no True entry")
+        if group_size != 1:
+            raise ValueError("options['reset_mask'] cannot be combined with group_size > 1: reset whole groups with reset()")
+        if not (self._started | mask).all():
+            raise ResetNeeded(f"sub-envs {np.flatnonzero(~(self._started | mask)).tolist()} were never reset; call reset() without a mask first")
+        return mask
 
-        ids = options.get("scenario_ids")
+    def _checked_scenario_ids(self, ids: Any, group_size: int) -> list[str | None]:
+        """One scenario id (or None: drawn from the seed) per sub-env, from one per group or one per sub-env."""
+        n = self.num_envs
         if ids is None:
-            scenario_ids: list[str | None] = [None] * n
-        else:
-            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
-                raise TypeError(f"options['scenario_ids'] must be a list of scenario ids, got {type(ids).__name__}")
-            ids = list(ids)
-            groups = n // group_size
-            if len(ids) not in (groups, n):
-                raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(ids)}")
-            for sid in ids:
-                if sid is not None and not isinstance(sid, str):
-                    raise TypeError(f"scenario ids must be strings (or None), got {sid!r}")
-                if sid is not None and sid not in self.scenarios:
-                    self.scenarios.get(sid)  # raises KeyError naming the id and similar ones
-            if len(ids) == groups:
-                scenario_ids = [ids[i // group_size] for i in range(n)]
-            else:
-                for k in range(groups):
-                    members = set(ids[k * group_size : (k + 1) * group_size])
-                    if len(members) > 1:
-                        raise ValueError(
-                            f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) "
-                            f"different scenarios {sorted(map(str, members))}"
-                        )
-                scenario_ids = ids
-        return mask, scenario_ids, group_size
+            return [None] * n
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
+            raise TypeError(f"options['scenario_ids'] must be a list of scenario ids, got {type(ids).__name__}")
+        ids = list(ids)
+        groups = n // group_size
+        if len(ids) not in (groups, n):
+            raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(ids)}")
+        for sid in ids:
+            if sid is not None and not isinstance(sid, str):
+                raise TypeError(f"scenario ids must be strings (or None), got {sid!r}")
+            if sid is not None and sid not in self.scenarios:
+                self.scenarios.get(sid)  # raises KeyError naming the id and similar ones
+        if len(ids) == groups:
+            return [ids[i // group_size] for i in range(n)]
+        for k in range(groups):
+            members = set(ids[k * group_size : (k + 1) * group_size])
+            if len(members) > 1:
+                raise ValueError(
+                    f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) "
+                    f"different scenarios {sorted(map(str, members))}"
+                )
+        return ids
 
     def _checked_actions(self, actions: Sequence[str | None]) -> list[str | None]:
         """The actions as a list, every one a sub-env will use validated; raises before any call."""
