@@ -88,6 +88,8 @@ class SageDialogueEnv(gym.Env[str, str]):
     __doc__ = __doc__
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    action_space: UnicodeText
+    observation_space: UnicodeText
     spec = RedactedSpec()  # gym.make records the kwargs here: keep API keys out of str(env.spec)
 
     def __init__(
@@ -320,7 +322,8 @@ class SageDialogueEnv(gym.Env[str, str]):
 
     # ------------------------------------------------------------------ helpers
 
-    def _check_action(self, action: Any) -> None:
+    def _check_action(self, action: Any) -> str:
+        """`action`, once it is known to be a message this env accepts now."""
         if self._state is None:
             raise ResetNeeded("call reset() before step()")
         if self._outcome is not None:
@@ -333,6 +336,7 @@ class SageDialogueEnv(gym.Env[str, str]):
                 "shorten it or raise max_action_chars"
             )
         check_text(action, "action")
+        return action
 
     def _check_reaction(self, reaction: Reaction) -> None:
         if not (EMOTION_MIN <= reaction.emotion <= EMOTION_MAX) or reaction.state.emotion != reaction.emotion:

@@ -85,10 +85,10 @@ class NumericDialogue:
 
     def act(self, action: Any, info: Mapping[str, Any]) -> str:
         """The agent's message for an action index, checked against `action_space`."""
-        index = np.asarray(action)
-        if index.size != 1 or not np.issubdtype(index.dtype, np.integer):
+        given = np.asarray(action)
+        if given.size != 1 or not np.issubdtype(given.dtype, np.integer):
             raise TypeError(f"a discrete action must be one integer, got {action!r}")
-        index = int(index.reshape(()))
+        index = int(given.reshape(()))
         if not self.action_space.contains(index):
             raise ValueError(f"action {index} is outside {self.action_space}")
         text = self.decode(index, info)
@@ -115,7 +115,7 @@ class NumericDialogueEnv(gym.Wrapper):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         text, reward, terminated, truncated, info = self.env.step(self.numeric.act(action, self._info))
         self._info = info
-        return self.numeric.observe(text, info), reward, terminated, truncated, info
+        return self.numeric.observe(text, info), float(reward), terminated, truncated, info
 
 
 class SB3VecEnv(VecEnv):
@@ -172,9 +172,9 @@ class SB3VecEnv(VecEnv):
             if dones[i]:
                 info["terminal_observation"] = encoded[i]
         if dones.any():
-            restarted, restart_infos = self.venv.reset(options={"reset_mask": dones})
-            restart_infos = unbatch_infos(restart_infos, self.num_envs)
-            for i in np.flatnonzero(dones):
+            restarted, batched_infos = self.venv.reset(options={"reset_mask": dones})
+            restart_infos = unbatch_infos(batched_infos, self.num_envs)
+            for i in np.flatnonzero(dones).tolist():
                 encoded[i] = self.numeric.observe(restarted[i], restart_infos[i])
                 self.reset_infos[i] = restart_infos[i]
         self._infos = [self.reset_infos[i] if dones[i] else info for i, info in enumerate(step_infos)]

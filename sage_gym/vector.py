@@ -85,7 +85,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -131,8 +131,8 @@ def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
     if isinstance(mode, str):
         key = mode.strip().lower().replace("-", "_")
         by_value = {m.value.lower(): m for m in AutoresetMode}
-        mode = AUTORESET_NAMES.get(key) or by_value.get(key.replace("_", ""), mode)
-    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+        mode = AUTORESET_NAMES.get(key) or by_value.get(key.replace("_", "")) or mode
+    if not isinstance(mode, AutoresetMode) or mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
         raise ValueError(f"autoreset_mode must be AutoresetMode.NEXT_STEP or DISABLED (or 'next_step' / 'disabled'), got {mode!r}")
     return mode
 
@@ -191,7 +191,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
     @property
     def done(self) -> np.ndarray:
         """Bool (N,): the sub-envs whose dialogue has ended since their last reset."""
-        return self._finished.copy()
+        return np.copy(self._finished)
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: Mapping[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         return run_sync(self.areset(seed=seed, options=options))
@@ -234,17 +234,19 @@ class SageVectorEnv(gym.vector.VectorEnv):
         for i in indices:
             observation, info = started[i]
             self._begin(i, observation, info)
-            infos = self._add_info(infos, self._infos[i], i)
+            infos = self._add_info(infos, self._infos[i] or {}, i)
         return tuple(self._observations), infos  # type: ignore[arg-type]
 
     async def astep(self, actions: Sequence[str | None]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Async `step`: all sub-envs' simulator calls awaited together."""
-        actions = self._checked_actions(actions)
+        running = self._checked_actions(actions)
         restart = [i for i in range(self.num_envs) if self._finished[i] and self.autoreset_mode == AutoresetMode.NEXT_STEP]
-        stepping = [i for i in range(self.num_envs) if not self._finished[i]]
+        stepping = list(running)
         restarting = set(restart)
 
-        results = await self._gather([self.envs[i].areset() for i in restart] + [self.envs[i].astep(actions[i]) for i in stepping])
+        calls: list[Awaitable[Any]] = [self.envs[i].areset() for i in restart]
+        calls += [self.envs[i].astep(action) for i, action in running.items()]
+        results = await self._gather(calls)
 
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         interrupted: BaseException | None = None
@@ -273,10 +275,11 @@ class SageVectorEnv(gym.vector.VectorEnv):
             infos = self._add_info(infos, info or {}, i)
         return tuple(self._observations), rewards, self._terminations.copy(), self._truncations.copy(), infos  # type: ignore[arg-type]
 
-    def render(self) -> tuple[str | None, ...] | None:
+    def render(self) -> tuple[str, ...] | None:
         if self.render_mode is None:
             return None
-        return tuple(env.render() for env in self.envs)
+        # every sub-env has this env's render mode, "ansi" (the only one): each frame is text
+        return cast(tuple[str, ...], tuple(env.render() for env in self.envs))
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
@@ -408,28 +411,28 @@ class SageVectorEnv(gym.vector.VectorEnv):
             return [None] * n
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
             raise TypeError(f"options['scenario_ids'] must be a list of scenario ids, got {type(ids).__name__}")
-        ids = list(ids)
+        given: list[str | None] = list(ids)
         groups = n // group_size
-        if len(ids) not in (groups, n):
-            raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(ids)}")
-        for sid in ids:
+        if len(given) not in (groups, n):
+            raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(given)}")
+        for sid in given:
             if sid is not None and not isinstance(sid, str):
                 raise TypeError(f"scenario ids must be strings (or None), got {sid!r}")
             if sid is not None and sid not in self.scenarios:
                 self.scenarios.get(sid)  # raises KeyError naming the id and similar ones
-        if len(ids) == groups:
-            return [ids[i // group_size] for i in range(n)]
+        if len(given) == groups:
+            return [given[i // group_size] for i in range(n)]
         for k in range(groups):
-            members = set(ids[k * group_size : (k + 1) * group_size])
+            members = set(given[k * group_size : (k + 1) * group_size])
             if len(members) > 1:
                 raise ValueError(
                     f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) "
                     f"different scenarios {sorted(map(str, members))}"
                 )
-        return ids
+        return given
 
-    def _checked_actions(self, actions: Sequence[str | None]) -> list[str | None]:
-        """The actions as a list, every one a sub-env will use validated; raises before any call."""
+    def _checked_actions(self, actions: Sequence[str | None]) -> dict[int, str]:
+        """The actions of the sub-envs still in their dialogue, by index, validated; raises before any call."""
         if isinstance(actions, (str, bytes)) or not isinstance(actions, Sequence | np.ndarray):
             raise TypeError(f"actions must be a sequence of {self.num_envs} strings (one per sub-env), got {type(actions).__name__}")
         actions = list(actions)
@@ -437,12 +440,13 @@ class SageVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"expected {self.num_envs} actions (one per sub-env), got {len(actions)}")
         if not self._started.all():
             raise ResetNeeded(f"sub-envs {np.flatnonzero(~self._started).tolist()} were never reset; call reset() before step()")
+        running: dict[int, str] = {}
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             if self._finished[i]:
                 continue  # ignored: reset (NEXT_STEP) or a no-op (DISABLED)
             try:
-                env._check_action(action)  # the single env's own validation, so both agree
+                running[i] = env._check_action(action)  # the single env's own validation, so both agree
             except (TypeError, ValueError) as error:
                 error.args = (f"action {i}: {error}",)  # name the sub-env; keep the exception's type
                 raise
-        return actions
+        return running

@@ -128,11 +128,12 @@ class SageInteraction(BaseInteraction):
 
 def _return(env: SageDialogueEnv) -> float | None:
     """The dialogue's return so far, which its turn scores sum to; None after a simulator error."""
-    if env.outcome == "error":
+    emotion = env.emotion
+    if env.outcome == "error" or emotion is None:  # None: no dialogue was started
         return None
     if env.reward_mode == "final":
-        return env.emotion / 100.0
-    return (env.emotion - env.rules.initial_emotion) / 100.0
+        return emotion / 100.0
+    return (emotion - env.rules.initial_emotion) / 100.0
 
 
 AGENT_LOOP = "sage_agent"  # the name verl_agent_loop.yaml registers SageAgentLoop under

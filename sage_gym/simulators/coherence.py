@@ -382,9 +382,9 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
         if index and parsed.lower_starts[index] and parsed.capital_starts:
             # "... weighing on you. wrong with the insurance": a writer who capitalises lost this sentence's start
             marks.append(f"{parsed.words[index - 1][-1] if parsed.words[index - 1] else ''}. {sentence[0][0] if sentence and sentence[0] else ''}")
-        words = parsed.words[index]
-        if words and index < last and not _classes_of(words[-1], lang.code).isdisjoint(lang.no_final):
-            marks.append(f"{words[-1]}.")
+        sentence_words = parsed.words[index]
+        if sentence_words and index < last and not _classes_of(sentence_words[-1], lang.code).isdisjoint(lang.no_final):
+            marks.append(f"{sentence_words[-1]}.")
     return marks
 
 

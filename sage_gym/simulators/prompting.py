@@ -51,7 +51,7 @@ BUCKET_DESCRIPTIONS = {
     "low": "you feel misunderstood, hurt or fed up",
 }
 
-EMOTION_SCHEMA = {
+EMOTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "meaning": {"type": "string"},
@@ -63,7 +63,7 @@ EMOTION_SCHEMA = {
     "required": ["meaning", "goal", "thoughts", "feeling", "change"],
     "additionalProperties": False,
 }
-REPLY_SCHEMA = {
+REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"reply": {"type": "string"}, "leaves": {"type": "boolean"}},
     "required": ["reply", "leaves"],

@@ -245,7 +245,7 @@ def _answer_mode(response_format: Any, prompt_format: str) -> str:
         return "json_schema" if prompt_format == "json" else "tagged"
     if not isinstance(response_format, dict) or response_format.get("type") not in ("json_schema", "json_object", "text"):
         raise BadRequest("response_format must be an object with type 'json_schema', 'json_object' or 'text'", "response_format")
-    kind = response_format["type"]
+    kind = str(response_format["type"])
     if kind == "text":
         return "json_schema" if prompt_format == "json" else "tagged"
     return kind
