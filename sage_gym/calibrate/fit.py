@@ -134,7 +134,7 @@ class _ValueFits:
 
     def model(self, coef: np.ndarray, source: str) -> ReplyValueModel:
         text_part = self.x[:, :-2] @ coef[:-2]
-        grams = sorted(self.vocabulary.index, key=self.vocabulary.index.get)
+        grams = sorted(self.vocabulary.index, key=self.vocabulary.index.__getitem__)
         return ReplyValueModel(
             idf={g: float(self.vocabulary.idf[i]) for i, g in enumerate(grams)},
             weight={g: float(coef[i]) for i, g in enumerate(grams)},
@@ -225,7 +225,7 @@ def leave_one_model_out(items: Sequence[Example]) -> list[float]:
         weights = fit_weights(kept, cross[~held], "leave one model out")
         own = fits.values(fits.coefficients(without=model), held)
         for i, value in zip(np.flatnonzero(held), own, strict=True):
-            changes[i] = predicted_change(items[i], float(value), weights)
+            changes[i] = predicted_change(items[int(i)], float(value), weights)
     return changes
 
 

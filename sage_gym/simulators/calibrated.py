@@ -89,7 +89,7 @@ class Weights:
 
 @lru_cache(maxsize=1)
 def shipped_weights() -> Weights:
-    raw = resources.files("sage_gym.simulators").joinpath("data", WEIGHTS_FILE).read_text(encoding="utf-8")
+    raw = (resources.files("sage_gym.simulators") / "data" / WEIGHTS_FILE).read_text(encoding="utf-8")
     return Weights.from_json(json.loads(raw))
 
 
