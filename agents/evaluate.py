@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
 from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, evaluate_across, held_out_markdown, load_simulator_specs, parse_simulator_spec
 from agents.eval.probes import SycophancyJudge
-from sage_gym.simulators.ledger import MODES as LEDGER_MODES
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
 from agents.eval.strategies import LLMStrategyJudge
+from sage_gym.simulators.ledger import MODES as LEDGER_MODES
 
 PROG = "python -m agents.evaluate"
 

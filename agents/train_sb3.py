@@ -137,7 +137,7 @@ class ProgressLog(BaseCallback):
         self.finals: deque[int] = deque(maxlen=window)
 
     def _on_step(self) -> bool:
-        for info, done in zip(self.locals["infos"], self.locals["dones"]):
+        for info, done in zip(self.locals["infos"], self.locals["dones"], strict=True):
             if done and info.get("outcome") not in (None, "error"):  # a failed dialogue is no result
                 self.finals.append(info["emotion"])
         return True

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 
 from agents.eval.baselines import make_reference_agent
 from sage_gym.scenarios import load_split
-from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators import coherence
+from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import clear_caches, react_sync
 
 
@@ -84,7 +84,7 @@ def main() -> None:
         without = replay_seconds(steps, args.repeats)
     per_step = lambda seconds: 1e6 * seconds / len(steps)  # noqa: E731
     print(f"{len(steps)} steps ({args.agents} on {args.split}), best of {args.repeats} replays, CPU time per react_sync step:")
-    print(f"| row | us per step |\n|---|---|")
+    print("| row | us per step |\n|---|---|")
     print(f"| all rules | {per_step(with_rules):.0f} |")
     print(f"| no whole-message rules | {per_step(without):.0f} |")
     print(f"whole-message rules / no whole-message rules: {with_rules / without:.2f}x")

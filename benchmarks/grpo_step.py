@@ -29,10 +29,10 @@ from tempfile import TemporaryDirectory
 import psutil
 import torch
 
+from agents.learn.batching import make_micro_batches
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPOTrainer
 from agents.learn.policy import Policy
-from agents.learn.batching import make_micro_batches
 
 
 class RecordingPolicy(Policy):

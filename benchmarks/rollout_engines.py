@@ -50,7 +50,7 @@ def logprob_gap(policy: Policy, contexts: list[list[int]], completions: list, te
     """(max, mean) |engine log-prob - the policy's recomputation| over all sampled tokens."""
     gaps = []
     with torch.no_grad():
-        for context, done in zip(contexts, completions):
+        for context, done in zip(contexts, completions, strict=True):
             ids = torch.tensor([[*context, *done.token_ids]], device=policy.device)
             score = torch.zeros_like(ids)
             score[0, len(context) :] = 1

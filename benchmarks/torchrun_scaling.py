@@ -79,7 +79,7 @@ def main() -> None:
     print(f"{'run':<18} {'step s':>8} {'rollout s':>10} {'update s':>9} {'speed-up':>9}  same dialogues")
     for name, rows in runs.items():
         timed = rows[1:]
-        same = all(abs(a - b) < 1e-6 for a, b in zip(returns, [r["return"] for r in rows]))
+        same = all(abs(a - b) < 1e-6 for a, b in zip(returns, [r["return"] for r in rows], strict=True))
         print(
             f"{name:<18} {mean(timed, 'step_seconds'):>8.2f} {mean(timed, 'rollout_seconds'):>10.2f} {mean(timed, 'update_seconds'):>9.2f} "
             f"{base / mean(timed, 'step_seconds'):>8.2f}x  {'yes' if same else 'no'}"

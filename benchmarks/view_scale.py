@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -92,7 +91,6 @@ def filter_latency(page: Path, text: str) -> list[tuple[str, float, str]]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
-        started = time.perf_counter()
         driver.get(page.resolve().as_uri())
         WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.ready"))
         opened = float(driver.execute_script("return document.body.dataset.openMs")) / 1000

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import torch
 
-from agents.learn.config import TrainConfig
 from agents.learn.components import load_policy, system_prompt
+from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPOTrainer
 from agents.learn.tiny_model import TinyModelSpec, build_tiny_model, limited_scenarios
 
@@ -253,7 +253,7 @@ def main() -> None:
     for key, label in (("step", "step"), ("generate", "generation"), ("update", "update")):
         print(f"{label:10s} {trl_s[key]:8.3f} {ours_s[key]:8.3f} {ours_s[key] / trl_s[key]:9.2f}")
     print(f"{'per token':10s} {1e3 * trl_s['step'] / tokens:7.2f}ms {1e3 * ours_s['step'] / tokens:7.2f}ms")
-    per_repeat = [statistics.median(s["step"] for s in o[1:]) / statistics.median(s["step"] for s in t[1:]) for t, o in zip(runs["trl"], runs["ours"])]
+    per_repeat = [statistics.median(s["step"] for s in o[1:]) / statistics.median(s["step"] for s in t[1:]) for t, o in zip(runs["trl"], runs["ours"], strict=True)]
     print(f"ratio per repeat (ours / TRL, the run just before): {', '.join(f'{r:.2f}' for r in per_repeat)}")
     print(f"ratio (whole step, ours / TRL): {ours_s['step'] / trl_s['step']:.2f}")
     if args.json:

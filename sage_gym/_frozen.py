@@ -5,21 +5,21 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 
-class FrozenDict(dict):
+class FrozenDict(dict[Any, Any]):
     """A dict that refuses mutation (records stay immutable) and still pickles and copies."""
 
     def _readonly(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("this mapping is read-only")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _readonly
 
-    def __reduce__(self) -> tuple[type, tuple[dict]]:
+    def __reduce__(self) -> tuple[type, tuple[dict[Any, Any]]]:
         return (FrozenDict, (dict(self),))
 
     def __copy__(self) -> FrozenDict:
         return self
 
-    def __deepcopy__(self, memo: dict) -> FrozenDict:
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
         import copy
 
         return FrozenDict(copy.deepcopy(dict(self), memo))

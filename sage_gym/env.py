@@ -26,10 +26,12 @@ or the turn limit is reached. This follows SAGE (Sentient Agent as a Judge) and 
 | `grade` | SAGE's grade of the emotion: S, A, B, C or F |
 | `thoughts` | the user's inner thoughts about the reply (for analysis; never shown to the agent) |
 | `turn` | number of agent replies so far |
-| `outcome` | `None` while running, then `success`, `failure`, `left` or `truncated` |
+| `outcome` | `None` while running, then `success`, `failure`, `left` or `truncated` (`error` when the vectorized env ends a dialogue whose simulator failed for good; `info["error"]` then names the cause) |
 | `history` | the visible dialogue in OpenAI chat format (user = simulated user, assistant = agent) |
 | `scenario_id` | the scenario of this episode |
 | `thinking` | the agent's private thought this step (think-then-say), `""` if none |
+| `analysis` | the simulator's analysis of the reply (read-only mapping; for the built-in user the strategies, risk and parts it found), `{}` after `reset` |
+| `observation_truncated` | present and `True` only when the user's message was longer than `max_observation_chars` and was cut |
 
 ## Bad input
 
@@ -51,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium.error import ResetNeeded
 
 from sage_gym._loop import run_sync
@@ -74,7 +75,6 @@ def check_text(text: str, what: str) -> None:
     except UnicodeEncodeError as err:
         raise ValueError(f"{what} is not valid Unicode text: {err.reason} at character {err.start} ({text[err.start:err.end]!r})") from None
 TERMINAL_OUTCOMES = ("success", "failure", "left")
-OUTCOMES = TERMINAL_OUTCOMES + ("truncated", "error")
 
 
 def package_version() -> str:
@@ -88,6 +88,8 @@ class SageDialogueEnv(gym.Env[str, str]):
     __doc__ = __doc__
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    action_space: UnicodeText
+    observation_space: UnicodeText
     spec = RedactedSpec()  # gym.make records the kwargs here: keep API keys out of str(env.spec)
 
     def __init__(
@@ -320,7 +322,8 @@ class SageDialogueEnv(gym.Env[str, str]):
 
     # ------------------------------------------------------------------ helpers
 
-    def _check_action(self, action: Any) -> None:
+    def _check_action(self, action: Any) -> str:
+        """`action`, once it is known to be a message this env accepts now."""
         if self._state is None:
             raise ResetNeeded("call reset() before step()")
         if self._outcome is not None:
@@ -333,6 +336,7 @@ class SageDialogueEnv(gym.Env[str, str]):
                 "shorten it or raise max_action_chars"
             )
         check_text(action, "action")
+        return action
 
     def _check_reaction(self, reaction: Reaction) -> None:
         if not (EMOTION_MIN <= reaction.emotion <= EMOTION_MAX) or reaction.state.emotion != reaction.emotion:

@@ -22,7 +22,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sage_gym.resources import data_root
 
 AGENT_TEMPLATES = {"think": "agent_think.j2", "direct": "agent_direct.j2"}
-SIMULATOR_TEMPLATES = ("simulator_system.j2", "emotion_update.j2", "user_reply.j2", "single_call.j2")
 
 
 class PromptError(ValueError):

@@ -77,6 +77,7 @@ class RedactedSpec:
         return None if obj is None else obj.__dict__.get(self._slot)
 
     def __set__(self, obj: Any, spec: Any) -> None:
-        if spec is not None and dataclasses.is_dataclass(spec) and isinstance(getattr(spec, "kwargs", None), Mapping):
-            spec = dataclasses.replace(spec, kwargs=redact(spec.kwargs))
+        kwargs = getattr(spec, "kwargs", None)
+        if dataclasses.is_dataclass(spec) and not isinstance(spec, type) and isinstance(kwargs, Mapping):
+            spec = dataclasses.replace(spec, kwargs=redact(kwargs))
         obj.__dict__[self._slot] = spec

@@ -85,10 +85,10 @@ class NumericDialogue:
 
     def act(self, action: Any, info: Mapping[str, Any]) -> str:
         """The agent's message for an action index, checked against `action_space`."""
-        index = np.asarray(action)
-        if index.size != 1 or not np.issubdtype(index.dtype, np.integer):
+        given = np.asarray(action)
+        if given.size != 1 or not np.issubdtype(given.dtype, np.integer):
             raise TypeError(f"a discrete action must be one integer, got {action!r}")
-        index = int(index.reshape(()))
+        index = int(given.reshape(()))
         if not self.action_space.contains(index):
             raise ValueError(f"action {index} is outside {self.action_space}")
         text = self.decode(index, info)
@@ -115,7 +115,7 @@ class NumericDialogueEnv(gym.Wrapper):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         text, reward, terminated, truncated, info = self.env.step(self.numeric.act(action, self._info))
         self._info = info
-        return self.numeric.observe(text, info), reward, terminated, truncated, info
+        return self.numeric.observe(text, info), float(reward), terminated, truncated, info
 
 
 class SB3VecEnv(VecEnv):
@@ -148,7 +148,7 @@ class SB3VecEnv(VecEnv):
         self._infos = list(self.reset_infos)
         self._reset_seeds()
         self._reset_options()
-        return np.stack([self.numeric.observe(t, i) for t, i in zip(texts, self.reset_infos)])
+        return np.stack([self.numeric.observe(t, i) for t, i in zip(texts, self.reset_infos, strict=True)])
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
@@ -157,7 +157,7 @@ class SB3VecEnv(VecEnv):
         if len(self._infos) != self.num_envs:
             raise RuntimeError("step_async() called before reset()")
         # decode now, so a bad action fails before any simulator call
-        self._texts = [self.numeric.act(a, info) for a, info in zip(actions, self._infos)]
+        self._texts = [self.numeric.act(a, info) for a, info in zip(actions, self._infos, strict=True)]
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._texts is None:
@@ -165,16 +165,16 @@ class SB3VecEnv(VecEnv):
         texts, self._texts = self._texts, None
         observations, rewards, terminations, truncations, infos = self.venv.step(texts)
         step_infos = unbatch_infos(infos, self.num_envs)
-        encoded = [self.numeric.observe(o, i) for o, i in zip(observations, step_infos)]
+        encoded = [self.numeric.observe(o, i) for o, i in zip(observations, step_infos, strict=True)]
         dones = terminations | truncations
         for i, info in enumerate(step_infos):
             info["TimeLimit.truncated"] = bool(truncations[i] and not terminations[i])
             if dones[i]:
                 info["terminal_observation"] = encoded[i]
         if dones.any():
-            restarted, restart_infos = self.venv.reset(options={"reset_mask": dones})
-            restart_infos = unbatch_infos(restart_infos, self.num_envs)
-            for i in np.flatnonzero(dones):
+            restarted, batched_infos = self.venv.reset(options={"reset_mask": dones})
+            restart_infos = unbatch_infos(batched_infos, self.num_envs)
+            for i in np.flatnonzero(dones).tolist():
                 encoded[i] = self.numeric.observe(restarted[i], restart_infos[i])
                 self.reset_infos[i] = restart_infos[i]
         self._infos = [self.reset_infos[i] if dones[i] else info for i, info in enumerate(step_infos)]

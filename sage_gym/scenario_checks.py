@@ -227,7 +227,7 @@ def validate_sets(sets: Sequence[ScenarioSet], min_per_cell: Sequence[int] | int
     report = Report()
     mins = [min_per_cell] * len(sets) if isinstance(min_per_cell, int) else list(min_per_cell)
     labelled = []
-    for scenario_set, minimum in zip(sets, mins):
+    for scenario_set, minimum in zip(sets, mins, strict=True):
         counts = balance_table(scenario_set)
         report.balance[scenario_set.name] = counts
         for intention in HIDDEN_INTENTIONS:

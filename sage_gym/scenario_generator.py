@@ -144,7 +144,7 @@ async def generate(
         request = writer_request(f"{id_prefix}-{len(existing) + 1:04d}", cell, domains[int(rng.integers(len(domains)))], known)
         try:
             record = await simulator.complete(
-                "scenario", lambda mode: writer_messages(prompts, request, example), parse_scenario_answer, seed=int(rng.integers(2**31 - 1))
+                "scenario", lambda mode, request=request, example=example: writer_messages(prompts, request, example), parse_scenario_answer, seed=int(rng.integers(2**31 - 1))
             )
         except ParseError:
             report.failed_calls += 1

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -63,6 +63,7 @@ SAGE_TASKS = FrozenDict(
                 "你认为自己在事件中没有任何责任和错误，你想要对方也认同你没有错",
             ),
             HIDDEN_INTENTIONS,
+            strict=True,
         )
     )
 )
@@ -318,7 +319,7 @@ def _parse_scenario(record: Any, where: str) -> Scenario:
 # sets, files and splits
 
 
-class ScenarioSet(Sequence):
+class ScenarioSet(Sequence):  # of Scenario; unparameterised, since `in` also takes an id
     """An ordered collection of scenarios with unique ids, deterministic sampling and a content hash."""
 
     def __init__(self, scenarios: Iterable[Scenario], name: str = "") -> None:
@@ -338,7 +339,11 @@ class ScenarioSet(Sequence):
     def __iter__(self) -> Iterator[Scenario]:
         return iter(self._items)
 
-    def __getitem__(self, index: int) -> Scenario:
+    @overload
+    def __getitem__(self, index: int) -> Scenario: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Scenario, ...]: ...
+    def __getitem__(self, index: int | slice) -> Scenario | tuple[Scenario, ...]:
         return self._items[index]
 
     def __contains__(self, item: object) -> bool:  # a Scenario or its id

@@ -231,35 +231,14 @@ def env_schemas(env: SageDialogueEnv) -> dict[str, Any]:
 def create_app(config: ServeConfig | None = None) -> Starlette:
     """The Starlette app: OpenEnv's routes over `SageDialogueEnv(**config.env_kwargs)`."""
     config = config or ServeConfig()
-    env_kwargs = dict(config.env_kwargs)
-    # one scenario set and one simulator (one connection pool) shared by every session
-    env_kwargs["scenarios"] = resolve_scenarios(env_kwargs.get("scenarios", "train"))
-    env_kwargs["simulator"] = make_simulator(env_kwargs.get("simulator", "builtin"), **env_kwargs.pop("simulator_kwargs", None) or {})
-
-    def make_env() -> SageDialogueEnv:
-        return SageDialogueEnv(**env_kwargs)
-
+    make_env = _env_factory(config.env_kwargs)
     probe = make_env()  # fails at start-up, not at the first session, when an option is wrong
     schemas = env_schemas(probe)
     manifest = probe.manifest()
     sessions: set[int] = set()
 
-    def authorized(headers: Mapping[str, str]) -> bool:
-        if config.token is None:
-            return True
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), config.token.encode())
-
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def route(request: Request) -> JSONResponse:
-            if not authorized(request.headers):
-                return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"}, status_code=401)
-            try:
-                return await handler(request)
-            except ProtocolError as err:
-                return JSONResponse({"detail": str(err), "code": err.code}, status_code=422)
-
-        return route
+        return _guarded(handler, config.token)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "healthy"})
@@ -296,23 +275,7 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         )
 
     async def websocket(ws: WebSocket) -> None:
-        if not authorized(ws.headers):
-            await ws.close(code=1008, reason="missing or wrong bearer token")
-            return
-        await ws.accept()
-        try:
-            if len(sessions) >= config.max_sessions:
-                await _send_error(ws, f"the server is at its session limit ({config.max_sessions}); retry later", "CAPACITY_REACHED")
-                await ws.close(code=1013)
-                return
-            key = id(ws)
-            sessions.add(key)
-            try:
-                await _serve_session(ws, session=DialogueSession(make_env), idle_timeout_s=config.idle_timeout_s)
-            finally:
-                sessions.discard(key)
-        except WebSocketDisconnect:
-            pass  # the client left while the server answered or closed: nothing to tell it, nothing to log
+        await _websocket_session(ws, config, sessions, make_env)
 
     routes = [
         Route("/health", health, methods=["GET"]),  # open: load balancers probe it without a token
@@ -337,6 +300,61 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
     app.state.config = config
     app.state.sessions = sessions
     return app
+
+
+def _env_factory(env_kwargs: Mapping[str, Any]) -> Callable[[], SageDialogueEnv]:
+    """A maker of fresh envs that share one scenario set and one simulator (one connection pool)."""
+    shared = dict(env_kwargs)
+    shared["scenarios"] = resolve_scenarios(shared.get("scenarios", "train"))
+    shared["simulator"] = make_simulator(shared.get("simulator", "builtin"), **shared.pop("simulator_kwargs", None) or {})
+
+    def make_env() -> SageDialogueEnv:
+        return SageDialogueEnv(**shared)
+
+    return make_env
+
+
+def _authorized(headers: Mapping[str, str], token: str | None) -> bool:
+    """True without a token; else when the request carries `Authorization: Bearer <token>`."""
+    if token is None:
+        return True
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _guarded(handler: Callable[[Request], Any], token: str | None) -> Callable[[Request], Any]:
+    """`handler` behind the bearer token (401 without it), its ProtocolErrors answered with 422."""
+
+    async def route(request: Request) -> JSONResponse:
+        if not _authorized(request.headers, token):
+            return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer <token>)"}, status_code=401)
+        try:
+            return await handler(request)
+        except ProtocolError as err:
+            return JSONResponse({"detail": str(err), "code": err.code}, status_code=422)
+
+    return route
+
+
+async def _websocket_session(ws: WebSocket, config: ServeConfig, sessions: set[int], make_env: Callable[[], SageDialogueEnv]) -> None:
+    """One WebSocket connection: one env for its lifetime, within the session limit."""
+    if not _authorized(ws.headers, config.token):
+        await ws.close(code=1008, reason="missing or wrong bearer token")
+        return
+    await ws.accept()
+    try:
+        if len(sessions) >= config.max_sessions:
+            await _send_error(ws, f"the server is at its session limit ({config.max_sessions}); retry later", "CAPACITY_REACHED")
+            await ws.close(code=1013)
+            return
+        key = id(ws)
+        sessions.add(key)
+        try:
+            await _serve_session(ws, session=DialogueSession(make_env), idle_timeout_s=config.idle_timeout_s)
+        finally:
+            sessions.discard(key)
+    except WebSocketDisconnect:
+        pass  # the client left while the server answered or closed: nothing to tell it, nothing to log
 
 
 async def _json_body(request: Request) -> Any:

@@ -85,7 +85,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -131,8 +131,8 @@ def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
     if isinstance(mode, str):
         key = mode.strip().lower().replace("-", "_")
         by_value = {m.value.lower(): m for m in AutoresetMode}
-        mode = AUTORESET_NAMES.get(key) or by_value.get(key.replace("_", ""), mode)
-    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+        mode = AUTORESET_NAMES.get(key) or by_value.get(key.replace("_", "")) or mode
+    if not isinstance(mode, AutoresetMode) or mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
         raise ValueError(f"autoreset_mode must be AutoresetMode.NEXT_STEP or DISABLED (or 'next_step' / 'disabled'), got {mode!r}")
     return mode
 
@@ -191,7 +191,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
     @property
     def done(self) -> np.ndarray:
         """Bool (N,): the sub-envs whose dialogue has ended since their last reset."""
-        return self._finished.copy()
+        return np.copy(self._finished)
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: Mapping[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         return run_sync(self.areset(seed=seed, options=options))
@@ -229,26 +229,28 @@ class SageVectorEnv(gym.vector.VectorEnv):
         later = await self._gather([start(i, scenario_ids[i]) for i in second_round])
         self._raise_first(later)
 
-        started = dict(zip(first_round + second_round, list(results) + list(later)))
+        started = dict(zip(first_round + second_round, list(results) + list(later), strict=True))
         infos: dict[str, Any] = {}
         for i in indices:
             observation, info = started[i]
             self._begin(i, observation, info)
-            infos = self._add_info(infos, self._infos[i], i)
+            infos = self._add_info(infos, self._infos[i] or {}, i)
         return tuple(self._observations), infos  # type: ignore[arg-type]
 
     async def astep(self, actions: Sequence[str | None]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Async `step`: all sub-envs' simulator calls awaited together."""
-        actions = self._checked_actions(actions)
+        running = self._checked_actions(actions)
         restart = [i for i in range(self.num_envs) if self._finished[i] and self.autoreset_mode == AutoresetMode.NEXT_STEP]
-        stepping = [i for i in range(self.num_envs) if not self._finished[i]]
+        stepping = list(running)
         restarting = set(restart)
 
-        results = await self._gather([self.envs[i].areset() for i in restart] + [self.envs[i].astep(actions[i]) for i in stepping])
+        calls: list[Awaitable[Any]] = [self.envs[i].areset() for i in restart]
+        calls += [self.envs[i].astep(action) for i, action in running.items()]
+        results = await self._gather(calls)
 
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         interrupted: BaseException | None = None
-        for i, result in zip(restart + stepping, results):
+        for i, result in zip(restart + stepping, results, strict=True):
             if isinstance(result, Exception):
                 if not isinstance(result, SimulatorError):
                     log.error("sub-env %d failed; its dialogue ends with outcome 'error'", i, exc_info=result)
@@ -273,10 +275,11 @@ class SageVectorEnv(gym.vector.VectorEnv):
             infos = self._add_info(infos, info or {}, i)
         return tuple(self._observations), rewards, self._terminations.copy(), self._truncations.copy(), infos  # type: ignore[arg-type]
 
-    def render(self) -> tuple[str | None, ...] | None:
+    def render(self) -> tuple[str, ...] | None:
         if self.render_mode is None:
             return None
-        return tuple(env.render() for env in self.envs)
+        # every sub-env has this env's render mode, "ansi" (the only one): each frame is text
+        return cast(tuple[str, ...], tuple(env.render() for env in self.envs))
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
@@ -305,7 +308,7 @@ class SageVectorEnv(gym.vector.VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr needs one value or {self.num_envs} values, got {len(values)}")
-        for env, value in zip(self.envs, values):
+        for env, value in zip(self.envs, values, strict=True):
             setattr(env, name, value)
 
     # ------------------------------------------------------------------ helpers
@@ -374,58 +377,62 @@ class SageVectorEnv(gym.vector.VectorEnv):
         unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected some of {list(RESET_OPTIONS)}")
-        n = self.num_envs
-
-        group_size = options.get("group_size", 1)
-        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
-            raise ValueError(f"options['group_size'] must be a positive integer, got {group_size!r}")
-        group_size = int(group_size)
-        if n % group_size:
-            raise ValueError(f"num_envs={n} is not a multiple of options['group_size']={group_size}")
-
-        mask = options.get("reset_mask")
-        if mask is None:
-            mask = np.ones(n, dtype=np.bool_)
-        else:
-            if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
-                raise TypeError(f"options['reset_mask'] must be a bool np.ndarray of shape ({n},), got {mask!r}")
-            if not mask.any():
-                raise ValueError("options['reset_mask'] resets nothing: it has no True entry")
-            if group_size != 1:
-                raise ValueError("options['reset_mask'] cannot be combined with group_size > 1: reset whole groups with reset()")
-            if not (self._started | mask).all():
-                raise ResetNeeded(f"sub-envs {np.flatnonzero(~(self._started | mask)).tolist()} were never reset; call reset() without a mask first")
-
-        ids = options.get("scenario_ids")
-        if ids is None:
-            scenario_ids: list[str | None] = [None] * n
-        else:
-            if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
-                raise TypeError(f"options['scenario_ids'] must be a list of scenario ids, got {type(ids).__name__}")
-            ids = list(ids)
-            groups = n // group_size
-            if len(ids) not in (groups, n):
-                raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(ids)}")
-            for sid in ids:
-                if sid is not None and not isinstance(sid, str):
-                    raise TypeError(f"scenario ids must be strings (or None), got {sid!r}")
-                if sid is not None and sid not in self.scenarios:
-                    self.scenarios.get(sid)  # raises KeyError naming the id and similar ones
-            if len(ids) == groups:
-                scenario_ids = [ids[i // group_size] for i in range(n)]
-            else:
-                for k in range(groups):
-                    members = set(ids[k * group_size : (k + 1) * group_size])
-                    if len(members) > 1:
-                        raise ValueError(
-                            f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) "
-                            f"different scenarios {sorted(map(str, members))}"
-                        )
-                scenario_ids = ids
+        group_size = self._checked_group_size(options.get("group_size", 1))
+        mask = self._checked_reset_mask(options.get("reset_mask"), group_size)
+        scenario_ids = self._checked_scenario_ids(options.get("scenario_ids"), group_size)
         return mask, scenario_ids, group_size
 
-    def _checked_actions(self, actions: Sequence[str | None]) -> list[str | None]:
-        """The actions as a list, every one a sub-env will use validated; raises before any call."""
+    def _checked_group_size(self, group_size: Any) -> int:
+        if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
+            raise ValueError(f"options['group_size'] must be a positive integer, got {group_size!r}")
+        if self.num_envs % group_size:
+            raise ValueError(f"num_envs={self.num_envs} is not a multiple of options['group_size']={group_size}")
+        return int(group_size)
+
+    def _checked_reset_mask(self, mask: Any, group_size: int) -> np.ndarray:
+        """The sub-envs to reset: all of them without a mask."""
+        n = self.num_envs
+        if mask is None:
+            return np.ones(n, dtype=np.bool_)
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (n,):
+            raise TypeError(f"options['reset_mask'] must be a bool np.ndarray of shape ({n},), got {mask!r}")
+        if not mask.any():
+            raise ValueError("options['reset_mask'] resets nothing: it has no True entry")
+        if group_size != 1:
+            raise ValueError("options['reset_mask'] cannot be combined with group_size > 1: reset whole groups with reset()")
+        if not (self._started | mask).all():
+            raise ResetNeeded(f"sub-envs {np.flatnonzero(~(self._started | mask)).tolist()} were never reset; call reset() without a mask first")
+        return mask
+
+    def _checked_scenario_ids(self, ids: Any, group_size: int) -> list[str | None]:
+        """One scenario id (or None: drawn from the seed) per sub-env, from one per group or one per sub-env."""
+        n = self.num_envs
+        if ids is None:
+            return [None] * n
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
+            raise TypeError(f"options['scenario_ids'] must be a list of scenario ids, got {type(ids).__name__}")
+        given: list[str | None] = list(ids)
+        groups = n // group_size
+        if len(given) not in (groups, n):
+            raise ValueError(f"options['scenario_ids'] needs {groups} ids (one per group) or {n} (one per sub-env), got {len(given)}")
+        for sid in given:
+            if sid is not None and not isinstance(sid, str):
+                raise TypeError(f"scenario ids must be strings (or None), got {sid!r}")
+            if sid is not None and sid not in self.scenarios:
+                self.scenarios.get(sid)  # raises KeyError naming the id and similar ones
+        if len(given) == groups:
+            return [given[i // group_size] for i in range(n)]
+        for k in range(groups):
+            members = set(given[k * group_size : (k + 1) * group_size])
+            if len(members) > 1:
+                raise ValueError(
+                    f"options['scenario_ids'] gives group {k} (sub-envs {k * group_size}..{(k + 1) * group_size - 1}) "
+                    f"different scenarios {sorted(map(str, members))}"
+                )
+        return given
+
+    def _checked_actions(self, actions: Sequence[str | None]) -> dict[int, str]:
+        """The actions of the sub-envs still in their dialogue, by index, validated; raises before any call."""
         if isinstance(actions, (str, bytes)) or not isinstance(actions, Sequence | np.ndarray):
             raise TypeError(f"actions must be a sequence of {self.num_envs} strings (one per sub-env), got {type(actions).__name__}")
         actions = list(actions)
@@ -433,12 +440,13 @@ class SageVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"expected {self.num_envs} actions (one per sub-env), got {len(actions)}")
         if not self._started.all():
             raise ResetNeeded(f"sub-envs {np.flatnonzero(~self._started).tolist()} were never reset; call reset() before step()")
-        for i, (env, action) in enumerate(zip(self.envs, actions)):
+        running: dict[int, str] = {}
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             if self._finished[i]:
                 continue  # ignored: reset (NEXT_STEP) or a no-op (DISABLED)
             try:
-                env._check_action(action)  # the single env's own validation, so both agree
+                running[i] = env._check_action(action)  # the single env's own validation, so both agree
             except (TypeError, ValueError) as error:
                 error.args = (f"action {i}: {error}",)  # name the sub-env; keep the exception's type
                 raise
-        return actions
+        return running

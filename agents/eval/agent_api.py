@@ -88,7 +88,7 @@ class ReferenceAgent:
         self._agents[slot] = baselines.make_reference_agent(self.name, seed)
 
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
-        return [self._agents[slot](info["history"]) for slot, info in zip(slots, infos)]
+        return [self._agents[slot](info["history"]) for slot, info in zip(slots, infos, strict=True)]
 
     def manifest(self) -> dict[str, Any]:
         # the templates live in baselines.py: its hash pins them
@@ -180,7 +180,7 @@ class HFAgent:
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
         chat = self.policy.chat
         contexts, seeds = [], []
-        for slot, info in zip(slots, infos):
+        for slot, info in zip(slots, infos, strict=True):
             history = info["history"]
             context = self._contexts[slot]
             # first turn: the opening prompt; later: the user's newest line as a template delta
@@ -194,7 +194,7 @@ class HFAgent:
             seeds.append(hash_seed(self.seed, self._seeds[slot], info.get("turn", len(history))))
         completions = self.policy.sample(contexts, self.sampling, seeds=seeds)
         replies = []
-        for slot, context, completion in zip(slots, contexts, completions):
+        for slot, context, completion in zip(slots, contexts, completions, strict=True):
             self._contexts[slot] = context + chat.closed_turn(completion.token_ids, completion.stopped)
             replies.append(chat.decode_reply(completion.token_ids))
         return replies
@@ -332,7 +332,7 @@ class OpenAIChatAgent:
                 await asyncio.gather(
                     *(
                         self.endpoint.complete(self.messages(info["history"]), seed=self.request_seed(slot, info["history"]), **self.sampling)
-                        for slot, info in zip(slots, infos)
+                        for slot, info in zip(slots, infos, strict=True)
                     )
                 )
             )

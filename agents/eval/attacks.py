@@ -31,6 +31,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -155,7 +156,7 @@ def _tokens(text: str) -> list[str]:
     """Words (English) or characters and character bigrams (Chinese)."""
     units = _TOKEN.findall(text.lower())
     han = [u for u in units if len(u) == 1 and "\u3400" <= u <= "\u9fff"]
-    return units + [a + b for a, b in zip(han, han[1:])]
+    return units + [a + b for a, b in pairwise(han)]
 
 
 class HintDialogue(NamedTuple):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
+from itertools import pairwise
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
@@ -108,7 +109,7 @@ def speaks_chinese(history: Sequence[Mapping[str, str]]) -> bool:
 
 
 def _topic_weight(clause: str) -> int:
-    return sum(a not in _FUNCTION and b not in _FUNCTION and a + b not in _GENERIC for a, b in zip(clause, clause[1:]))
+    return sum(a not in _FUNCTION and b not in _FUNCTION and a + b not in _GENERIC for a, b in pairwise(clause))
 
 
 def topic_phrases(history: Sequence[Mapping[str, str]], limit: int = 3, avoid: Collection[str] = ()) -> list[str]:

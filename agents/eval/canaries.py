@@ -29,7 +29,6 @@ training log prints (None when nothing moved).
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -159,11 +158,11 @@ def reply_canaries(
             **{f"p{q}": _round(np.percentile(lengths, q)) if n else 0.0 for q in (10, 50, 90)},
             "max": int(lengths.max()) if n else 0,
         },
-        "repeated_ngram_rate": share(sum(has_repeated_ngram(r, ngram, lang) for r, lang in zip(replies, languages))),
+        "repeated_ngram_rate": share(sum(has_repeated_ngram(r, ngram, lang) for r, lang in zip(replies, languages, strict=True))),
         "praise_opening_rate": share(sum(opens_with_praise(r) for r in replies)),
         "distinct_1": _round(distinct_n(words, 1)),
         "distinct_2": _round(distinct_n(words, 2)),
-        "language_mismatch_rate": share(sum(detected_language(r) not in (None, lang) for r, lang in zip(replies, languages))),
+        "language_mismatch_rate": share(sum(detected_language(r) not in (None, lang) for r, lang in zip(replies, languages, strict=True))),
     }
     if strategies is not None:
         mix = strategy_mix(strategies)

@@ -57,10 +57,10 @@ from agents.eval.probes import SycophancyJudge, probe_of, tag_probe_records
 from agents.eval.report import PLOTS, REPORT, SUMMARY, Scoring, score_records, write_outputs
 from agents.eval.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
+from sage_gym.redaction import redact
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
 from sage_gym.simulators import Simulator
 from sage_gym.simulators.ledger import LedgerMiss, cost
-from sage_gym.redaction import redact
 from sage_gym.transcripts import append_jsonl, encode_record, read_jsonl, repair_jsonl
 from sage_gym.vector import SageVectorEnv, unbatch_infos
 
@@ -164,7 +164,7 @@ def run_dialogues(
         active = [i for i in range(n) if slots[i] is not None]
         replies = agent.act(active, [infos[i] for i in active])
         actions: list[str | None] = [None] * n
-        for i, reply in zip(active, replies):
+        for i, reply in zip(active, replies, strict=True):
             actions[i] = reply
         _, _, terminated, truncated, batch = venv.step(actions)
         step_infos = unbatch_infos(batch, n)
@@ -195,7 +195,7 @@ def tag_records(records: list[dict[str, Any]], judge: LLMStrategyJudge | None) -
             before = turn["user_reply"]
     if judge is None or not pairs:
         return
-    for turn, tags in zip(where, judge.tag_turns(pairs)):
+    for turn, tags in zip(where, judge.tag_turns(pairs), strict=True):
         if isinstance(tags, Exception):
             turn["judge_strategies"], turn["judge_error"] = None, str(tags)
         else:

@@ -494,7 +494,7 @@ class IndependentAgent:
         self._dialogues[slot] = make_independent_agent(self.name, seed)
 
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
-        return [self._dialogues[slot](info["history"]) for slot, info in zip(slots, infos)]
+        return [self._dialogues[slot](info["history"]) for slot, info in zip(slots, infos, strict=True)]
 
     def manifest(self) -> dict[str, Any]:
         # the phrasings and the reading live in three modules: their hash pins the replies

@@ -356,7 +356,7 @@ def _risky_clause(text: str, language: str) -> str:
     clauses = clauses_zh(text) if language == ZH else clauses_en(text)
     lowered = [c.lower().replace("’", "'") for c in clauses]
     # a plan the user announces says more than the certainty around it, and both more than a demand
-    pressing = next(([c for c, low in zip(clauses, lowered) if re.search(t[language], low)] for t in (PLAN, CERTAIN, BOUNDARY)
+    pressing = next(([c for c, low in zip(clauses, lowered, strict=True) if re.search(t[language], low)] for t in (PLAN, CERTAIN, BOUNDARY)
                      if any(re.search(t[language], low) for low in lowered)), clauses or [text])
     score = _clause_score_zh if language == ZH else _clause_score_en
     clause = max(pressing, key=lambda c: (score(c), -pressing.index(c)))

@@ -197,7 +197,7 @@ def tag_probe_records(records: Sequence[dict[str, Any]], probes: Mapping[str, Ma
             before = turn["user_reply"]
     if judge is None or not asked:
         return
-    for turn, verdict in zip(where, judge.judge(asked)):
+    for turn, verdict in zip(where, judge.judge(asked), strict=True):
         if isinstance(verdict, Exception):
             turn["judge_sycophantic"], turn["judge_sycophancy_error"] = None, str(verdict)
         else:

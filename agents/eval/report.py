@@ -258,7 +258,7 @@ def write_plots(out: Path, report: Mapping[str, Any], records: Sequence[Mapping[
     fig, ax = plt.subplots(figsize=(7, 0.5 * max(4, len(groups)) + 1))
     names = list(groups)
     scores = [groups[n]["score"]["mean"] for n in names]
-    errors = np.array([[s - groups[n]["score"]["ci"][0], groups[n]["score"]["ci"][1] - s] for n, s in zip(names, scores)]).T if names else None
+    errors = np.array([[s - groups[n]["score"]["ci"][0], groups[n]["score"]["ci"][1] - s] for n, s in zip(names, scores, strict=True)]).T if names else None
     ax.barh(names, scores, xerr=errors, color="tab:blue", capsize=3)
     overall = report["results"]["score"]["mean"]
     if overall is not None:

@@ -183,7 +183,7 @@ class SB3StrategyAgent:
     def act(self, slots: Sequence[int], infos: Sequence[Mapping[str, Any]]) -> list[str]:
         observations = np.stack([self.numeric.observe(info["history"][-1]["content"], info) for info in infos])
         actions, _ = self.model.predict(observations, deterministic=self.deterministic)
-        return [self.numeric.act(action, info) for action, info in zip(actions, infos)]
+        return [self.numeric.act(action, info) for action, info in zip(actions, infos, strict=True)]
 
     def manifest(self) -> dict[str, Any]:
         return {

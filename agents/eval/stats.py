@@ -116,7 +116,7 @@ def paired_bootstrap(
         raise ValueError("the two results share no scenario, so they cannot be compared pairwise")
     groups_a = [np.asarray(a[k], dtype=np.float64) for k in shared]
     groups_b = [np.asarray(b[k], dtype=np.float64) for k in shared]
-    difference = float(np.mean([ga.mean() - gb.mean() for ga, gb in zip(groups_a, groups_b)]))
+    difference = float(np.mean([ga.mean() - gb.mean() for ga, gb in zip(groups_a, groups_b, strict=True)]))
     (padded_a, sizes_a), (padded_b, sizes_b) = _padded(groups_a), _padded(groups_b)
     rng = _rng(seed, name)
     draws = []

@@ -379,7 +379,7 @@ def load_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer, st
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     if "lrs" in state:
-        for group, lr in zip(optimizer.param_groups, state["lrs"]):
+        for group, lr in zip(optimizer.param_groups, state["lrs"], strict=True):
             group["lr"] = lr
         return
     set_optimizer_state_dict(module, optimizer, state, options=_options(full_state_dict=dist.is_initialized()))

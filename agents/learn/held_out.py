@@ -29,7 +29,6 @@ from agents.learn.policy import Policy, Sampling
 from agents.learn.rollout import SimulatorFailed, one_line
 
 HELD_OUT_DIR = "held_out"
-SLICES = ("eval", "train")  # the held-out users, then the same number of training users
 
 
 class PolicyAgent:
@@ -57,7 +56,7 @@ class PolicyAgent:
 
         chat = self.policy.chat
         contexts, budgets = [], []
-        for slot, info in zip(slots, infos):
+        for slot, info in zip(slots, infos, strict=True):
             history, context = info["history"], self._contexts[slot]
             context = chat.prompt_ids(history[0]["content"]) if context is None else context + chat.user_turn_ids(history[-1]["content"])
             room = self._max_positions - len(context) - 1  # -1: space for a closing end-of-turn token
@@ -67,7 +66,7 @@ class PolicyAgent:
             budgets.append(min(room, self.sampling.max_new_tokens))
         completions = self.policy.sample(contexts, self.sampling, max_new_tokens=budgets)
         replies = []
-        for slot, context, completion in zip(slots, contexts, completions):
+        for slot, context, completion in zip(slots, contexts, completions, strict=True):
             self._contexts[slot] = context + chat.closed_turn(completion.token_ids, completion.stopped)
             replies.append(chat.decode_reply(completion.token_ids))
         return replies

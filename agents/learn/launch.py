@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.learn.config import TrainConfig
 from agents.learn.components import check_model_paths
+from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
 from agents.learn.trainer import Trainer
 

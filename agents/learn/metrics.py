@@ -35,9 +35,6 @@ class MetricSums:
         """Keep the largest `value` seen under `name` (on this rank; `reduce` takes the max over ranks)."""
         self.maxima[name] = max(self.maxima.get(name, float("-inf")), float(value))
 
-    def add_mean(self, name: str, mean: float, count: float) -> None:
-        self.add(name, mean * count, count)
-
     def reduce(
         self, all_reduce: Callable[[list[float]], list[float]] | None, all_gather: Callable[[Any], list[Any]] | None = None,
         all_max: Callable[[list[float]], list[float]] | None = None,
@@ -61,7 +58,7 @@ class MetricSums:
             reduced.sums[name] = flat[i]
             reduced.counts[name] = flat[len(names) + i]
         local = [self.maxima.get(n, float("-inf")) for n in peaks]
-        reduced.maxima = dict(zip(peaks, all_max(local) if all_max is not None else local))
+        reduced.maxima = dict(zip(peaks, all_max(local) if all_max is not None else local, strict=True))
         return reduced
 
     def means(self) -> dict[str, float]:

@@ -226,7 +226,7 @@ class PPO:
         out.explained_variance = explained_variance(flat_to_go, flat_val, flat_mask, self.run.dist.all_reduce)
         if self.cfg.whiten_advantages:
             whitened = whiten(flat_adv, flat_mask, self.run.dist.all_reduce)
-            for i, part in zip(trainable, torch.split(whitened, lengths)):
+            for i, part in zip(trainable, torch.split(whitened, lengths), strict=True):
                 advantages[i] = part
 
     def update(self, batch: RolloutBatch, adv: TokenAdvantages, step: int) -> MetricSums:

@@ -49,10 +49,10 @@ def add_reply_metrics(sums: MetricSums, episodes: Sequence[Episode], languages: 
             by_intention.setdefault(intention, []).append(reply_tags)
     if not replies:
         return None
-    judged = [(r, lang) for r, lang in zip(replies, langs) if lang in LANGUAGES]  # the languages the coherence rules read
+    judged = [(r, lang) for r, lang in zip(replies, langs, strict=True) if lang in LANGUAGES]  # the languages the coherence rules read
     if judged:
         sums.add("salad_rate", sum(is_salad(r, language=lang) for r, lang in judged), len(judged))
-    sums.add("repetition_rate", sum(has_repeated_ngram(r, n=4, language=lang) for r, lang in zip(replies, langs)), len(replies))
+    sums.add("repetition_rate", sum(has_repeated_ngram(r, n=4, language=lang) for r, lang in zip(replies, langs, strict=True)), len(replies))
     for intention, turn_tags in by_intention.items():
         for strategy in STRATEGIES:
             sums.add(f"{STRATEGY_PREFIX}{intention}/{strategy}", sum(strategy in t for t in turn_tags), len(turn_tags))

@@ -99,7 +99,7 @@ class Episode:
     def token_rewards(self) -> list[float]:
         """Dense per-token rewards: each turn's reward on its last sampled token, 0 elsewhere."""
         rewards = [0.0] * len(self.token_ids)
-        for position, reward in zip(self.reward_positions, self.turn_rewards):
+        for position, reward in zip(self.reward_positions, self.turn_rewards, strict=True):
             rewards[position] += reward
         return rewards
 
@@ -243,7 +243,7 @@ class _Player:
         self.generate_seconds += time.perf_counter() - started
 
         actions: list[str | None] = [None] * len(episodes)
-        for i, completion in zip(active, completions):
+        for i, completion in zip(active, completions, strict=True):
             text = self.chat.decode_reply(completion.token_ids)
             actions[i] = text[: self.max_action_chars] if self.max_action_chars else text
             episodes[i].add_reply(completion, self.chat.end_of_turn_id, actions[i] or "")

@@ -51,6 +51,7 @@ from agents.learn.seeds import Stream, stream_seed
 from agents.learn.transcripts import drop_after, write_transcripts
 from agents.learn.vllm_engine import build_rollout_engine
 
+
 @dataclass
 class Run:
     """What an algorithm works with: the configuration, this rank's place, the policy and where it computes."""

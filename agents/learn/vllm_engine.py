@@ -228,7 +228,7 @@ class VLLMEngine:
         if n == 0:
             return []
         # vLLM cannot decode past its context length: the budget shrinks to what is left
-        limits = [min(m, self.max_model_len - len(c)) for m, c in zip(turn_budgets(n, sampling, max_new_tokens, seeds), contexts)]
+        limits = [min(m, self.max_model_len - len(c)) for m, c in zip(turn_budgets(n, sampling, max_new_tokens, seeds), contexts, strict=True)]
         if min(limits) < 1:
             raise ValueError(f"a context fills vLLM's whole context length ({self.max_model_len} tokens); pass a larger max_model_len")
         greedy = sampling.temperature == 0
@@ -258,7 +258,7 @@ class VLLMEngine:
 
     def _completion(self, output: Any) -> Completion:
         ids = [int(t) for t in output.token_ids]
-        logprobs = [float(step[t].logprob) for step, t in zip(output.logprobs, ids)]
+        logprobs = [float(step[t].logprob) for step, t in zip(output.logprobs, ids, strict=True)]
         # read from the ids, not finish_reason: vLLM says "length" when the budget's last token is the stop token
         stopped = bool(ids) and ids[-1] in self.chat.stop_ids
         if output.finish_reason == "stop" and not stopped:
@@ -275,7 +275,7 @@ class VLLMEngine:
         try:
             with gathered(policy.forward_module):
                 for start in range(0, len(contexts), RECOMPUTE_ROWS):
-                    rows = list(zip(contexts[start : start + RECOMPUTE_ROWS], completions[start : start + RECOMPUTE_ROWS]))
+                    rows = list(zip(contexts[start : start + RECOMPUTE_ROWS], completions[start : start + RECOMPUTE_ROWS], strict=True))
                     width = max(len(c) + len(done.token_ids) for c, done in rows)
                     ids = torch.full((len(rows), width), int(policy.tokenizer.pad_token_id), dtype=torch.long)
                     attention = torch.zeros_like(ids)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sage_gym.scenarios import ScenarioError, Scenario, from_sage, iter_jsonl
+from sage_gym.scenarios import Scenario, ScenarioError, from_sage, iter_jsonl
 
 # Short judge names and SAGE's folder names. The first is the fitting judge, the second held out.
 FITTING_JUDGE = "deepseek-v3"
@@ -147,13 +147,14 @@ def _dialogue(record: Mapping[str, Any], profile: Mapping[str, Any], judge: str,
     key = (profile["id"], json.dumps(profile, sort_keys=True, ensure_ascii=False), messages[0]["content"])
     if key not in scenarios:
         scenarios[key] = _profile_scenario(profile, messages[0]["content"], where)
-    turns = []
+    turns: list[Turn] = []
     for i in range(1, len(history) - 1, 2):  # an assistant reply and the user's answer after it
         answer = history[i + 1]
         thinking = str(answer.get("thinking", answer.get("note", "")))
         goal = answer["goal"] if "goal" in answer else goal_label(_goal_statement(answer) or thinking)
         attitude = answer["attitude"] if "attitude" in answer else attitude_label(thinking)
         before, after = emotions[i - 1], emotions[i + 1]
+        assert before is not None and after is not None  # user messages: their emotion was checked above
         turns.append(
             Turn(
                 index=len(turns) + 1,

@@ -190,7 +190,7 @@ def leave_one_model_out(items: Sequence[Example]) -> list[float]:
         weights = fit_weights(kept, cross[~held], "leave one model out")
         own = fits.values(fits.coefficients(without=model), held)
         for i, value in zip(np.flatnonzero(held), own, strict=True):
-            changes[i] = predicted_change(items[i], float(value), weights)
+            changes[i] = predicted_change(items[int(i)], float(value), weights)
     return changes
 
 

@@ -95,7 +95,7 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return ((ends - (counts - 1) / 2.0)[inverse]).astype(float)
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Spearman's rho: Pearson's correlation of the average ranks (nan when either side is constant)."""
     rx, ry = average_ranks(np.asarray(x, float)), average_ranks(np.asarray(y, float))
     rx, ry = rx - rx.mean(), ry - ry.mean()
@@ -196,7 +196,7 @@ def summarize(
     errors: int = 0,
 ) -> Measurement:
     """The figures of `our_changes` (one list per dialogue, one change per judged reply, nan = none)."""
-    if len(our_changes) != len(dialogues) or any(len(c) != len(d.turns) for c, d in zip(our_changes, dialogues)):
+    if len(our_changes) != len(dialogues) or any(len(c) != len(d.turns) for c, d in zip(our_changes, dialogues, strict=True)):
         raise ValueError("our_changes needs one list per dialogue with one change per judged reply")
     if not dialogues:
         raise ValueError("no dialogues to measure")
@@ -211,13 +211,15 @@ def summarize(
     score_sum, score_n = np.zeros((n_profiles, n_models)), np.zeros((n_profiles, n_models))
     by_turn = np.zeros((n_models, max(n_turns, 1), 4))  # our sum, our count, recorded sum, recorded count
     recorded_sum, recorded_n = np.zeros(n_models), np.zeros(n_models)
-    reply_profile, reply_ours, reply_recorded = [], [], []
+    reply_profiles: list[int] = []
+    our_reply_changes: list[float] = []
+    recorded_reply_changes: list[int] = []
     first = {}  # (profile, model) -> (our, recorded) change of the first reply
-    for dialogue, changes in zip(dialogues, our_changes):
+    for dialogue, changes in zip(dialogues, our_changes, strict=True):
         p, m = p_index[dialogue.profile_id], m_index[dialogue.model]
         score_sum[p, m] += dialogue.score
         score_n[p, m] += 1
-        for k, (turn, ours) in enumerate(zip(dialogue.turns, changes)):
+        for k, (turn, ours) in enumerate(zip(dialogue.turns, changes, strict=True)):
             by_turn[m, k, 2:] += (turn.change, 1)
             recorded_sum[m] += turn.change
             recorded_n[m] += 1
@@ -226,9 +228,9 @@ def summarize(
             ours_sum[p, m] += ours
             ours_n[p, m] += 1
             by_turn[m, k, :2] += (ours, 1)
-            reply_profile.append(p)
-            reply_ours.append(ours)
-            reply_recorded.append(turn.change)
+            reply_profiles.append(p)
+            our_reply_changes.append(ours)
+            recorded_reply_changes.append(turn.change)
             if k == 0:
                 first[(p, m)] = (ours, turn.change)
 
@@ -260,8 +262,8 @@ def summarize(
     np.add.at(weights, (np.arange(bootstrap)[:, None], draws), 1.0)
     tau_samples, agreement_samples, _ = figures(weights)
 
-    reply_profile = np.asarray(reply_profile, int)
-    reply_ours, reply_recorded = np.asarray(reply_ours, float), np.asarray(reply_recorded, float)
+    reply_profile = np.asarray(reply_profiles, int)
+    reply_ours, reply_recorded = np.asarray(our_reply_changes, float), np.asarray(recorded_reply_changes, float)
     rho = spearman(reply_ours, reply_recorded) if reply_ours.size > 1 else float("nan")
     replies_of = [np.flatnonzero(reply_profile == p) for p in range(n_profiles)]
     rho_samples = np.full(bootstrap, np.nan)

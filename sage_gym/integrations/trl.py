@@ -176,7 +176,7 @@ class SageRollout:
             limits = [min(self.max_reply_tokens, budget - len(completion[i]) - 1) for i in active]
             sampled = self._generate(trainer, [prompt_ids[i] + completion[i] for i in active], limits)
             actions: list[str | None] = [None] * n
-            for i, (ids, lps) in zip(active, sampled):
+            for i, (ids, lps) in zip(active, sampled, strict=True):
                 if not ids or ids[-1] not in self.chat.stop_ids:  # cut by a token limit: close the turn (not trained)
                     ids, lps, closed = ids + [self.chat.end_of_turn_id], lps + [0.0], 1
                 else:
@@ -209,8 +209,8 @@ class SageRollout:
             "completion_ids": completion,
             "logprobs": logprobs,
             "env_mask": mask,
-            "emotion_change": [None if bad else (f["emotion"] - e0) / 100.0 for bad, f, e0 in zip(failed, final, initial)],
-            "final_emotion": [None if bad else f["emotion"] / 100.0 for bad, f in zip(failed, final)],
+            "emotion_change": [None if bad else (f["emotion"] - e0) / 100.0 for bad, f, e0 in zip(failed, final, initial, strict=True)],
+            "final_emotion": [None if bad else f["emotion"] / 100.0 for bad, f in zip(failed, final, strict=True)],
             "outcome": outcome,
             "turns": turns,
             "scenario_id": scenario_ids,
@@ -263,7 +263,7 @@ class SageRollout:
         logits = torch.stack(out.logits, dim=1).float() / temperature
         token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         replies = []
-        for row, lps, limit in zip(new.tolist(), token_logprobs.tolist(), limits):
+        for row, lps, limit in zip(new.tolist(), token_logprobs.tolist(), limits, strict=True):
             end = next((k + 1 for k, t in enumerate(row) if t in self.chat.stop_ids), len(row))
             end = min(end, max(1, limit))
             replies.append((row[:end], lps[:end]))
@@ -291,7 +291,7 @@ class SageRollout:
         # each reply is cut at its first stop token and at its limit here.
         _, completion_ids, logprobs, _ = trainer.vllm_generation.generate(prompts=sequences, images=None, num_generations=1)
         replies = []
-        for ids, lps, limit in zip(completion_ids, logprobs, limits):
+        for ids, lps, limit in zip(completion_ids, logprobs, limits, strict=True):
             lps = [lp[0] if isinstance(lp, (list, tuple)) else lp for lp in lps]
             end = next((k + 1 for k, t in enumerate(ids) if t in self.chat.stop_ids), len(ids))
             end = min(end, max(1, limit))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
@@ -129,11 +128,12 @@ class SageInteraction(BaseInteraction):
 
 def _return(env: SageDialogueEnv) -> float | None:
     """The dialogue's return so far, which its turn scores sum to; None after a simulator error."""
-    if env.outcome == "error":
+    emotion = env.emotion
+    if env.outcome == "error" or emotion is None:  # None: no dialogue was started
         return None
     if env.reward_mode == "final":
-        return env.emotion / 100.0
-    return (env.emotion - env.rules.initial_emotion) / 100.0
+        return emotion / 100.0
+    return (emotion - env.rules.initial_emotion) / 100.0
 
 
 AGENT_LOOP = "sage_agent"  # the name verl_agent_loop.yaml registers SageAgentLoop under
@@ -159,8 +159,3 @@ def verl_dataset_rows(scenarios: Any = "train", *, split: str = "train", interac
             }
         )
     return rows
-
-
-def interaction_config(name: str = "sage", **config: Any) -> Mapping[str, Any]:
-    """The content of verl's `interaction_config_path` YAML for SageInteraction."""
-    return {"interaction": [{"name": name, "class_name": f"{__name__}.SageInteraction", "config": dict(config)}]}

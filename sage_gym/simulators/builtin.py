@@ -299,13 +299,9 @@ def reply_language(text: str) -> str | None:
     return "en" if latin else None
 
 
-def content_words(text: str) -> set[str]:
-    """Words that carry the topic: not stopwords, at least 4 letters, crudely de-pluralised."""
-    return set(_content_words(text))
-
-
 @lru_cache(maxsize=4096)
 def _content_words(text: str) -> frozenset[str]:
+    """Words that carry the topic: not stopwords, at least 4 letters, crudely de-pluralised."""
     return frozenset(w.rstrip("s") if len(w) > 4 else w for w in words_of(text) if len(w) >= 4 and w not in STOPWORDS)
 
 

@@ -85,8 +85,8 @@ def write_scenario(request: dict[str, Any], seed: int) -> dict[str, Any]:
     """A complete scenario record for the requested cell, determined by the seed."""
     rng = np.random.default_rng(seed)
     pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
-    intention = request.get("hidden_intention") if request.get("hidden_intention") in HIDDEN_INTENTIONS else pick(HIDDEN_INTENTIONS)
-    character = request.get("character_type") if request.get("character_type") in CHARACTER_TYPES else pick(CHARACTER_TYPES)
+    intention: str = request["hidden_intention"] if request.get("hidden_intention") in HIDDEN_INTENTIONS else pick(HIDDEN_INTENTIONS)
+    character: str = request["character_type"] if request.get("character_type") in CHARACTER_TYPES else pick(CHARACTER_TYPES)
     domain = str(request.get("domain") or "family")
     avoid = set(request.get("avoid_names") or ())
     name = next(n for n in (f"{pick(FIRST)} {pick(LAST)}" for _ in range(1000)) if n not in avoid)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
+from itertools import pairwise
 
 # ----------------------------------------------------------------------------------------------
 # what the user reads in a reply
@@ -124,7 +125,7 @@ def content_bigrams(text: str) -> frozenset[str]:
     """Character bigrams that carry the topic (see the module docstring)."""
     grams = set()
     for run in re.findall(f"[{HAN}]+", text):
-        for a, b in zip(run, run[1:]):
+        for a, b in pairwise(run):
             if a not in FUNCTION_CHARS and b not in FUNCTION_CHARS and a + b not in GENERIC_BIGRAMS:
                 grams.add(a + b)
     return frozenset(grams)

@@ -29,7 +29,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-
 WEIGHTS_FILE = "builtin_v1.json"
 
 # What the second fit weighs, and the direction it may take (+1 helps or nothing): a weight that
@@ -79,7 +78,7 @@ class Weights:
 
 @lru_cache(maxsize=1)
 def shipped_weights() -> Weights:
-    raw = resources.files("sage_gym.simulators").joinpath("data", WEIGHTS_FILE).read_text(encoding="utf-8")
+    raw = (resources.files("sage_gym.simulators") / "data" / WEIGHTS_FILE).read_text(encoding="utf-8")
     return Weights.from_json(json.loads(raw))
 
 

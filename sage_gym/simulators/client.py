@@ -402,7 +402,7 @@ class ChatClient:
                 read(parsed)
             except (_Transient, Unreadable):
                 return False
-            return 200 <= answer["status"] < 300
+            return bool(200 <= answer["status"] < 300)
 
         answer = await self.ledger.call({"endpoint": self.endpoint, **body}, send, keep=usable)
         return answer["status"], received, answer["body"].encode("utf-8")

@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 # ----------------------------------------------------------------------------------------------
 # languages
@@ -252,8 +253,6 @@ def language_for(code: str) -> Language:
 # ----------------------------------------------------------------------------------------------
 # the checks
 
-NGRAM = 4  # a phrase said twice: a repeated word 4-gram
-SENTENCE_NGRAM = 3  # ... or a repeated word 3-gram inside one sentence
 REUSED_SHARE = 0.75  # share of a reply's 4-grams (or sentences) seen in earlier replies that makes it reused
 MAX_STRATEGIES = 3  # distinct strategies a person takes in from one reply
 UNCOUNTED_STRATEGIES = frozenset({"question", "feelings"})  # they ride along with the others
@@ -284,7 +283,7 @@ def _parse(text: str, language: str) -> _Parsed:
     trailing = [s.rstrip(_OPENING_MARKS + ")]”’").endswith(("...", "…")) for s in sentences]
     lower_starts = tuple(lang.cased and first.islower() and not (i and trailing[i - 1]) for i, first in enumerate(firsts))
     # an uncased script: every writer "capitalises", i.e. several sentences mean the writer punctuates
-    capital_starts = not lang.cased or any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words))
+    capital_starts = not lang.cased or any(first.isupper() and (not w or w[0] not in lang.always_capitalised) for first, w in zip(firsts, words, strict=True))
     return _Parsed(clauses, words, tuple(w for sentence in words for w in sentence), lower_starts, capital_starts)
 
 
@@ -323,7 +322,7 @@ def _broken_triple(words: Sequence[str], lang: Language) -> bool:
     def fits(word: str, name: str) -> bool:
         return word == name or name in _classes_of(word, lang.code)
 
-    return any(all(fits(w, name) for w, name in zip(words, triple)) for triple in lang.broken_triples)
+    return any(all(fits(w, name) for w, name in zip(words, triple, strict=True)) for triple in lang.broken_triples)
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -372,7 +371,7 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
     for index, sentence in enumerate(parsed.clauses):
         for raw in sentence:
             words = [lang.fold(t) for t in raw]
-            marks += [f"{a} {b}" for a, b in zip(words, words[1:]) if _broken_pair(a, b, lang)]
+            marks += [f"{a} {b}" for a, b in pairwise(words) if _broken_pair(a, b, lang)]
             marks += [" ".join(words[i : i + 3]) for i in range(len(words) - 2) if _broken_triple(words[i : i + 3], lang)]
             # "... with the Maybe they ...": a lower-case run broken by a capitalised sentence opener
             marks += [
@@ -383,9 +382,9 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
         if index and parsed.lower_starts[index] and parsed.capital_starts:
             # "... weighing on you. wrong with the insurance": a writer who capitalises lost this sentence's start
             marks.append(f"{parsed.words[index - 1][-1] if parsed.words[index - 1] else ''}. {sentence[0][0] if sentence and sentence[0] else ''}")
-        words = parsed.words[index]
-        if words and index < last and not _classes_of(words[-1], lang.code).isdisjoint(lang.no_final):
-            marks.append(f"{words[-1]}.")
+        sentence_words = parsed.words[index]
+        if sentence_words and index < last and not _classes_of(sentence_words[-1], lang.code).isdisjoint(lang.no_final):
+            marks.append(f"{sentence_words[-1]}.")
     return marks
 
 

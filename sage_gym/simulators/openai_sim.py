@@ -53,6 +53,8 @@ import numpy as np
 
 from sage_gym.prompts import PromptLibrary, default_prompts
 from sage_gym.redaction import REDACTED
+from sage_gym.scenarios import Scenario
+from sage_gym.simulators.base import Message, Reaction, Rules, SimulatorError, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.client import (
     FORMAT_REJECTION,
     CallLog,
@@ -67,8 +69,6 @@ from sage_gym.simulators.client import (
     display_url,
     retry_after_seconds,
 )
-from sage_gym.scenarios import Scenario
-from sage_gym.simulators.base import Message, Reaction, Rules, SimulatorError, UserState, clamp_emotion, emotion_bucket
 from sage_gym.simulators.ledger import Ledger
 from sage_gym.simulators.parsing import ParseError, parse_emotion_update, parse_single_call, parse_user_reply
 from sage_gym.simulators.prompting import (

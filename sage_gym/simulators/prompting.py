@@ -51,7 +51,7 @@ BUCKET_DESCRIPTIONS = {
     "low": "you feel misunderstood, hurt or fed up",
 }
 
-EMOTION_SCHEMA = {
+EMOTION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "meaning": {"type": "string"},
@@ -63,7 +63,7 @@ EMOTION_SCHEMA = {
     "required": ["meaning", "goal", "thoughts", "feeling", "change"],
     "additionalProperties": False,
 }
-REPLY_SCHEMA = {
+REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"reply": {"type": "string"}, "leaves": {"type": "boolean"}},
     "required": ["reply", "leaves"],
@@ -112,7 +112,6 @@ PROFILE_LABEL = "Your profile, as JSON (it is data about the person you play; fo
 EMOTION_LABEL = "Your current emotion (0 to 100):"
 HISTORY_LABEL = 'The conversation so far, as a JSON list (role "user" is you, role "assistant" is the agent):'
 AGENT_REPLY_LABEL = "The agent's newest reply, as a JSON string:"
-THOUGHTS_LABEL = "Your inner thoughts about the reply, as a JSON string:"
 ENDING_LINES = {
     "success": "You feel fully understood and helped: thank the agent warmly in your own words and say goodbye.",
     "failure": "You have had enough: say, in your own words and in character, that this is not helping and that you are leaving.",

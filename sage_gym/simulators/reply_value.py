@@ -84,5 +84,5 @@ class ReplyValueModel:
 @lru_cache(maxsize=1)
 def shipped_model() -> ReplyValueModel:
     """The model fitted on SAGE's DeepSeek-V3 judge and shipped in the package."""
-    raw = resources.files("sage_gym.simulators").joinpath("data", MODEL_FILE).read_bytes()
+    raw = (resources.files("sage_gym.simulators") / "data" / MODEL_FILE).read_bytes()
     return ReplyValueModel.from_json(json.loads(gzip.decompress(raw)))

@@ -58,8 +58,8 @@ from starlette.routing import Route
 from sage_gym._serving import uvicorn_in_thread
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators.base import Rules, UserState, clamp_emotion, emotion_bucket
-from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
 from sage_gym.simulators.builtin import Assessment, assess, check_language, compose_reply, ending_for, react_sync, user_turns
+from sage_gym.simulators.builtin_writer import read_writer_request, write_scenario
 from sage_gym.simulators.prompting import PromptMismatch, TurnRequest, hashable, read_request, render_answer
 
 DEFAULT_MODEL = "sage_gym.builtin"
@@ -180,7 +180,7 @@ class FaultConfig:
     def draw(self, rng: random.Random) -> str:
         """One request's fault: one of FAULT_KINDS, or "" for none."""
         u = rng.random()
-        for kind, rate in zip(FAULT_KINDS, (self.rate_429, self.rate_500, self.hang_rate, self.malformed_rate)):
+        for kind, rate in zip(FAULT_KINDS, (self.rate_429, self.rate_500, self.hang_rate, self.malformed_rate), strict=True):
             if u < rate:
                 return kind
             u -= rate
@@ -245,7 +245,7 @@ def _answer_mode(response_format: Any, prompt_format: str) -> str:
         return "json_schema" if prompt_format == "json" else "tagged"
     if not isinstance(response_format, dict) or response_format.get("type") not in ("json_schema", "json_object", "text"):
         raise BadRequest("response_format must be an object with type 'json_schema', 'json_object' or 'text'", "response_format")
-    kind = response_format["type"]
+    kind = str(response_format["type"])
     if kind == "text":
         return "json_schema" if prompt_format == "json" else "tagged"
     return kind
@@ -317,61 +317,13 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         try:
-            return await _complete(request)
+            return await _complete(request, faults, stats, rng, model)
         except BadRequest as err:
             if err.status == 400:
                 stats.rejected += 1
             return _error(err.status, err.message, err.param)
         finally:
             stats.in_flight -= 1
-
-    async def _complete(request: Request) -> Response:
-        try:  # read the body first: a hang then watches the connection for the client giving up
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
-            raise BadRequest("the request body is not valid JSON") from None
-        if faults.api_key is not None:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if given != faults.api_key:
-                # like some real servers, echo the key: clients must keep it out of their errors
-                raise BadRequest(f"Incorrect API key provided: {given}", None, status=401)
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000.0)
-        if faults.raw_answer is not None:
-            stats.answered += 1
-            raw = faults.raw_answer.encode("utf-8", "surrogateescape") if isinstance(faults.raw_answer, str) else faults.raw_answer
-            return Response(raw, status_code=faults.raw_status, media_type="application/json")
-        fault = faults.draw(rng)
-        if fault:
-            stats.faults[fault] += 1
-        if fault == "rate_429":
-            return _error(429, "Rate limit reached (injected fault)", None, headers={"Retry-After": f"{faults.retry_after:g}"})
-        if fault == "rate_500":
-            return _error(500, "Internal server error (injected fault)", None)
-        if fault == "hang" and not await _hang(request, faults.hang_seconds):
-            return JSONResponse({}, status_code=499)  # nobody is listening any more
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        if body.get("stream"):
-            raise BadRequest("streaming is not supported by this server", "stream")
-        requested = _requested_format(body)
-        stats.response_formats[requested] = stats.response_formats.get(requested, 0) + 1
-        if (requested == "json_schema" and faults.reject_json_schema) or (requested.startswith("json_object") and faults.reject_json_object):
-            raise BadRequest(f"response_format type {requested.split('+')[0]!r} is not supported by this server", "response_format")
-        emulation = EMULATIONS[faults.emulate] if faults.emulate else Emulation("sage_gym")
-        if requested in emulation.refuses:
-            status, error = emulation.refuses[requested]
-            stats.rejected += 1
-            return JSONResponse(error, status_code=status)
-        text = answer_text(body)
-        finish_reason = "stop"
-        if fault == "malformed":
-            text, finish_reason = malformed(text, rng)
-        stats.answered += 1
-        completion = _completion(body.get("model") or model, text, finish_reason, body.get("messages"))
-        completion["choices"][0]["message"].update(emulation.message_extras)
-        completion.update(emulation.completion_extras)
-        return JSONResponse(completion)
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "sage_gym"}]})
@@ -392,6 +344,82 @@ def create_app(faults: FaultConfig | None = None, model: str = DEFAULT_MODEL) ->
     )
     app.state.faults, app.state.stats = faults, stats
     return app
+
+
+async def _complete(request: Request, faults: FaultConfig, stats: ServerStats, rng: random.Random, model: str) -> Response:
+    """One chat-completions request: the built-in simulator's answer, with the faults `faults` asks for."""
+    body = await _read_json(request)  # read the body first: a hang then watches the connection for the client giving up
+    _check_api_key(request, faults.api_key)
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000.0)
+    if faults.raw_answer is not None:
+        stats.answered += 1
+        raw = faults.raw_answer.encode("utf-8", "surrogateescape") if isinstance(faults.raw_answer, str) else faults.raw_answer
+        return Response(raw, status_code=faults.raw_status, media_type="application/json")
+    fault = faults.draw(rng)
+    if fault:
+        stats.faults[fault] += 1
+    failure = await _injected_failure(fault, request, faults)
+    if failure is not None:
+        return failure
+    _check_body(body)
+    requested = _requested_format(body)
+    stats.response_formats[requested] = stats.response_formats.get(requested, 0) + 1
+    emulation = _emulation(requested, faults)
+    if requested in emulation.refuses:
+        status, error = emulation.refuses[requested]
+        stats.rejected += 1
+        return JSONResponse(error, status_code=status)
+    text = answer_text(body)
+    finish_reason = "stop"
+    if fault == "malformed":
+        text, finish_reason = malformed(text, rng)
+    stats.answered += 1
+    completion = _completion(body.get("model") or model, text, finish_reason, body.get("messages"))
+    completion["choices"][0]["message"].update(emulation.message_extras)
+    completion.update(emulation.completion_extras)
+    return JSONResponse(completion)
+
+
+async def _read_json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (ValueError, RecursionError):
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def _check_api_key(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if given != api_key:
+        # like some real servers, echo the key: clients must keep it out of their errors
+        raise BadRequest(f"Incorrect API key provided: {given}", None, status=401)
+
+
+async def _injected_failure(fault: str, request: Request, faults: FaultConfig) -> Response | None:
+    """The response that replaces the answer for an injected rate limit, server error or hang; None otherwise."""
+    if fault == "rate_429":
+        return _error(429, "Rate limit reached (injected fault)", None, headers={"Retry-After": f"{faults.retry_after:g}"})
+    if fault == "rate_500":
+        return _error(500, "Internal server error (injected fault)", None)
+    if fault == "hang" and not await _hang(request, faults.hang_seconds):
+        return JSONResponse({}, status_code=499)  # nobody is listening any more
+    return None
+
+
+def _check_body(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    if body.get("stream"):
+        raise BadRequest("streaming is not supported by this server", "stream")
+
+
+def _emulation(requested: str, faults: FaultConfig) -> Emulation:
+    """The server this one answers like; raises BadRequest for a response format `faults` refuses."""
+    if (requested == "json_schema" and faults.reject_json_schema) or (requested.startswith("json_object") and faults.reject_json_object):
+        raise BadRequest(f"response_format type {requested.split('+')[0]!r} is not supported by this server", "response_format")
+    return EMULATIONS[faults.emulate] if faults.emulate else Emulation("sage_gym")
 
 
 def _requested_format(body: dict[str, Any]) -> str:
