@@ -41,7 +41,7 @@ def test_shipped_files_name_their_source_and_load():
     weights = calibrated.shipped_weights()
     assert "deepseek-v3" in weights.source and set(weights.parts) == set(calibrated.PARTS)
     model = shipped_model()
-    assert "deepseek-v3" in model.source and len(model.weight) > 1000
+    assert "deepseek-v3" in model.source and model.weight.shape == (512,)
 
 
 def _first_reply_change(scenario, reply, version):
@@ -58,11 +58,21 @@ def test_a_long_careful_chinese_reply_is_not_punished_for_its_length():
     assert np.mean(v1) > 0
 
 
-def test_reply_value_reads_chinese_only():
-    english = load_split("eval")[0]
-    parts_en, _ = calibration_fit.builtin.calibrated_parts(english, [{"role": "user", "content": english.first_message}], "That sounds hard.", 0.0)
-    assert parts_en["reply_value"] == 0.0
-    assert shipped_model().value("") == 0.0
+def test_reply_value_reads_both_languages_through_one_embedding():
+    """Fitted on Chinese judgments only, the value transfers to English through the shared space:
+    a reply about what the user said beats a brush-off in both languages; an empty reply is 0."""
+    model = shipped_model()
+    cases = {
+        "en": ("My sister stopped talking to me after I missed her wedding, and I feel awful.",
+               "Missing her wedding must weigh on you, and her silence makes it hurt even more. What happened that day?",
+               "Whatever. People get over things. Move on."),
+        "zh": ("我错过了姐姐的婚礼，她现在都不理我了，我心里特别难受。",
+               "错过姐姐的婚礼一定让你很自责，她的沉默更让你难受。那天发生了什么？",
+               "随便吧，过段时间就好了，别想了。"),
+    }
+    for said, caring, brushing_off in cases.values():
+        assert model.value(caring, said) > model.value(brushing_off, said)
+    assert model.value("", "anything") == 0.0
 
 
 def test_fitting_never_opens_the_held_out_judge(monkeypatch):
@@ -95,8 +105,9 @@ def test_fit_orders_a_better_model_above_a_worse_one_on_the_fitting_data():
     """A small fit (two models) through the public pieces: the model SAGE scores higher gains more."""
     dialogues = [d for d in load_vendored() if d.model in ("gpt-4.1", "qwen2.5-72b")][:60]
     items = calibration_fit.examples(dialogues)
-    weights = calibration_fit.fit_weights(items, np.zeros(len(items)), "test")
-    changes = iter(calibration_fit.predicted_change(e, 0.0, weights) for e in items)
+    fitted = calibration_fit.fit(items)
+    said = [next(m["content"] for m in reversed(e.turn.history) if m["role"] == "user") for e in items]
+    changes = iter(calibration_fit.predicted_change(e, fitted.reply_value.value(e.turn.reply, s), fitted.weights) for e, s in zip(items, said, strict=True))
     per_dialogue = [[next(changes) for _ in d.turns] for d in dialogues]
     m = summarize(dialogues, per_dialogue, bootstrap=10)
     rows = {r.model: r for r in m.models}
@@ -118,20 +129,21 @@ def test_calibrate_fit_reproduces_the_shipped_files(tmp_path):
 
     assert main(["fit", "--out", str(tmp_path)]) == 0
     shipped = resources.files("sage_gym.simulators").joinpath("data")
-    for name in ("builtin_v1.json", "reply_value_zh.json.gz"):
+    for name in ("builtin_v1.json", "reply_value.json.gz"):
         assert (tmp_path / name).read_bytes() == shipped.joinpath(name).read_bytes(), name
 
 
-def test_chance_relevance_is_what_unrelated_openings_share():
-    """The per-language baselines of `relevance` are the mean cosine of unrelated users' openings."""
-    from sage_gym import embedding
-
-    def mean_unrelated(texts):
-        vectors = embedding.encode(texts)
-        sims = vectors @ vectors.T
-        return float(sims[~np.eye(len(texts), dtype=bool)].mean())
-
-    english = [s.first_message for s in load_split("train")][:240] + [s.first_message for s in load_split("eval")]
-    chinese = sorted({d.scenario.first_message for d in load_vendored()})
-    assert mean_unrelated(english) == pytest.approx(calibrated.CHANCE_RELEVANCE["en"], abs=0.01)
-    assert mean_unrelated(chinese) == pytest.approx(calibrated.CHANCE_RELEVANCE["zh"], abs=0.005)
+def test_a_sentence_of_the_other_language_is_noticed_and_frontier_replies_are_not_flagged():
+    """`mixed_language`: a minority of the other language is a guard flag in both languages (the
+    rule-based user reads the majority only); SAGE's frontier replies almost never raise it."""
+    english, chinese = load_split("eval")[0], load_split("eval-zh")[0]
+    replies = {
+        english: ("That sounds really hard, and it makes sense you feel worn out.", " 我昨天去超市买了两斤苹果。"),
+        chinese: ("听起来真的很难受，你会累也很正常。", "I went to the store yesterday and bought some apples."),
+    }
+    for scenario, (reply, other_language) in replies.items():
+        opening = [{"role": "user", "content": scenario.first_message}]
+        assert "mixed_language" in calibration_fit.builtin.calibrated_parts(scenario, opening, reply + other_language, 0.0)[1]
+        assert "mixed_language" not in calibration_fit.builtin.calibrated_parts(scenario, opening, reply, 0.0)[1]
+    flagged = [e for e in calibration_fit.examples(load_vendored()[::10]) if "mixed_language" in e.flags]
+    assert len(flagged) <= 2
