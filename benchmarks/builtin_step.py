@@ -14,6 +14,16 @@ timed with `time.process_time`, in two ways side by side:
 | `all rules` | `react_sync` as shipped, whole-message rules (`sage_gym.simulators.coherence`) included |
 | `no whole-message rules` | the same steps with the scenario's language taken out of the coherence rules' registry (`coherence.LANGUAGES`), so the built-in user skips them (its cues, measures and replies stay those of the language) |
 
+`--per-reply` instead times each step alone, every cache cleared before it (a reply the user has never
+seen, its sentence vectors included), for the rule-based user (version 0) and the calibrated one
+(version 1) side by side, step by step, and prints the median and 95th percentile per version, on
+two sets of replies: SAGE's recorded Chinese replies (the vendored DeepSeek-V3 judge's dialogues, in
+their recorded histories) and the long English replies of the independent long-careful agent
+(`agents.eval.independent`) on the eval split:
+
+    python benchmarks/builtin_step.py --per-reply
+    python benchmarks/builtin_step.py --per-reply --replies 400
+
 Each replay starts with the simulator's text caches cleared and then walks the dialogues in
 order, as an environment would: a reply is analysed fresh once, and the earlier replies it is
 compared with hit the cache. The best of `--repeats` replays is reported.
@@ -25,7 +35,11 @@ import argparse
 import time
 from contextlib import contextmanager
 
+import numpy as np
+
 from agents.eval.baselines import make_reference_agent
+from agents.eval.independent import make_independent_agent
+from sage_gym.calibrate import load_vendored
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import coherence
 from sage_gym.simulators.base import Rules, UserState
@@ -61,6 +75,57 @@ def replay_seconds(steps: list[tuple], repeats: int) -> float:
     return best
 
 
+def sage_steps(count: int) -> list[tuple]:
+    """SAGE's recorded Chinese replies in their recorded histories, at a neutral emotion."""
+    steps = []
+    for dialogue in load_vendored():
+        for turn in dialogue.turns:
+            steps.append((dialogue.scenario, UserState(emotion=40, rules=Rules(), turn=turn.index - 1, seed=0), turn.history, turn.reply))
+    return steps[:: max(1, len(steps) // count)][:count]
+
+
+def long_english_steps(count: int, turns: int) -> list[tuple]:
+    """The independent long-careful agent's replies on the eval split (about 150 words each)."""
+    steps = []
+    for i, scenario in enumerate(load_split("eval")):
+        agent = make_independent_agent("long_careful", seed=i)
+        state = UserState(emotion=40, rules=Rules(), seed=i)
+        history = [{"role": "user", "content": scenario.first_message}]
+        for _ in range(turns):
+            reply = agent(history)
+            steps.append((scenario, state, tuple(history), reply))
+            reaction = react_sync(scenario, state, history, reply)
+            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": reaction.reply}]
+            state = reaction.state
+            if reaction.leaves or len(steps) >= count:
+                break
+        if len(steps) >= count:
+            break
+    return steps
+
+
+def per_reply_ms(steps: list[tuple], versions: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """CPU milliseconds of each step alone, caches cleared before it, the versions interleaved."""
+    times: dict[int, list[float]] = {v: [] for v in versions}
+    for scenario, state, history, reply in steps:
+        for version in versions:
+            clear_caches()
+            start = time.process_time()
+            react_sync(scenario, state, history, reply, version)
+            times[version].append(1e3 * (time.process_time() - start))
+    return {v: np.array(t) for v, t in times.items()}
+
+
+def print_per_reply(replies: int, turns: int) -> None:
+    react_sync(*sage_steps(1)[0], 1)  # loads the embedding table and the fitted files once, untimed
+    print("| replies | user | median ms | p95 ms |\n|---|---|---|---|")
+    for name, steps in (("SAGE recorded, Chinese", sage_steps(replies)), ("long careful, English", long_english_steps(replies, turns))):
+        times = per_reply_ms(steps, (0, 1))
+        for version, label in ((0, "rule-based (v0)"), (1, "calibrated (v1)")):
+            t = times[version]
+            print(f"| {name} ({len(t)}) | {label} | {np.median(t):.2f} | {np.percentile(t, 95):.2f} |")
+
+
 @contextmanager
 def whole_message_rules_off(languages: set[str]):
     saved = {code: coherence.LANGUAGES.pop(code) for code in languages if code in coherence.LANGUAGES}
@@ -76,7 +141,12 @@ def main() -> None:
     parser.add_argument("--agents", default="empathic,solution,random")
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--per-reply", action="store_true", help="percentiles per reply, caches cleared, rule-based vs calibrated user")
+    parser.add_argument("--replies", type=int, default=300, help="replies per set for --per-reply (default 300)")
     args = parser.parse_args()
+    if args.per_reply:
+        print_per_reply(args.replies, args.turns)
+        return
 
     steps = record_steps(args.split, tuple(args.agents.split(",")), args.turns)
     with_rules = replay_seconds(steps, args.repeats)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -959,3 +960,5 @@ def clear_caches() -> None:
     for cached in (_text_features, _content_words, _shingles, builtin_zh.content_bigrams):
         cached.cache_clear()
     coherence.clear_caches()
+    if "sage_gym.embedding" in sys.modules:  # the calibrated user's sentence vectors (imported on first use)
+        sys.modules["sage_gym.embedding"]._encode_cached.cache_clear()
