@@ -46,9 +46,11 @@ ECHO_RUN = 8  # English words said back verbatim from the user's messages ...
 ECHO_SHARE = 0.3  # ... covering this share of the reply (frontier models quote a phrase, they do not parrot)
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
 OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 1.2, "mixed_language": 1.0}  # score units, as the rules' costs (the rules have no such flags)
-# Flags that mute the reply's positive parts: it is not taken as meant. Repeating or reusing an
-# earlier reply is weighed by the fit instead (frontier models do it, and SAGE's users mind);
-# muting it as well ranked SAGE's models worse (leave-one-model-out tau 0.42 against 0.56).
+# Flags that mute the reply's positive value: it is not taken as meant. Repeating an earlier reply
+# is not among them, nor priced: SAGE's users mind it (fitted beside the value, -1.8 points), but
+# DeepSeek-V3 (SAGE 37.5) repeats itself in a fifth of its replies and the price ranked SAGE's models
+# worse (leave-one-model-out tau 0.467 against 0.689); a repeated reply already loses what it no
+# longer says about the user's new message (docs/builtin_simulator.md section 10).
 MUTING_FLAGS = frozenset(GUARD_FLAGS)
 POINTS_PER_SCORE_UNIT = 5.0  # the rule-based ladder: +0.5 -> +5, +1.5 -> +10
 POSITIVE_MUTE = 0.25
