@@ -147,7 +147,7 @@ class ValueStep:
 
     def finish(self) -> Logged:
         grad_norm, lr = self.optimized.step()
-        return Logged((("critic_grad_norm", grad_norm, 1.0), ("critic_lr", lr, 1.0)), once=("value_loss",))
+        return Logged((("critic_grad_norm", grad_norm, 1.0), ("critic_lr", lr, 1.0)), counted=("value_loss",))
 
     def state(self) -> dict[str, Any]:
         return {"kind": self.cfg.critic, "weights": full_model_state(self.critic), **self.optimized.state()}

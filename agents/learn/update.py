@@ -183,14 +183,14 @@ class Logged:
 
     sums: tuple[Metric, ...] = ()
     maxima: tuple[tuple[str, float], ...] = ()
-    once: tuple[str, ...] = ()  # each is counted once (its shares came with count 0: `MetricSums.count_once`)
+    counted: tuple[str, ...] = ()  # each counted once per optimizer step (its shares came with count 0: `MetricSums.count_once`)
 
     def add_to(self, metrics: MetricSums) -> None:
         for name, value, count in self.sums:
             metrics.add(name, value, count)
         for name, value in self.maxima:
             metrics.add_max(name, value)
-        for name in self.once:
+        for name in self.counted:
             metrics.count_once(name)
 
 
@@ -277,7 +277,7 @@ class PolicyStep:
 
     def finish(self) -> Logged:
         grad_norm, lr = self.optimized.step()
-        return Logged((("grad_norm", grad_norm, 1.0), ("lr", lr, 1.0)), once=("pg_loss",))
+        return Logged((("grad_norm", grad_norm, 1.0), ("lr", lr, 1.0)), counted=("pg_loss",))
 
 
 # ----------------------------------------------------------------------------------------------
