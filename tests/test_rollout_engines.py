@@ -387,7 +387,7 @@ def test_close_frees_the_engine_and_its_folder(policy: Policy, tmp_path) -> None
 def train(tokenizer, tmp_path, engine: str, lora: bool, steps: int = 2) -> tuple[list[dict[str, float]], Any]:  # noqa: F811
     from agents.learn.config import TrainConfig
     from agents.learn.grpo import GRPO
-from agents.learn.trainer import Trainer
+    from agents.learn.trainer import Trainer
 
     cfg = TrainConfig(
         model="in-memory", template="direct", steps=steps, group_size=2, scenarios_per_step=2, max_turns=2, max_new_tokens=8,
@@ -424,7 +424,7 @@ def test_the_engine_cannot_sync_sharded_weights(tokenizer, tmp_path) -> None:  #
     from agents.learn.config import TrainConfig
     from agents.learn.distributed import Distributed
     from agents.learn.grpo import GRPO
-from agents.learn.trainer import Trainer
+    from agents.learn.trainer import Trainer
 
     cfg = TrainConfig(model="in-memory", output_dir=str(tmp_path), rollout_engine="vllm", parallel="fsdp2", scenarios_per_step=2)
     with pytest.raises(ValueError, match="--parallel ddp"):
