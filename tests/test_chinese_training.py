@@ -7,9 +7,9 @@ import re
 
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.trainer import Trainer
 from agents.learn.policy import Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.learn.trainer import Trainer
 from sage_gym.scenarios import load_split
 from sage_gym.simulators.builtin import analyse_reply, reply_language
 from tests.tiny import SMALL, one_thread  # noqa: F401  (fixture)

@@ -11,12 +11,12 @@ import pytest
 
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.trainer import Trainer
 from agents.learn.metrics import MetricSums, read_metrics
 from agents.learn.policy import Policy
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import Episode
 from agents.learn.tiny_model import system_prompts, tiny_random_model
+from agents.learn.trainer import Trainer
 from agents.learn.transcripts import drop_after
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 

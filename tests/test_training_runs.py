@@ -16,10 +16,10 @@ import pytest
 from agents.cli import UsageError, run_main
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.trainer import Trainer
 from agents.learn.metrics import read_metrics
 from agents.learn.policy import LoraSettings, Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model
+from agents.learn.trainer import Trainer
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
