@@ -26,6 +26,7 @@ torchrun wrappers, then the optimizers and their checkpoint state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -447,6 +448,7 @@ def add_rollout_metrics(sums: MetricSums, batch: RolloutBatch) -> None:
     sums.add("env_seconds", batch.env_seconds, 1.0)
 
 
+@functools.cache  # one class per algorithm, as before
 def deprecated_trainer(algorithm: type[Algorithm]) -> type[Trainer]:
     """The class `GRPOTrainer` / `PPOTrainer` once were: a `Trainer` of `algorithm` (they warn when imported)."""
 
