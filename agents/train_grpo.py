@@ -36,13 +36,13 @@ import sys
 
 from agents.cli import run_main
 from agents.learn.config import TrainConfig, parse_config
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.launch import first_and_last, launch, mean_of
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg: TrainConfig = parse_config(argv, TrainConfig, prog="python -m agents.train_grpo", description=__doc__)
-    history, dist = launch(cfg, GRPOTrainer, prog="python -m agents.train_grpo")
+    history, dist = launch(cfg, GRPO, prog="python -m agents.train_grpo")
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(f"mean episode return: first {len(first)} steps {mean_of(first, 'return'):+.3f}, last {len(last)} steps {mean_of(last, 'return'):+.3f}")

@@ -36,12 +36,12 @@ import sys
 from agents.cli import run_main
 from agents.learn.config import parse_config
 from agents.learn.launch import first_and_last, launch, mean_of
-from agents.learn.ppo import PPOConfig, PPOTrainer
+from agents.learn.ppo import PPO, PPOConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg: PPOConfig = parse_config(argv, PPOConfig, prog="python -m agents.train_ppo", description=__doc__)
-    history, dist = launch(cfg, PPOTrainer, prog="python -m agents.train_ppo")
+    history, dist = launch(cfg, PPO, prog="python -m agents.train_ppo")
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(

@@ -9,7 +9,7 @@ Three ratios, each "our code / the bare transformers work on the same tokens" (t
 |---|---|---|
 | sampler | `Policy.sample`, the time `collect_rollouts` spends in it | `model.generate` on the very same contexts, turn by turn, with as many new tokens |
 | rollout | `collect_rollouts`: B x G multi-turn dialogues through `SageVectorEnv` (sampling, chat-template deltas, env steps with the built-in simulator, bookkeeping) | the same `model.generate` calls |
-| update | `GRPOTrainer.update`: micro-batches by token budget, chunked selective log-softmax, clipped loss, backward, clipping, AdamW | `model(input_ids, labels=...)` forward + backward on the same micro-batches (full-vocabulary logits and HF's loss) |
+| update | `Trainer.update` (GRPO): micro-batches by token budget, chunked selective log-softmax, clipped loss, backward, clipping, AdamW | `model(input_ids, labels=...)` forward + backward on the same micro-batches (full-vocabulary logits and HF's loss) |
 
 Both sides produce the same tokens: our sampler is run without a stop token, so that every
 turn runs to `--max-new-tokens` as `generate` with `min_new_tokens` does (a real run stops rows
@@ -31,8 +31,9 @@ import torch
 
 from agents.learn.batching import make_micro_batches
 from agents.learn.config import TrainConfig
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.policy import Policy
+from agents.learn.trainer import Trainer
 
 
 class RecordingPolicy(Policy):
@@ -144,7 +145,7 @@ def main() -> None:
         policy = RecordingPolicy(model=loaded.model, tokenizer=loaded.tokenizer, chat=loaded.chat, device=loaded.device)
         policy.chat.stop_ids = ()  # every turn runs to the token budget, as generate's min_new_tokens makes it
         policy.calls = []
-        trainer = GRPOTrainer(cfg, policy=policy)
+        trainer = Trainer(cfg, algorithm=GRPO, policy=policy)
 
         rows = []
         for repeat in range(args.repeats + 1):  # the first round warms up

@@ -44,8 +44,9 @@ import torch
 
 from agents.learn.components import load_policy, system_prompt
 from agents.learn.config import TrainConfig
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.tiny_model import TinyModelSpec, build_tiny_model, limited_scenarios
+from agents.learn.trainer import Trainer
 
 QWEN2_VOCAB = 151_936
 SIZES = {  # Qwen2 shapes: the tied 151,936-token vocabulary of the real models
@@ -172,7 +173,7 @@ def run_trl(folder: Path, args: argparse.Namespace, workdir: Path) -> list[dict[
 
 
 def run_ours(folder: Path | None, args: argparse.Namespace, workdir: Path) -> list[dict[str, float]]:
-    """`args.steps` steps of our GRPOTrainer (one turn of SageDialogue each); per step as for TRL."""
+    """`args.steps` steps of our GRPO trainer (one turn of SageDialogue each); per step as for TRL."""
     cfg = TrainConfig(
         model=str(folder) if folder is not None else None, device=args.device, scenarios_per_step=args.prompts, group_size=args.group_size,
         max_turns=1, max_new_tokens=args.max_new_tokens, template=args.template, scenario_limit=args.scenarios, lr=args.lr,
@@ -182,7 +183,7 @@ def run_ours(folder: Path | None, args: argparse.Namespace, workdir: Path) -> li
     )
     policy = load_policy(cfg, log=lambda line: None)
     policy.chat.stop_ids = ()  # every completion runs to the budget, as TRL's min_new_tokens makes it
-    trainer = GRPOTrainer(cfg, policy=policy, log=lambda line: None)
+    trainer = Trainer(cfg, algorithm=GRPO, policy=policy, log=lambda line: None)
     steps = []
     try:
         for _ in range(args.steps):

@@ -6,9 +6,10 @@ import json
 import re
 
 from agents.learn.config import TrainConfig
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.policy import Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.learn.trainer import Trainer
 from sage_gym.scenarios import load_split
 from sage_gym.simulators.builtin import analyse_reply, reply_language
 from tests.tiny import SMALL, one_thread  # noqa: F401  (fixture)
@@ -24,7 +25,7 @@ def test_grpo_on_train_zh_runs_and_is_rewarded_by_the_chinese_user(tmp_path):
         model="in-memory", template="direct", scenarios="train-zh", steps=2, group_size=2, scenarios_per_step=2, max_turns=2,
         max_new_tokens=12, lr=1e-3, output_dir=str(tmp_path / "run"), save_every=0, progress=False, tensorboard=False, transcripts=True,
     )
-    trainer = GRPOTrainer(cfg, policy=policy)
+    trainer = Trainer(cfg, algorithm=GRPO, policy=policy)
     history = trainer.fit()
     trainer.close()
     assert len(history) == 2

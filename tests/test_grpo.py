@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from agents.learn.config import TrainConfig, build_parser, load_config_file, make_config, parse_config
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
+from agents.learn.trainer import Trainer
 from agents.learn.optim import lr_factor
 from agents.learn.seeds import derive_seed
 from agents.learn.metrics import MetricSums, read_metrics
@@ -87,13 +88,26 @@ def test_metric_sums_reduce_like_a_global_batch() -> None:
     assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(2, 1)
 
 
+def test_a_loss_split_over_ranks_is_counted_once_per_optimizer_step() -> None:
+    """Each rank adds its share of every mini-batch loss and counts each optimizer step: the mean is per step."""
+    ranks = [MetricSums(), MetricSums()]
+    for shares in ([0.25, 0.5], [0.75, 1.5]):  # two optimizer steps: losses 1.0 and 2.0, split over two ranks
+        for metrics, share in zip(ranks, shares, strict=True):
+            metrics.add("pg_loss", share, 0.0)
+            metrics.count_once("pg_loss")
+    other = [ranks[1].sums["pg_loss"], ranks[1].counts["pg_loss"]]
+    reduced = ranks[0].reduce(lambda flat: [x + y for x, y in zip(flat, other, strict=True)], ranks=2)
+    assert reduced.counts["pg_loss"] == 2.0 and reduced.means()["pg_loss"] == pytest.approx(1.5)
+    assert ranks[0].reduce(None).means()["pg_loss"] == pytest.approx((0.25 + 0.75) / 2)  # one process: its own steps
+
+
 # ----------------------------------------------------------------------------------------------
 # the trainer
 
 
 def test_few_steps_end_to_end(tokenizer, tmp_path) -> None:
     cfg = small_config(tmp_path, steps=3, save_every=2, tensorboard=True, transcripts=True, epochs=2, minibatches=2, loss_agg="seq-mean-token-mean")
-    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer))
+    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer))
     before = params(trainer.policy)
     history = trainer.fit()
     trainer.close()
@@ -120,22 +134,22 @@ def test_few_steps_end_to_end(tokenizer, tmp_path) -> None:
 @pytest.mark.parametrize("lora", [False, True])
 def test_kl_is_zero_against_an_identical_reference(tokenizer, tmp_path, lora: bool) -> None:
     cfg = small_config(tmp_path, steps=1, beta=0.5, kl_estimator="k3", lr=1e-3, epochs=1, minibatches=1)
-    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer, lora=lora))
-    assert trainer.reference == "adapters" if lora else isinstance(trainer.reference, Policy)
+    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer, lora=lora))
+    assert trainer.algorithm.reference == "adapters" if lora else isinstance(trainer.algorithm.reference, Policy)
     metrics = trainer.train_step()
     trainer.close()
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-7)  # the first update: policy == reference
 
 
 def test_no_reference_is_loaded_when_beta_is_zero(tokenizer, tmp_path) -> None:
-    trainer = GRPOTrainer(small_config(tmp_path, beta=0.0), policy=tiny_policy(tokenizer))
-    assert trainer.reference is None
+    trainer = Trainer(small_config(tmp_path, beta=0.0), algorithm=GRPO, policy=tiny_policy(tokenizer))
+    assert trainer.algorithm.reference is None
     trainer.close()
 
 
 def test_kl_grows_once_the_policy_moves(tokenizer, tmp_path) -> None:
     cfg = small_config(tmp_path, steps=3, beta=0.1, lr=5e-3, minibatches=2)
-    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer))
+    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer))
     history = trainer.fit()
     trainer.close()
     # a step whose groups all lack spread has no update and logs no KL: look at the steps that had one
@@ -147,18 +161,18 @@ def test_kl_grows_once_the_policy_moves(tokenizer, tmp_path) -> None:
 def test_resume_continues_exactly(tokenizer, tmp_path, lora: bool) -> None:
     """N steps straight equal K steps, a restart with --resume, and N - K more (same parameters)."""
     straight_cfg = small_config(tmp_path / "a", steps=3, lr_schedule="cosine", warmup_steps=1)
-    straight = GRPOTrainer(straight_cfg, policy=tiny_policy(tokenizer, lora=lora))
+    straight = Trainer(straight_cfg, algorithm=GRPO, policy=tiny_policy(tokenizer, lora=lora))
     straight_history = straight.fit()
     straight.close()
 
     split_cfg = small_config(tmp_path / "b", steps=3, lr_schedule="cosine", warmup_steps=1)
-    first = GRPOTrainer(split_cfg, policy=tiny_policy(tokenizer, lora=lora))
+    first = Trainer(split_cfg, algorithm=GRPO, policy=tiny_policy(tokenizer, lora=lora))
     first.fit(until=1)
     first.close()
     resumed_cfg = small_config(tmp_path / "b", steps=3, lr_schedule="cosine", warmup_steps=1, resume="auto")
     # a full fine-tune starts from another init (the checkpoint must win); LoRA saves only the
     # adapter, so its base model is loaded again as the run's --model would be
-    resumed = GRPOTrainer(resumed_cfg, policy=tiny_policy(tokenizer, lora=lora, seed=0 if lora else 123))
+    resumed = Trainer(resumed_cfg, algorithm=GRPO, policy=tiny_policy(tokenizer, lora=lora, seed=0 if lora else 123))
     assert resumed.step == 1
     resumed_history = resumed.fit()
     resumed.close()
@@ -167,13 +181,13 @@ def test_resume_continues_exactly(tokenizer, tmp_path, lora: bool) -> None:
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert [m["return"] for m in straight_history[1:]] == [m["return"] for m in resumed_history]
-    assert straight.scheduler.get_last_lr() == resumed.scheduler.get_last_lr()
+    assert straight.algorithm.policy_step.optimized.scheduler.get_last_lr() == resumed.algorithm.policy_step.optimized.scheduler.get_last_lr()
     assert [r["step"] for r in read_metrics(tmp_path / "b" / "run" / "metrics.jsonl")] == [1, 2, 3]
 
 
 def test_trainer_rejects_bad_settings(tokenizer, tmp_path) -> None:
     with pytest.raises(ValueError, match="group_size"):
-        GRPOTrainer(small_config(tmp_path, group_size=1), policy=tiny_policy(tokenizer))
+        Trainer(small_config(tmp_path, group_size=1), algorithm=GRPO, policy=tiny_policy(tokenizer))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,7 +199,7 @@ def test_grpo_raises_the_return_of_the_embedded_model(tmp_path, monkeypatch) -> 
     """The default run (embedded tiny model, built in a private cache; built-in simulator) raises the mean return."""
     monkeypatch.setenv("SAGE_GYM_CACHE", str(tmp_path / "cache"))
     cfg = TrainConfig(steps=30, output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0, eval_limit=0)
-    trainer = GRPOTrainer(cfg)
+    trainer = Trainer(cfg, algorithm=GRPO)
     history = trainer.fit()
     trainer.close()
     first = sum(m["return"] for m in history[:6]) / 6
@@ -200,7 +214,7 @@ def test_small_bfloat16_updates_survive_only_with_float32_master_weights(model_d
         tmp_path, model=str(model_dir), dtype="bfloat16", device="cpu", mixed_precision=mixed, lr=1e-6, warmup_steps=0,
         steps=1, group_size=4, minibatches=1, scenarios_per_step=4,  # enough groups that one has rewards to tell apart
     )
-    trainer = GRPOTrainer(cfg)
+    trainer = Trainer(cfg, algorithm=GRPO)
     params = trainer.policy.trainable_parameters()
     assert {p.dtype for p in params} == ({torch.float32} if mixed else {torch.bfloat16})
     assert trainer.policy.autocast_dtype == (torch.bfloat16 if mixed else None)

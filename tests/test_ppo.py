@@ -14,7 +14,8 @@ from agents.learn.metrics import read_metrics
 from agents.learn.losses import Totals, entropy_bonus, value_loss
 from agents.learn.policy import LoraSettings, Policy
 from agents.learn.advantages import explained_variance
-from agents.learn.ppo import PPOConfig, PPOTrainer
+from agents.learn.ppo import PPO, PPOConfig
+from agents.learn.trainer import Trainer
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
@@ -178,7 +179,7 @@ def test_every_ppo_option_is_on_the_command_line() -> None:
     assert (cfg.critic, cfg.gamma, cfg.lam, cfg.whiten_advantages, cfg.critic_lr) == ("separate", 0.99, 1.0, False, 2e-5)
     from agents.learn.run_folder import default_root
 
-    assert PPOConfig().output_dir is None and default_root(PPOTrainer.algorithm_cls.name).as_posix() == "runs/ppo"  # runs/ppo/<time> by default
+    assert PPOConfig().output_dir is None and default_root(PPO.name).as_posix() == "runs/ppo"  # runs/ppo/<time> by default
     assert PPOConfig().resolved_critic_lr() == 3e-3 and PPOConfig(model="m", critic="separate").resolved_critic_lr() == 1e-5
     with pytest.raises(ValueError, match="one of"):
         make_config(PPOConfig, {"critic": "twin"})
@@ -187,7 +188,7 @@ def test_every_ppo_option_is_on_the_command_line() -> None:
 def test_trainer_rejects_bad_settings(tokenizer, tmp_path) -> None:
     for bad, match in (({"gamma": 1.5}, "gamma"), ({"critic_warmup_steps": 3}, "critic_warmup_steps"), ({"value_clip": -1.0}, "value_clip")):
         with pytest.raises(ValueError, match=match):
-            PPOTrainer(small_config(tmp_path, **bad), policy=tiny_policy(tokenizer))
+            Trainer(small_config(tmp_path, **bad), algorithm=PPO, policy=tiny_policy(tokenizer))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,8 +198,8 @@ def test_trainer_rejects_bad_settings(tokenizer, tmp_path) -> None:
 @pytest.mark.parametrize("critic", ["separate", "head"])
 def test_few_steps_end_to_end(tokenizer, tmp_path, critic: str) -> None:
     cfg = small_config(tmp_path, steps=2, epochs=2, minibatches=2, beta=0.1, ent_coef=0.01, tensorboard=True, transcripts=True, save_every=1, critic=critic)
-    trainer = PPOTrainer(cfg, policy=tiny_policy(tokenizer))
-    before_policy, before_critic = state(trainer.policy.model), state(trainer.critic)
+    trainer = Trainer(cfg, algorithm=PPO, policy=tiny_policy(tokenizer))
+    before_policy, before_critic = state(trainer.policy.model), state(trainer.algorithm.critic)
     history = trainer.fit()
     trainer.close()
     required = {"return", "emotion", "pg_loss", "kl", "entropy", "clip_fraction", "value_loss", "explained_variance", "value_clip_fraction",
@@ -210,19 +211,19 @@ def test_few_steps_end_to_end(tokenizer, tmp_path, critic: str) -> None:
     assert (out / "learning_curve.png").stat().st_size > 1000 and (out / "critic_curve.png").stat().st_size > 1000
     saved = torch.load(out / "checkpoints" / "step-000002" / "trainer.pt", weights_only=False)
     assert set(saved["critic"]) == {"kind", "weights", "optimizer", "scheduler"}
-    after_policy, after_critic = state(trainer.policy.model), state(trainer.critic)
+    after_policy, after_critic = state(trainer.policy.model), state(trainer.algorithm.critic)
     assert any(not torch.equal(before_policy[n], after_policy[n]) for n in before_policy)
     assert all(not torch.equal(before_critic[n], after_critic[n]) for n in before_critic)
 
 
 def test_critic_warmup_leaves_the_policy_untouched(tokenizer, tmp_path) -> None:
-    trainer = PPOTrainer(small_config(tmp_path, steps=2, critic_warmup_steps=1, minibatches=2, critic="head"), policy=tiny_policy(tokenizer))
-    before_policy, before_critic = state(trainer.policy.model), state(trainer.critic)
+    trainer = Trainer(small_config(tmp_path, steps=2, critic_warmup_steps=1, minibatches=2, critic="head"), algorithm=PPO, policy=tiny_policy(tokenizer))
+    before_policy, before_critic = state(trainer.policy.model), state(trainer.algorithm.critic)
     metrics = trainer.train_step()
     assert metrics["critic_warmup"] == 1.0 and "pg_loss" not in metrics
     after = state(trainer.policy.model)
     assert all(torch.equal(before_policy[n], after[n]) for n in before_policy)
-    assert any(not torch.equal(before_critic[n], v) for n, v in state(trainer.critic).items())
+    assert any(not torch.equal(before_critic[n], v) for n, v in state(trainer.algorithm.critic).items())
     metrics = trainer.train_step()  # step 2: the policy learns
     trainer.close()
     assert metrics["critic_warmup"] == 0.0 and "pg_loss" in metrics
@@ -233,42 +234,43 @@ def test_critic_warmup_leaves_the_policy_untouched(tokenizer, tmp_path) -> None:
 def test_resume_continues_exactly(tokenizer, tmp_path, critic: str, lora: bool) -> None:
     """N steps straight equal K steps, a restart with --resume, and N - K more: policy, critic and their optimizers."""
     options = dict(steps=3, lr_schedule="cosine", warmup_steps=1, critic=critic, minibatches=2, critic_warmup_steps=1)
-    straight = PPOTrainer(small_config(tmp_path / "a", **options), policy=tiny_policy(tokenizer, lora=lora))
+    straight = Trainer(small_config(tmp_path / "a", **options), algorithm=PPO, policy=tiny_policy(tokenizer, lora=lora))
     straight_history = straight.fit()
     straight.close()
 
-    first = PPOTrainer(small_config(tmp_path / "b", **options), policy=tiny_policy(tokenizer, lora=lora))
+    first = Trainer(small_config(tmp_path / "b", **options), algorithm=PPO, policy=tiny_policy(tokenizer, lora=lora))
     first.fit(until=1)
     first.close()
     other = tiny_policy(tokenizer, lora=lora)  # the same base model, but other trainable weights: the checkpoint must win
     with torch.no_grad():
         for p in other.trainable_parameters():
             p.add_(torch.randn_like(p))
-    resumed = PPOTrainer(small_config(tmp_path / "b", resume="auto", **options), policy=other)
+    resumed = Trainer(small_config(tmp_path / "b", resume="auto", **options), algorithm=PPO, policy=other)
     assert resumed.step == 1
     resumed_history = resumed.fit()
     resumed.close()
 
-    for a, b in ((straight.policy.model, resumed.policy.model), (straight.critic, resumed.critic)):
+    for a, b in ((straight.policy.model, resumed.policy.model), (straight.algorithm.critic, resumed.algorithm.critic)):
         sa, sb = state(a), state(b)
         for name in sa:
             assert torch.equal(sa[name], sb[name]), name
-    opt_a, opt_b = straight.critic_optimizer.state_dict()["state"], resumed.critic_optimizer.state_dict()["state"]
+    critic_a, critic_b = straight.algorithm.value_step.optimized, resumed.algorithm.value_step.optimized
+    opt_a, opt_b = critic_a.optimizer.state_dict()["state"], critic_b.optimizer.state_dict()["state"]
     assert all(torch.equal(opt_a[k]["exp_avg"], opt_b[k]["exp_avg"]) for k in opt_a)
-    assert straight.critic_scheduler.get_last_lr() == resumed.critic_scheduler.get_last_lr()
+    assert critic_a.scheduler.get_last_lr() == critic_b.scheduler.get_last_lr()
     assert [m["return"] for m in straight_history[1:]] == [m["return"] for m in resumed_history]
     assert [m["value_loss"] for m in straight_history[1:]] == [m["value_loss"] for m in resumed_history]
 
 
 def test_resume_refuses_another_critic_kind(tokenizer, tmp_path) -> None:
-    first = PPOTrainer(small_config(tmp_path, steps=2, critic="head"), policy=tiny_policy(tokenizer))
+    first = Trainer(small_config(tmp_path, steps=2, critic="head"), algorithm=PPO, policy=tiny_policy(tokenizer))
     first.fit(until=1)
     first.close()
     with pytest.raises(ValueError, match=r"differs from the run's in critic \('head' in the run, 'separate' now\)"):
-        PPOTrainer(small_config(tmp_path, steps=2, critic="separate", resume="auto"), policy=tiny_policy(tokenizer))
+        Trainer(small_config(tmp_path, steps=2, critic="separate", resume="auto"), algorithm=PPO, policy=tiny_policy(tokenizer))
     checkpoint = str(tmp_path / "run" / "checkpoints" / "step-000001")  # a named checkpoint: its own state says which critic
     with pytest.raises(ValueError, match="critic is 'head'"):
-        PPOTrainer(small_config(tmp_path, steps=2, critic="separate", resume=checkpoint), policy=tiny_policy(tokenizer))
+        Trainer(small_config(tmp_path, steps=2, critic="separate", resume=checkpoint), algorithm=PPO, policy=tiny_policy(tokenizer))
 
 
 def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
@@ -302,7 +304,7 @@ def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
 def test_ppo_raises_the_return_of_the_embedded_model(tmp_path) -> None:
     """The default run (embedded tiny model, built-in simulator, separate critic) improves the mean episode return."""
     cfg = PPOConfig(output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0)
-    trainer = PPOTrainer(cfg)
+    trainer = Trainer(cfg, algorithm=PPO)
     history = trainer.fit()
     trainer.close()
     window = max(3, len(history) // 5)
@@ -316,11 +318,11 @@ def test_ppo_raises_the_return_of_the_embedded_model(tmp_path) -> None:
 def test_mixed_precision_trains_a_float32_separate_critic_in_bfloat16(model_dir, tmp_path) -> None:  # noqa: F811
     """The separate critic copies the policy's float32 master weights and computes under the policy's autocast."""
     cfg = small_config(tmp_path, model=str(model_dir), dtype="bfloat16", device="cpu", steps=1, critic="separate", lr=1e-3)
-    trainer = PPOTrainer(cfg)
+    trainer = Trainer(cfg, algorithm=PPO)
     assert trainer.policy.autocast_dtype == torch.bfloat16
-    assert {p.dtype for p in trainer.critic.backbone.parameters()} == {torch.float32}
-    before = state(trainer.critic)
+    assert {p.dtype for p in trainer.algorithm.critic.backbone.parameters()} == {torch.float32}
+    before = state(trainer.algorithm.critic)
     metrics = trainer.train_step()
     trainer.close()
     assert math.isfinite(metrics["value_loss"]) and metrics["logprob_mismatch"] < 0.1
-    assert any(not torch.equal(before[n], v) for n, v in state(trainer.critic).items())
+    assert any(not torch.equal(before[n], v) for n, v in state(trainer.algorithm.critic).items())

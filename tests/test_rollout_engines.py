@@ -386,7 +386,8 @@ def test_close_frees_the_engine_and_its_folder(policy: Policy, tmp_path) -> None
 
 def train(tokenizer, tmp_path, engine: str, lora: bool, steps: int = 2) -> tuple[list[dict[str, float]], Any]:  # noqa: F811
     from agents.learn.config import TrainConfig
-    from agents.learn.grpo import GRPOTrainer
+    from agents.learn.grpo import GRPO
+    from agents.learn.trainer import Trainer
 
     cfg = TrainConfig(
         model="in-memory", template="direct", steps=steps, group_size=2, scenarios_per_step=2, max_turns=2, max_new_tokens=8,
@@ -398,7 +399,7 @@ def train(tokenizer, tmp_path, engine: str, lora: bool, steps: int = 2) -> tuple
     with stand_in_vllm():
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(torch.cuda, "is_available", lambda: True)  # only the engine's construction asks
-            trainer = GRPOTrainer(cfg, policy=policy)
+            trainer = Trainer(cfg, algorithm=GRPO, policy=policy)
         try:
             history = trainer.fit()
         finally:
@@ -422,8 +423,9 @@ def test_a_run_with_the_engine_is_the_run_with_the_policy(tokenizer, tmp_path, l
 def test_the_engine_cannot_sync_sharded_weights(tokenizer, tmp_path) -> None:  # noqa: F811
     from agents.learn.config import TrainConfig
     from agents.learn.distributed import Distributed
-    from agents.learn.grpo import GRPOTrainer
+    from agents.learn.grpo import GRPO
+    from agents.learn.trainer import Trainer
 
     cfg = TrainConfig(model="in-memory", output_dir=str(tmp_path), rollout_engine="vllm", parallel="fsdp2", scenarios_per_step=2)
     with pytest.raises(ValueError, match="--parallel ddp"):
-        GRPOTrainer(cfg, dist=Distributed(rank=0, world_size=2))
+        Trainer(cfg, algorithm=GRPO, dist=Distributed(rank=0, world_size=2))

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from agents.learn.config import TrainConfig
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.metrics import MetricSums, read_metrics
 from agents.learn.policy import Policy
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import Episode
 from agents.learn.tiny_model import system_prompts, tiny_random_model
+from agents.learn.trainer import Trainer
 from agents.learn.transcripts import drop_after
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
@@ -33,8 +34,8 @@ def small_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def train(cfg: TrainConfig, tokenizer, until: int | None = None) -> GRPOTrainer:
-    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer), log=lambda message: None)
+def train(cfg: TrainConfig, tokenizer, until: int | None = None) -> Trainer:
+    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None)
     try:
         trainer.fit(until)
     finally:
@@ -132,7 +133,7 @@ def test_transcripts_carry_step_and_group_and_a_resume_does_not_duplicate_them(t
     # the interrupted run: checkpoint at step 1, then step 2's transcripts are written and the
     # process dies (kill -9) before step 2's checkpoint
     cfg = small_config(tmp_path / "b", steps=3, save_every=1)
-    interrupted = GRPOTrainer(cfg, policy=tiny_policy(tokenizer), log=lambda message: None)
+    interrupted = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None)
     interrupted.fit(until=1)
 
     class Killed(BaseException):
@@ -151,7 +152,7 @@ def test_transcripts_carry_step_and_group_and_a_resume_does_not_duplicate_them(t
     monkeypatch.undo()
 
     messages: list[str] = []
-    resumed = GRPOTrainer(small_config(tmp_path / "b", steps=3, save_every=1, resume="auto"), policy=tiny_policy(tokenizer), log=messages.append)
+    resumed = Trainer(small_config(tmp_path / "b", steps=3, save_every=1, resume="auto"), algorithm=GRPO, policy=tiny_policy(tokenizer), log=messages.append)
     try:
         resumed.fit()
     finally:

@@ -15,10 +15,11 @@ import pytest
 
 from agents.cli import UsageError, run_main
 from agents.learn.config import TrainConfig
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.metrics import read_metrics
 from agents.learn.policy import LoraSettings, Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model
+from agents.learn.trainer import Trainer
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
@@ -40,8 +41,8 @@ def small_config(output_dir: str | Path | None, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def train(tokenizer, cfg: TrainConfig) -> GRPOTrainer:
-    trainer = GRPOTrainer(cfg, policy=tiny_policy(tokenizer))
+def train(tokenizer, cfg: TrainConfig) -> Trainer:
+    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer))
     trainer.fit()
     trainer.close()
     return trainer
@@ -101,7 +102,7 @@ class FlakySimulator(BuiltinSimulator):
 
 @pytest.mark.parametrize("share, warnings", [(0.2, 3), (0.5, 0)])
 def test_a_step_that_drops_more_than_its_share_of_dialogues_warns_every_time(tokenizer, tmp_path, capsys, share, warnings) -> None:  # noqa: F811
-    trainer = GRPOTrainer(small_config(tmp_path / "run", steps=3, max_dropped_share=share), policy=tiny_policy(tokenizer))
+    trainer = Trainer(small_config(tmp_path / "run", steps=3, max_dropped_share=share), algorithm=GRPO, policy=tiny_policy(tokenizer))
     flaky = FlakySimulator()
     trainer.envs.simulator = flaky
     for env in trainer.envs.envs:
@@ -130,7 +131,7 @@ def test_runs_without_an_output_dir_get_their_own_folders_and_latest_points_at_t
     assert {p.name for p in root.iterdir()} == {first.name, second.name, "latest"}
     assert (root / "latest").resolve() == second.resolve()
     with pytest.raises(UsageError, match="holds several runs"):  # --overwrite never wipes every run at once
-        GRPOTrainer(small_config(root, overwrite=True), policy=tiny_policy(tokenizer))
+        Trainer(small_config(root, overwrite=True), algorithm=GRPO, policy=tiny_policy(tokenizer))
     for run in (first, second):  # each its own metrics and checkpoint; nothing appended or pruned
         assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1]
         assert (run / "checkpoints" / "step-000001" / "trainer.pt").is_file()
@@ -170,14 +171,14 @@ def test_an_output_dir_that_holds_a_run_is_refused_unless_resumed_or_overwritten
     assert not (out / "notes.txt").exists()
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1] and (out / "metrics.jsonl").read_text() != before
     with pytest.raises(UsageError, match="choose one"):
-        GRPOTrainer(small_config(out, overwrite=True, resume="auto"), policy=tiny_policy(tokenizer))
+        Trainer(small_config(out, overwrite=True, resume="auto"), algorithm=GRPO, policy=tiny_policy(tokenizer))
 
 
 def test_resume_auto_refuses_a_configuration_that_differs_from_the_runs(tokenizer, tmp_path) -> None:  # noqa: F811
     out = tmp_path / "run"
     train(tokenizer, small_config(out, steps=1))
     with pytest.raises(UsageError, match=r"differs from the run's in lr \(0.001 in the run, 0.01 now\), max_turns") as refused:
-        GRPOTrainer(small_config(out, steps=2, resume="auto", lr=1e-2, max_turns=3), policy=tiny_policy(tokenizer))
+        Trainer(small_config(out, steps=2, resume="auto", lr=1e-2, max_turns=3), algorithm=GRPO, policy=tiny_policy(tokenizer))
     assert "\n" not in str(refused.value)
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1]
 
@@ -237,4 +238,4 @@ def test_held_out_evaluation_asked_for_under_fsdp2_is_refused_in_one_line(tokeni
 
     cfg = small_config(tmp_path / "run", parallel="fsdp2", eval_limit=4)
     with pytest.raises(UsageError, match="held-out evaluation needs the whole model on one rank"):
-        GRPOTrainer(cfg, dist=Distributed(rank=0, world_size=2), policy=tiny_policy(tokenizer))
+        Trainer(cfg, algorithm=GRPO, dist=Distributed(rank=0, world_size=2), policy=tiny_policy(tokenizer))

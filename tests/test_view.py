@@ -38,15 +38,16 @@ TRAINING_LOG: list[str] = []
 def training_run(tokenizer, tmp_path_factory) -> Path:  # noqa: F811
     """A real GRPO run (2 steps x 4 dialogues of a tiny random model against the built-in user)."""
     from agents.learn.config import TrainConfig
-    from agents.learn.grpo import GRPOTrainer
+    from agents.learn.grpo import GRPO
     from agents.learn.policy import Policy
     from agents.learn.tiny_model import system_prompts, tiny_random_model
+    from agents.learn.trainer import Trainer
 
     out = tmp_path_factory.mktemp("runs") / "grpo"
     cfg = TrainConfig(model="in-memory", template="direct", steps=2, group_size=2, scenarios_per_step=2, max_turns=3, max_new_tokens=12,
                       lr=1e-3, output_dir=str(out), save_every=0, progress=False, tensorboard=False, transcripts=True, scenarios="train", scenario_limit=4)
     policy = Policy.from_model(tiny_random_model(tokenizer, SMALL, seed=0), tokenizer, system_prompt=system_prompts()["direct"])
-    trainer = GRPOTrainer(cfg, policy=policy, log=TRAINING_LOG.append)
+    trainer = Trainer(cfg, algorithm=GRPO, policy=policy, log=TRAINING_LOG.append)
     try:
         trainer.fit()
     finally:

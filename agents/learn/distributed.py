@@ -6,7 +6,7 @@ GPUs, gloo on CPUs), and the trainer then
 
 - plays its share of every step's scenarios (whole GRPO groups) and draws the same global
   mini-batch plan as a single process would, so the run does not depend on the number of ranks
-  beyond floating-point noise (see `GRPOTrainer`);
+  beyond floating-point noise (see `agents.learn.update`);
 - computes its loss divided by the *global* token and sequence counts, so the gradient summed
   over ranks is the single-process gradient. DDP and FSDP2 average gradients over ranks, so each
   rank's loss is multiplied by the world size before `backward`;
@@ -75,19 +75,15 @@ class Distributed:
     def gather(self, value: Any) -> list[Any]:
         return self.all_gather(value) if self.all_gather is not None else [value]
 
-    @property
-    def once(self) -> float:
-        """The count of a quantity every rank holds a share of: 1 on rank 0 only, so the reduced count is 1."""
-        return 1.0 if self.is_main else 0.0
-
-    @property
-    def loss_scale(self) -> float:
-        """DDP and FSDP2 average gradients over ranks; each rank's loss is already its share of the global sum."""
-        return float(self.world_size)
+    def loss_weight(self, real: bool) -> float:
+        """What a pass's loss is multiplied by before `backward`: the number of ranks for a real pass
+        (DDP and FSDP2 average gradients over ranks; each rank's loss is already its share of the
+        global sum), 0 for a lock-step dummy pass (see `lockstep`)."""
+        return float(self.world_size) if real else 0.0
 
     def reduce_metrics(self, metrics: MetricSums) -> MetricSums:
         """Sums and counts summed over ranks, maxima maxed: every mean is over the global batch."""
-        return metrics.reduce(self.all_reduce, self.all_gather, self.all_max)
+        return metrics.reduce(self.all_reduce, self.all_gather, self.all_max, ranks=self.world_size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,8 +284,11 @@ def _fully_shard(module: nn.Module, dist: Distributed, device: torch.device, com
 
 
 def shard_frozen(module: nn.Module, parallel: str, dist: Distributed, device: torch.device, compute_dtype: torch.dtype | None = None) -> nn.Module:
-    """A frozen model (the KL reference): sharded like the policy under FSDP2, whole on every rank under DDP."""
-    if not dist.is_distributed or parallel != "fsdp2":
+    """A frozen model (the KL reference): sharded like the policy under FSDP2, whole on every rank under DDP.
+    On one process it stays where it is (a copy of the policy, on the policy's device)."""
+    if not dist.is_distributed:
+        return module
+    if parallel != "fsdp2":
         return module.to(device)
     return _fully_shard(module, dist, device, compute_dtype)
 

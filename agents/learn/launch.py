@@ -7,10 +7,10 @@ from pathlib import Path
 from agents.learn.components import check_model_paths
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
-from agents.learn.trainer import Trainer
+from agents.learn.trainer import Algorithm, Trainer
 
 
-def launch(cfg: TrainConfig, trainer_cls: type[Trainer], prog: str = "python -m agents.train_grpo") -> tuple[list[dict[str, float]], Distributed]:
+def launch(cfg: TrainConfig, algorithm: type[Algorithm], prog: str = "python -m agents.train_grpo") -> tuple[list[dict[str, float]], Distributed]:
     """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place).
 
     At the end the main rank prints where the run is and the commands that evaluate and continue it."""
@@ -20,7 +20,7 @@ def launch(cfg: TrainConfig, trainer_cls: type[Trainer], prog: str = "python -m 
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
     dist = init_distributed(cfg.device)
     try:
-        trainer = trainer_cls(cfg, dist=dist)
+        trainer = Trainer(cfg, algorithm, dist=dist)
         try:
             history = trainer.fit()
         finally:

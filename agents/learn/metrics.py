@@ -25,6 +25,7 @@ class MetricSums:
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, float] = defaultdict(float)
         self.maxima: dict[str, float] = {}
+        self.once: set[str] = set()  # names counted by `count_once`
 
     def add(self, name: str, value: float, count: float = 1.0) -> None:
         """Add `value` as the *sum* of `count` observations."""
@@ -35,12 +36,19 @@ class MetricSums:
         """Keep the largest `value` seen under `name` (on this rank; `reduce` takes the max over ranks)."""
         self.maxima[name] = max(self.maxima.get(name, float("-inf")), float(value))
 
+    def count_once(self, name: str) -> None:
+        """Count one observation of a value whose shares (added with count 0) are spread over
+        micro-batches and ranks: every rank counts it, and `reduce` counts it once."""
+        self.counts[name] += 1.0
+        self.once.add(name)
+
     def reduce(
         self, all_reduce: Callable[[list[float]], list[float]] | None, all_gather: Callable[[Any], list[Any]] | None = None,
-        all_max: Callable[[list[float]], list[float]] | None = None,
+        all_max: Callable[[list[float]], list[float]] | None = None, ranks: int = 1,
     ) -> MetricSums:
         """Sum every (sum, count) entry across ranks with `all_reduce` (a function on a flat list) and
-        take every maximum with `all_max`; identity when `all_reduce` is None.
+        take every maximum with `all_max`; identity when `all_reduce` is None. A count of
+        `count_once` is that of one rank (every one of the `ranks` counted the same).
 
         With `all_gather` the names are first united over ranks: a rank that logged no KL or saw
         no policy token still takes part with zeros (and a maximum with -inf), so the flat lists line up.
@@ -54,9 +62,10 @@ class MetricSums:
             peaks = sorted(set().union(*(p for _, p in united)))
         flat = all_reduce([self.sums[n] for n in names] + [self.counts[n] for n in names])
         reduced = MetricSums()
+        reduced.once = set(self.once)
         for i, name in enumerate(names):
             reduced.sums[name] = flat[i]
-            reduced.counts[name] = flat[len(names) + i]
+            reduced.counts[name] = flat[len(names) + i] / (ranks if name in self.once else 1)
         local = [self.maxima.get(n, float("-inf")) for n in peaks]
         reduced.maxima = dict(zip(peaks, all_max(local) if all_max is not None else local, strict=True))
         return reduced

@@ -1,8 +1,8 @@
 """Token-level PPO for multi-turn dialogue: GRPO's update with a critic, GAE and per-turn credit.
 
-PPO runs in GRPO's trainer (same rollout, micro-batches, logging, checkpoints and command line)
-and trains the policy with GRPO's `PolicyStep` (clipped surrogate, KL, aggregation). It differs
-in two places:
+PPO runs in the same trainer as GRPO (same rollout, micro-batches, logging, checkpoints and
+command line: `Trainer(cfg, algorithm=PPO)`) and trains the policy with the shared update of
+`agents.learn.update` (`PolicyStep`: clipped surrogate, KL, aggregation). It differs in two places:
 
 1. **Advantages** (`PPO.advantages`). The critic values every token of the step's dialogues (one
    no-grad pass). Each turn's reward sits on the last token the policy sampled in that turn
@@ -11,8 +11,9 @@ in two places:
    user, system and template tokens are skipped, not steps (`agents.learn.advantages.token_gae`).
    The advantages are then whitened over every policy token of the batch, and the critic's
    targets are the unwhitened advantages plus the values.
-2. **Update** (`PPO.update`). GRPO's `train_epochs` with a second part, the critic's `ValueStep`.
-   Per micro-batch:
+2. **Update** (`PPO.update`). The shared `train_epochs` with a second loss part after the
+   policy's, the critic's `ValueStep` (a head critic reads the policy's hidden states from the
+   policy part's output). Per micro-batch:
 
        loss = policy_loss(log pi, log pi_old, A_t)           clipped surrogate + beta * KL (PolicyStep, shared with GRPO)
             - ent_coef * entropy                             aggregated like the policy loss
@@ -31,6 +32,7 @@ norm, and the mean value and return; `critic_curve.png` plots the first two.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,17 +41,26 @@ import torch
 
 from agents.cli import UsageError
 from agents.learn.advantages import explained_variance, token_gae, whiten
-from agents.learn.batching import MicroBatch, episode_rows
 from agents.learn.config import TrainConfig, option
 from agents.learn.critic import CRITIC_KINDS, Critic, build_critic
-from agents.learn.distributed import MiniBatch, full_model_state, wrap_module
-from agents.learn.grpo import PolicyStep, make_reference, train_epochs
-from agents.learn.losses import Totals, value_loss
+from agents.learn.distributed import full_model_state
+from agents.learn.losses import value_loss
 from agents.learn.metrics import MetricSums, plot_critic_curve
 from agents.learn.optim import Optimized
 from agents.learn.rollout import RolloutBatch
 from agents.learn.seeds import Stream, stream_seed
-from agents.learn.trainer import Run, Trainer
+from agents.learn.update import (
+    Logged,
+    LossInput,
+    LossOutput,
+    PolicyStep,
+    Reference,
+    Run,
+    UpdateBatch,
+    make_reference,
+    reference_logprobs,
+    train_epochs,
+)
 
 
 @dataclass
@@ -106,9 +117,8 @@ class TokenAdvantages:
 class ValueStep:
     """The critic's part of an update: the clipped value loss on the step's return targets, and its metrics."""
 
-    def __init__(self, run: Run, cfg: PPOConfig, state: dict[str, Any] | None, policy_step: PolicyStep) -> None:
-        self.run, self.cfg, self.policy_step = run, cfg, policy_step
-        self.active = True
+    def __init__(self, run: Run, cfg: PPOConfig, state: dict[str, Any] | None) -> None:
+        self.run, self.cfg = run, cfg
         devices = [run.policy.device] if run.policy.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # a reproducible head that leaves the run's RNG streams alone
             torch.manual_seed(stream_seed(cfg.seed, 0, Stream.CRITIC_INIT))
@@ -122,35 +132,33 @@ class ValueStep:
             if state["critic"]["kind"] != cfg.critic:
                 raise UsageError(f"the checkpoint's critic is {state['critic']['kind']!r} but --critic is {cfg.critic!r}")
             self.critic.load_state_dict(state["critic"]["weights"])
-        self.targets: TokenAdvantages | None = None
 
     def prepare(self, state: dict[str, Any] | None) -> None:
-        """The critic's torchrun wrapper (FSDP2 shards it in place), its optimizer and their checkpoint state."""
-        run, cfg = self.run, self.cfg
-        self.module = wrap_module(self.critic, cfg.parallel, run.dist, run.device, run.compute_dtype)
-        self.optimized = Optimized("critic", self.critic, self.critic.trainable_parameters(), cfg.resolved_critic_lr(), cfg, run.updates)
+        """The critic as its loss calls it (wrapped or sharded under torchrun), its optimizer and their checkpoint state."""
+        self.module = self.run.trained(self.critic)
+        self.optimized = Optimized("critic", self.critic, self.critic.trainable_parameters(), self.cfg.resolved_critic_lr(), self.cfg, self.run.updates)
         if state is not None:
             self.optimized.load_state(state["critic"]["optimizer"], state["critic"]["scheduler"])
 
-    def loss(self, micro: MicroBatch, mb: MiniBatch, totals: Totals, metrics: MetricSums | None) -> torch.Tensor:
-        cfg, device, targets = self.cfg, self.run.device, self.targets
-        assert targets is not None
-        hidden = self.policy_step.hidden if self.policy_step.active else None
-        values = self.module(micro.input_ids, micro.attention_mask, hidden=hidden, backbone_grad=self.policy_step.active)
-        returns = episode_rows(micro, targets.returns, device)
-        vl = value_loss(values, episode_rows(micro, targets.values, device), returns, micro.loss_mask, totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
-        if metrics is not None:
-            n_tokens = float(micro.loss_mask.sum())
-            metrics.add("value_loss", float(vl.loss.detach()), 0.0)  # shares of the mini-batch loss: counted once in `finish`
-            metrics.add("value_clip_fraction", float(vl.clip_fraction_sum), n_tokens)
-            metrics.add("value_error", float(vl.error_sum), n_tokens)
-        return cfg.vf_coef * vl.loss
+    def loss(self, inputs: LossInput) -> LossOutput:
+        cfg, micro = self.cfg, inputs.micro
+        assert inputs.returns is not None and inputs.values is not None, "the value loss needs the step's return targets"
+        # the policy's hidden states come with their graph only when its part ran before this one: only
+        # then may the value loss reach the shared backbone (a head critic with --critic-backbone-grad)
+        policy_ran = inputs.hidden is not None
+        values = self.module(micro.input_ids, micro.attention_mask, hidden=inputs.hidden, backbone_grad=policy_ran)
+        vl = value_loss(values, inputs.values, inputs.returns, micro.loss_mask, inputs.totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
+        n_tokens = float(micro.loss_mask.sum())
+        logged = Logged((
+            ("value_loss", float(vl.loss.detach()), 0.0),  # shares of the mini-batch loss: counted once in `finish`
+            ("value_clip_fraction", float(vl.clip_fraction_sum), n_tokens),
+            ("value_error", float(vl.error_sum), n_tokens),
+        ))
+        return LossOutput(cfg.vf_coef * vl.loss, logged)
 
-    def finish(self, metrics: MetricSums) -> None:
-        metrics.counts["value_loss"] += self.run.dist.once
+    def finish(self) -> Logged:
         grad_norm, lr = self.optimized.step()
-        metrics.add("critic_grad_norm", grad_norm, 1.0)
-        metrics.add("critic_lr", lr, 1.0)
+        return Logged((("critic_grad_norm", grad_norm, 1.0), ("critic_lr", lr, 1.0)), counted=("value_loss",))
 
     def state(self) -> dict[str, Any]:
         return {"kind": self.cfg.critic, "weights": full_model_state(self.critic), **self.optimized.state()}
@@ -165,7 +173,7 @@ class PPO:
     @staticmethod
     def check(cfg: TrainConfig) -> None:
         if not isinstance(cfg, PPOConfig):
-            raise TypeError(f"PPOTrainer needs a PPOConfig, got {type(cfg).__name__}")
+            raise TypeError(f"PPO needs a PPOConfig, got {type(cfg).__name__}")
         for name in ("gamma", "lam"):
             if not 0.0 <= getattr(cfg, name) <= 1.0:
                 raise UsageError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
@@ -179,10 +187,10 @@ class PPO:
         cfg = run.cfg
         assert isinstance(cfg, PPOConfig)
         self.run, self.cfg = run, cfg
-        self.reference = make_reference(run)
-        self.policy_step = PolicyStep(run, self.reference, ent_coef=cfg.ent_coef)
-        self.value_step = ValueStep(run, cfg, state, self.policy_step)  # a separate critic copies the *initial* policy
-        self.policy_step.keep_hidden = self.value_step.critic.reads_policy_hidden
+        self.reference: Reference = make_reference(run)
+        self.value_step = ValueStep(run, cfg, state)  # a separate critic copies the *initial* policy
+        # a head critic reads the hidden states of the policy's own loss pass
+        self.policy_step = PolicyStep(run, self.reference, ent_coef=cfg.ent_coef, keep_hidden=self.value_step.critic.reads_policy_hidden)
 
     def prepare(self, state: dict[str, Any] | None) -> None:
         self.policy_step.prepare(state)
@@ -223,24 +231,24 @@ class PPO:
         out.value_mean = float((flat_val * flat_mask).sum() / tokens)
         out.return_mean = float((flat_to_go * flat_mask).sum() / tokens)
         # against what actually followed, not the GAE targets (which contain V itself when lam < 1)
-        out.explained_variance = explained_variance(flat_to_go, flat_val, flat_mask, self.run.dist.all_reduce)
+        out.explained_variance = explained_variance(flat_to_go, flat_val, flat_mask, self.run.all_reduce)
         if self.cfg.whiten_advantages:
-            whitened = whiten(flat_adv, flat_mask, self.run.dist.all_reduce)
+            whitened = whiten(flat_adv, flat_mask, self.run.all_reduce)
             for i, part in zip(trainable, torch.split(whitened, lengths), strict=True):
                 advantages[i] = part
 
     def update(self, batch: RolloutBatch, adv: TokenAdvantages, step: int) -> MetricSums:
         """`epochs` x `minibatches` optimizer steps of the policy and the critic; returns metric sums."""
-        metrics = MetricSums()
-        episodes, device = batch.episodes, self.run.device
+        episodes = batch.episodes
         train_policy = step > self.cfg.critic_warmup_steps
         self.run.policy.model.train()
         self.critic.train()
-        self.policy_step.active = train_policy
-        if train_policy:
-            self.policy_step.begin(episodes, adv.trainable, lambda micro: episode_rows(micro, adv.advantages, device))
-        self.value_step.targets = adv
-        train_epochs(self.run, episodes, adv.trainable, step, [self.policy_step, self.value_step], metrics)
+        reference = reference_logprobs(self.run, self.reference, episodes, adv.trainable) if train_policy else None
+        update = UpdateBatch(episodes, adv.trainable, adv.advantages, reference=reference, returns=adv.returns, values=adv.values)
+        if train_policy:  # the policy's part first: a head critic reads its hidden states
+            metrics = train_epochs(self.run, update, step, [self.policy_step, self.value_step])
+        else:
+            metrics = train_epochs(self.run, update, step, [self.value_step], idle=[self.policy_step])
         metrics.add("explained_variance", adv.explained_variance, 1.0)
         metrics.add("value_mean", adv.value_mean, 1.0)
         metrics.add("return_to_go", adv.return_mean, 1.0)
@@ -259,22 +267,11 @@ class PPO:
         return [plot_critic_curve(output_dir / "metrics.jsonl", output_dir / "critic_curve.png")]
 
 
-class PPOTrainer(Trainer):
-    """Owns a PPO run: the trainer of `agents.learn.trainer` with the `PPO` algorithm."""
+def __getattr__(name: str) -> Any:
+    """`PPOTrainer`, deprecated: `Trainer(cfg, algorithm=PPO)` of `agents.learn.trainer`."""
+    if name != "PPOTrainer":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn("PPOTrainer is deprecated: use agents.learn.trainer.Trainer(cfg, algorithm=PPO)", DeprecationWarning, stacklevel=2)
+    from agents.learn.trainer import deprecated_trainer
 
-    algorithm_cls = PPO
-    cfg: PPOConfig
-
-    algorithm: PPO
-
-    @property
-    def critic(self) -> Critic:
-        return self.algorithm.critic
-
-    @property
-    def critic_optimizer(self) -> torch.optim.Optimizer:
-        return self.algorithm.value_step.optimized.optimizer
-
-    @property
-    def critic_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        return self.algorithm.value_step.optimized.scheduler
+    return deprecated_trainer(PPO)

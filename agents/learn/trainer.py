@@ -4,7 +4,7 @@
 
     batch = rollout(step)                              agents/learn/rollout.py
     advantages = algorithm.advantages(batch)           GRPO: agents/learn/grpo.py, PPO: agents/learn/ppo.py
-    metrics = algorithm.update(batch, advantages, step)
+    metrics = algorithm.update(batch, advantages, step)    both through agents/learn/update.py
     engine.sync_weights(policy)                        the next rollout samples from the new weights
 
 and the trainer adds the rollout's metrics (returns, emotions, and what the replies look like:
@@ -13,7 +13,10 @@ writes them. Before the first step, every `--eval-every` steps and after the las
 policy on held-out users (agents/learn/held_out.py). What the
 trainer owns is the same for every algorithm: the policy (loaded, resumed, wrapped for torchrun),
 the rollout engine, the envs, the metrics writer and the checkpoints. What an `Algorithm` owns is
-its own: GRPO its KL reference and the policy's optimizer, PPO those and a critic.
+its own: GRPO its KL reference and the policy's optimizer, PPO those and a critic. The algorithm
+is an argument (`Trainer(cfg, algorithm=GRPO)`), and it knows nothing of ranks: the trainer's
+set-up wraps the policy for torchrun, and the algorithm's own models go through the same
+wrappers (`Run.trained`, `Run.frozen`).
 
 Set-up runs in an order that matters for resuming exactly: models copied from the *initial*
 policy first (the KL reference, a separate critic), then the checkpoint's weights, then the
@@ -23,11 +26,11 @@ torchrun wrappers, then the optimizers and their checkpoint state.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,77 +38,29 @@ import numpy as np
 import torch
 
 from agents.cli import UsageError
-from agents.learn.batching import MicroBatch, dummy_batch, make_micro_batches
 from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_checkpoint
 from agents.learn.components import check_model_paths, load_policy, make_envs, simulator_kwargs
 from agents.learn.config import TrainConfig
-from agents.learn.distributed import Distributed, full_model_state, is_sharded, lockstep, rank_device, wrap_module
+from agents.learn.distributed import Distributed, full_model_state, is_sharded, rank_device
 from agents.learn.held_out import HeldOutSettings, evaluate_policy, held_out_line
 from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve, read_metrics
-from agents.learn.optim import Optimized
 from agents.learn.policy import Policy, Sampling, resolve_dtype
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
-from agents.learn.rollout import Episode, RolloutBatch, SimulatorFailed, collect_rollouts, one_line
+from agents.learn.rollout import RolloutBatch, SimulatorFailed, collect_rollouts, one_line
 from agents.learn.run_folder import CONFIG, check_same_config, clear_folder, default_root, new_run_folder, planned_folder
 from agents.learn.seeds import Stream, stream_seed
 from agents.learn.transcripts import drop_after, write_transcripts
+from agents.learn.update import Run
 from agents.learn.vllm_engine import build_rollout_engine
 
 
-@dataclass
-class Run:
-    """What an algorithm works with: the configuration, this rank's place, the policy and where it computes."""
-
-    cfg: TrainConfig
-    dist: Distributed
-    policy: Policy
-    device: torch.device
-    compute_dtype: torch.dtype  # forward passes run in it; full fine-tunes keep float32 weights under mixed precision
-    sampling: Sampling
-    output_dir: Path
-    log: Callable[[str], None]
-
-    @property
-    def updates(self) -> int:
-        """Planned optimizer steps of the whole run (the schedules' length)."""
-        return self.cfg.steps * self.cfg.epochs * self.cfg.minibatches
-
-    def micro_batches(self, episodes: list[Episode], indices: list[int]) -> list[MicroBatch]:
-        return make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, int(self.policy.tokenizer.pad_token_id))
-
-    def dummy(self) -> MicroBatch:
-        return dummy_batch(int(self.policy.tokenizer.pad_token_id), self.device)
-
-    @torch.no_grad()
-    def per_episode_rows(self, episodes: list[Episode], indices: list[int], rows_of: Callable[[MicroBatch], torch.Tensor]) -> dict[int, torch.Tensor]:
-        """`rows_of(micro)` ([B, L], no gradient) for every episode of `episodes[indices]`, cut to its length, on the CPU.
-
-        Micro-batches run in lock-step over ranks (a rank with fewer runs dummy passes): the
-        forwards of a sharded model are collectives.
-        """
-        out: dict[int, torch.Tensor] = {}
-        for micro, real in lockstep(self.dist, self.micro_batches(episodes, indices), self.dummy):
-            batch = micro.to(self.device) if real else micro
-            rows = rows_of(batch)
-            for row, index in enumerate(batch.indices):
-                out[index] = rows[row, : len(episodes[index])].cpu()
-        return out
-
-
-class PolicyPart(Protocol):
-    """What the trainer reads of an algorithm's policy step (`agents.learn.grpo.PolicyStep`)."""
-
-    reference: Policy | str | None  # the KL reference: None (beta 0), "adapters" (LoRA) or a frozen copy
-    optimized: Optimized
-
-
 class Algorithm(Protocol):
-    """A learning algorithm on a `Run`: built with `(run, checkpoint state or None)` before the
-    policy's checkpoint weights are loaded, then `prepare`d once the policy is wrapped."""
+    """A learning algorithm on a `Run` (`agents.learn.grpo.GRPO`, `agents.learn.ppo.PPO`): built with
+    `(run, checkpoint state or None)` before the policy's checkpoint weights are loaded, then
+    `prepare`d once the policy is wrapped."""
 
     name: str
     min_group_size: int
-    policy_step: PolicyPart  # the policy's loss, its KL reference, optimizer and schedule
 
     @staticmethod
     def check(cfg: TrainConfig) -> None: ...
@@ -127,12 +82,19 @@ SUMMED = ("dropped_errors", "overlong", "skipped_groups", "groups", "sampled_tok
 
 
 class Trainer:
-    """Owns a run: `fit()` trains `cfg.steps` steps of `algorithm_cls` (resuming if asked), logging and saving."""
+    """Owns a run: `fit()` trains `cfg.steps` steps of `algorithm` (resuming if asked), logging and saving.
 
-    algorithm_cls: type[Algorithm]  # GRPO or PPO
+    `Trainer(cfg, algorithm=GRPO)` or `Trainer(cfg, algorithm=PPO)`; `dist` is this process's place in
+    a torchrun job (default: a single process), `policy` a policy to train as it is (default: the one
+    `cfg` names, loaded here).
+    """
 
-    def __init__(self, cfg: TrainConfig, dist: Distributed | None = None, policy: Policy | None = None, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, cfg: TrainConfig, algorithm: type[Algorithm], dist: Distributed | None = None, policy: Policy | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.cfg = cfg
+        self.algorithm_cls = algorithm
         self.dist = dist or Distributed()
         self.log = log if self.dist.is_main else (lambda message: None)
         self._check_config(policy_to_load=policy is None)
@@ -157,13 +119,13 @@ class Trainer:
             self.step = int(state["step"])
         run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.resolved_temperature(), cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
         self.run = run
-        self.algorithm = self.algorithm_cls(run, state)  # copies of the initial policy come first
+        self.algorithm = algorithm(run, state)  # copies of the initial policy come first
         if path is not None:
             self.policy.load_weights(path / "policy")
         if self.dist.is_distributed:
-            self.policy.train_module = wrap_module(self.policy.forward_module, cfg.parallel, self.dist, device, compute_dtype)
+            self.policy.train_module = run.trained(self.policy.forward_module)
             self.policy.device = device
-        self.algorithm.prepare(state)
+        self.algorithm.prepare(state)  # its own models wrapped like the policy (`Run.trained`, `Run.frozen`), then its optimizers
         if path is not None:
             self.log(f"resumed from {path} at step {self.step}")
         self.engine = build_rollout_engine(
@@ -256,21 +218,6 @@ class Trainer:
         policy = load_policy(cfg, log=self.log, device="cpu" if sharded else str(device), dtype=str(weights).removeprefix("torch."))
         policy.autocast_dtype = compute_dtype if mixed else None
         return policy, device, compute_dtype
-
-    @property
-    def reference(self) -> Policy | str | None:
-        """The KL reference: None (beta 0), "adapters" (LoRA) or a frozen copy of the initial policy."""
-        return self.algorithm.policy_step.reference
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        """The policy's optimizer."""
-        return self.algorithm.policy_step.optimized.optimizer
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        """The policy's learning-rate schedule."""
-        return self.algorithm.policy_step.optimized.scheduler
 
     # -------------------------------------------------------------------- one step
 
@@ -499,6 +446,18 @@ def add_rollout_metrics(sums: MetricSums, batch: RolloutBatch) -> None:
     sums.add("sampled_tokens", batch.sampled_tokens, 0.0)
     sums.add("generate_seconds", batch.generate_seconds, 1.0)
     sums.add("env_seconds", batch.env_seconds, 1.0)
+
+
+@functools.cache  # one class per algorithm, as before
+def deprecated_trainer(algorithm: type[Algorithm]) -> type[Trainer]:
+    """The class `GRPOTrainer` / `PPOTrainer` once were: a `Trainer` of `algorithm` (they warn when imported)."""
+
+    class BoundTrainer(Trainer):
+        def __init__(self, cfg: TrainConfig, dist: Distributed | None = None, policy: Policy | None = None, log: Callable[[str], None] = print) -> None:
+            super().__init__(cfg, algorithm, dist=dist, policy=policy, log=log)
+
+    BoundTrainer.__name__ = BoundTrainer.__qualname__ = f"{algorithm.name.upper()}Trainer"
+    return BoundTrainer
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
