@@ -173,7 +173,7 @@ def train_config(args: argparse.Namespace, output_dir: Path) -> TrainConfig:
     return TrainConfig(
         model=None if args.model == "tiny" else args.model, device=args.device, scenarios_per_step=args.batch // args.group_size,
         group_size=args.group_size, max_turns=1, max_new_tokens=args.new_tokens, template="direct", lr=args.lr, temperature=1.0, beta=0.0,
-        minibatches=1, epochs=1, lora=lora_r > 0, lora_r=max(lora_r, 1), lora_alpha=2 * max(lora_r, 1), seed=args.seed, steps=10**6,
+        warmup_steps=0, minibatches=1, epochs=1, lora=lora_r > 0, lora_r=max(lora_r, 1), lora_alpha=2 * max(lora_r, 1), seed=args.seed, steps=10**6,
         output_dir=str(output_dir), progress=False, tensorboard=False, transcripts=False, save_every=0, eval_limit=0,
         threads=args.threads or None,
     )
