@@ -49,7 +49,6 @@ import torch
 from agents.learn.config import TrainConfig
 from agents.learn.components import load_policy, system_prompt
 from agents.learn.grpo import GRPOTrainer
-from agents.learn.models import MODELS
 from agents.learn.tiny_model import TinyModelSpec, build_tiny_model, limited_scenarios
 
 QWEN2_VOCAB = 151_936
@@ -63,6 +62,8 @@ SIZES = {  # Qwen2 shapes: the tied 151,936-token vocabulary of the real models
 def model_folder(size: str, workdir: Path) -> Path:
     """A folder holding the model and its tokenizer: a named model's converted weights, or the embedded
     tokenizer with the tiny model's weights or random weights of `size`."""
+    from agents.learn.models import MODELS
+
     if size in MODELS:
         from agents.learn.policy import convert_gguf
 
@@ -218,6 +219,8 @@ def median_split(runs: list[list[dict[str, float]]]) -> dict[str, float]:
 
 
 def main() -> None:
+    from agents.learn.models import MODELS  # the named offline models, also taken as sizes
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", *SIZES, *MODELS], default="tiny", help="a shape of random weights, or a named offline model")
     parser.add_argument("--device", default="cpu")
