@@ -58,11 +58,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(device: torch.device, work: Callable[[], Any]) -> tuple[float, Any]:
-    """(seconds, result) of `work()`, the device's queued work included."""
+def timed(device: torch.device, work: Callable[[int], Any], repeat: int) -> tuple[float, Any]:
+    """(seconds, result) of `work(repeat)`, the device's queued work included."""
     synchronize(device)
     started = time.perf_counter()
-    result = work()
+    result = work(repeat)
     synchronize(device)
     return time.perf_counter() - started, result
 
@@ -210,7 +210,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for part, pair in sides.items():
                     order = ("ours", "bare") if repeat % 2 == 0 else ("bare", "ours")
                     for side in order:
-                        took, tokens = timed(device, lambda: pair[side](repeat))
+                        took, tokens = timed(device, pair[side], repeat)
                         if work[part].setdefault(side, tokens) != tokens:
                             raise SystemExit(f"{part}, {side}: {tokens} tokens in repetition {repeat}, {work[part][side]} before: not the same work")
                         if repeat:
@@ -238,7 +238,7 @@ def summarize(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per part: median seconds of each side, median of the per-repetition ratios, and those ratios."""
     out = {}
     for part, sides in result["seconds"].items():
-        ratios = [o / b for o, b in zip(sides["ours"], sides["bare"])]
+        ratios = [o / b for o, b in zip(sides["ours"], sides["bare"], strict=True)]
         out[part] = {"ours": statistics.median(sides["ours"]), "bare": statistics.median(sides["bare"]), "ratio": statistics.median(ratios), "ratios": ratios}
     return out
 

@@ -4,7 +4,7 @@
     python benchmarks/vs_trl.py                     # the embedded tiny chat model, 1 CPU thread
     python benchmarks/vs_trl.py --size qwen2-0.5b-2l --steps 6
     python benchmarks/vs_trl.py --size qwen2-0.5b --device cuda --steps 10 --threads 0
-    python benchmarks/vs_trl.py --size smollm2-135m --steps 3 --repeats 2 --threads 2   # a real chat model
+    python benchmarks/vs_trl.py --size smollm2-135m --prompts 1 --max-new-tokens 32 --steps 3 --repeats 2   # a real chat model
 
 The same model (same weights, loaded from the same folder), the same opening prompts (system
 prompt + the users' first messages of the training scenarios, through the same chat template),
