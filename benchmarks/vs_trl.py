@@ -4,6 +4,7 @@
     python benchmarks/vs_trl.py                     # the embedded tiny chat model, 1 CPU thread
     python benchmarks/vs_trl.py --size qwen2-0.5b-2l --steps 6
     python benchmarks/vs_trl.py --size qwen2-0.5b --device cuda --steps 10 --threads 0
+    python benchmarks/vs_trl.py --size smollm2-135m --prompts 1 --max-new-tokens 32 --steps 3 --repeats 2   # a real chat model
 
 The same model (same weights, loaded from the same folder), the same opening prompts (system
 prompt + the users' first messages of the training scenarios, through the same chat template),
@@ -26,6 +27,9 @@ Shapes (`--size`; random weights, no download, the embedded tokenizer's ids on b
 `tiny` is the embedded chat model (built and cached on first use); `qwen2-0.5b-2l` is Qwen2-0.5B's
 width and 151,936-token vocabulary with 2 layers, where the work per token is dominated by the
 vocabulary as it is on real models; `qwen2-0.5b` and `qwen2-1.5b` are the whole models (GPU).
+A named offline model (`smollm2-135m`: SmolLM2-135M-Instruct, its weights and its own tokenizer
+and chat template; see agents/learn/models.py) is the real pretrained model, converted once from
+its package's GGUF file and loaded on both sides from the same cached folder.
 """
 
 from __future__ import annotations
@@ -57,7 +61,14 @@ SIZES = {  # Qwen2 shapes: the tied 151,936-token vocabulary of the real models
 
 
 def model_folder(size: str, workdir: Path) -> Path:
-    """A folder holding the model and the embedded tokenizer (the tiny model's own, or random weights of `size`)."""
+    """A folder holding the model and its tokenizer: a named model's converted weights, or the embedded
+    tokenizer with the tiny model's weights or random weights of `size`."""
+    from agents.learn.models import MODELS
+
+    if size in MODELS:
+        from agents.learn.policy import convert_gguf
+
+        return convert_gguf(MODELS[size].locate())  # converted once, then read from the cache
     tiny = build_tiny_model(log=lambda line: print(line, file=sys.stderr))
     if size == "tiny":
         return tiny
@@ -192,6 +203,7 @@ def run_ours(folder: Path | None, args: argparse.Namespace, workdir: Path) -> li
             steps.append({
                 "step": time.perf_counter() - started, "generate": metrics["generate_seconds"], "rollout": metrics["rollout_seconds"],
                 "update": metrics["update_seconds"], "sampled": metrics["sampled_tokens"],
+                "skipped_groups": metrics["skipped_groups"], "groups": metrics["groups"],
             })
     finally:
         trainer.close()
@@ -208,8 +220,10 @@ def median_split(runs: list[list[dict[str, float]]]) -> dict[str, float]:
 
 
 def main() -> None:
+    from agents.learn.models import MODELS  # the named offline models, also taken as sizes
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["tiny", *SIZES], default="tiny")
+    parser.add_argument("--size", choices=["tiny", *SIZES, *MODELS], default="tiny", help="a shape of random weights, or a named offline model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prompts", type=int, default=4, help="prompts (scenarios) per step")
     parser.add_argument("--group-size", type=int, default=4)
@@ -257,6 +271,10 @@ def main() -> None:
     per_repeat = [statistics.median(s["step"] for s in o[1:]) / statistics.median(s["step"] for s in t[1:]) for t, o in zip(runs["trl"], runs["ours"], strict=True)]
     print(f"ratio per repeat (ours / TRL, the run just before): {', '.join(f'{r:.2f}' for r in per_repeat)}")
     print(f"ratio (whole step, ours / TRL): {ours_s['step'] / trl_s['step']:.2f}")
+    timed_steps = [s for run in runs["ours"] for s in run[1:]]
+    skipped, groups = sum(s["skipped_groups"] for s in timed_steps), sum(s["groups"] for s in timed_steps)
+    if skipped:  # ours leaves out groups whose completions all scored alike; TRL trains them at zero advantage
+        print(f"ours skipped {skipped:.0f} of {groups:.0f} groups in the timed steps (no reward spread), which TRL trains at zero advantage")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "trl": trl_s, "ours": ours_s, "ratio": ours_s["step"] / trl_s["step"], "per_repeat": per_repeat, "runs": runs}, indent=1))
 
