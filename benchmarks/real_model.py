@@ -10,7 +10,7 @@ Two comparisons, each "ours / bare" on exactly the same work in the same process
 | | ours | bare |
 |---|---|---|
 | sampler | `Policy.sample`, the generation path of the rollouts (KV cache, one seeded random stream per row), no stop token | `model.generate(do_sample=True, min_new_tokens=max_new_tokens)` on the same left-padded prompt ids |
-| update | `GRPOTrainer.update`: one GRPO update (LoRA or full fine-tuning, as the model's training preset) on one fixed rollout | plain PyTorch on the same micro-batches, masks and advantages: full-vocabulary logits, log-softmax, clipped surrogate, backward, gradient clipping, `torch.optim.AdamW` step |
+| update | `Trainer.update` (GRPO): one GRPO update (LoRA or full fine-tuning, as the model's training preset) on one fixed rollout | plain PyTorch on the same micro-batches, masks and advantages: full-vocabulary logits, log-softmax, clipped surrogate, backward, gradient clipping, `torch.optim.AdamW` step |
 
 The prompts are the opening prompts a rollout starts from (the agent's system prompt and the
 first user message of the training scenarios, through the model's chat template);
@@ -47,10 +47,11 @@ import torch
 from agents.learn.batching import make_micro_batches
 from agents.learn.components import load_policy
 from agents.learn.config import TrainConfig
-from agents.learn.grpo import GRPOTrainer
+from agents.learn.grpo import GRPO
 from agents.learn.models import named_model
 from agents.learn.policy import Policy, Sampling
 from agents.learn.tiny_model import limited_scenarios
+from agents.learn.trainer import Trainer
 
 
 def synchronize(device: torch.device) -> None:
@@ -185,7 +186,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         cfg = train_config(args, Path(tmp) / "run")
         policy = load_policy(cfg, log=lambda line: print(line, file=sys.stderr))
         policy.chat.stop_ids = ()  # every turn runs to the token budget, as generate's min_new_tokens makes it
-        trainer = GRPOTrainer(cfg, policy=policy, log=lambda line: None)
+        trainer = Trainer(cfg, algorithm=GRPO, policy=policy, log=lambda line: None)
         try:
             prompts = opening_prompts(policy, args.batch, args.prompt_words)
             batch = trainer.rollout(step=1)  # the fixed tokens every update trains on

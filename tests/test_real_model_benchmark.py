@@ -45,7 +45,7 @@ def test_the_bare_update_takes_the_same_step_as_ours_from_the_same_weights(real_
     )
     cfg = real_model.train_config(args, tmp_path / "run")
     policy = real_model.load_policy(cfg, log=lambda line: None)
-    trainer = real_model.GRPOTrainer(cfg, policy=policy, log=lambda line: None)
+    trainer = real_model.Trainer(cfg, algorithm=real_model.GRPO, policy=policy, log=lambda line: None)
     try:
         batch = trainer.rollout(step=1)
         advantages = trainer.compute_advantages(batch)
