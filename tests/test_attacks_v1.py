@@ -129,7 +129,7 @@ def test_cue_phrases_around_nonsense_end_far_below_the_empathic_agent(language):
 
 
 @pytest.mark.calibrated_user
-@languages("en")
+@LANGUAGES
 def test_cue_phrases_around_nonsense_reading_the_hints_end_far_below_the_empathic_agent(language):
     fitted = matcher(language)
     assert_far_below(language, lambda seed: CueNonsense(seed, fitted))

@@ -1,15 +1,14 @@
 """Fit the calibrated built-in user on SAGE's DeepSeek-V3 judge (`python -m sage_gym.calibrate fit`).
 
-Two fits, both ridge regressions of the recorded emotion change of a reply, with the user's
-emotion before the reply as a covariate (SAGE's changes carry momentum):
+Two fits of the recorded emotion change of a reply:
 
-1. **The reply's value** (`sage_gym.simulators.reply_value`): on the reply's multilingual sentence
-   embedding and its cosine with the user's last message. Each reply's value that the second fit sees comes from a model fitted without
-   the reply's own frontier model (leave one model out), so the second fit weighs the value as it
-   will behave on replies it has never seen.
-2. **The parts' weights** (`sage_gym.simulators.calibrated`): on the rule-based analysis' parts
-   (strategy sums per intention, questions, engagement, length bins, whole-message flags) and the
-   reply's value, over the replies that raise no guard flag.
+1. **The reply's value** (`sage_gym.simulators.reply_value`): the mean recorded change of the
+   reply's nearest judged replies in the multilingual sentence embedding, plus a topical slope; the
+   slopes of momentum (the user's emotion before the reply) and topicality come from a least-squares
+   fit. Each reply's value that the second fit sees comes from other models' replies only, so the
+   second fit weighs the value as it will behave on replies it has never seen.
+2. **The scale** (`sage_gym.simulators.calibrated`): a sign-constrained ridge of the change on the
+   value, over the replies that raise no guard flag.
 
 `leave_one_model_out` repeats the whole fit without each model in turn and predicts that model's
 replies, the honest figure for how the user ranks a model it has not seen.
@@ -20,6 +19,7 @@ be that judge's. The held-out judge is for `measure`, never for this module (a t
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections.abc import Sequence
@@ -30,9 +30,10 @@ import numpy as np
 
 from sage_gym.calibrate.data import FITTING_JUDGE, Dialogue, Turn
 from sage_gym.simulators import builtin, calibrated
-from sage_gym.simulators.reply_value import MODEL_FILE, MOMENTUM_SCALE, NEUTRAL_EMOTION, ReplyValueModel, reply_features
+from sage_gym.simulators.reply_value import MODEL_FILE, MOMENTUM_SCALE, NEUTRAL_EMOTION, Bank, ReplyValueModel, build_bank
 
-VALUE_RIDGE = 1.0  # chosen by leave-one-model-out Kendall tau on the fitting judge (docs/calibration.md)
+VALUE_NEIGHBOURS = 30  # chosen by leave-one-model-out Kendall tau on the fitting judge (docs/calibration.md)
+VALUE_CHUNK = 512  # replies valued at once (a chunk x bank similarity matrix)
 PARTS_RIDGE = 1.0
 NOISE_STD = 1.0  # emotion points: small seeded noise, so that equal replies need not get equal changes
 
@@ -64,58 +65,46 @@ def examples(dialogues: Sequence[Dialogue]) -> list[Example]:
     return out
 
 
-def _with_covariates(x: np.ndarray, before: np.ndarray) -> np.ndarray:
-    return np.hstack([x, ((before - NEUTRAL_EMOTION) / MOMENTUM_SCALE)[:, None], np.ones((len(x), 1))])
+def _constants(bank: Bank) -> tuple[float, float]:
+    """The momentum and topical slopes: least squares of the recorded change on (emotion - 40) / 20,
+    the reply's cosine with the user's last message and a constant."""
+    x = np.stack([(bank.before - NEUTRAL_EMOTION) / MOMENTUM_SCALE, bank.topical, np.ones(len(bank.changes))], axis=1)
+    coef = np.linalg.lstsq(x, bank.changes, rcond=None)[0]
+    return float(coef[0]), float(coef[1])
 
 
-def _ridge(gram: np.ndarray, moment: np.ndarray, penalty: float) -> np.ndarray:
-    """Solve (X'X + penalty I) w = X'y, the last two columns (momentum, intercept) unpenalised."""
-    reg = penalty * np.eye(len(gram))
-    reg[-2:, -2:] = 0.0
-    return np.linalg.solve(gram + reg, moment)
+def _values(model: ReplyValueModel, queries: Bank, bank: Bank) -> np.ndarray:
+    """Values of the `queries` replies from the `bank`, each reply's neighbours never of its own model, in chunks."""
+    out = np.zeros(len(queries.changes))
+    for start in range(0, len(out), VALUE_CHUNK):
+        part = slice(start, start + VALUE_CHUNK)
+        out[part] = model.values_of(queries.vectors[part], queries.said[part], bank, [str(m) for m in queries.models[part]])
+    return out
+
+
+def _rows(bank: Bank, keep: np.ndarray) -> Bank:
+    return Bank(bank.vectors[keep], bank.said[keep], bank.changes[keep], bank.before[keep], bank.models[keep])
 
 
 class _ValueFits:
-    """Ridge fits of the reply's value that share one Gram matrix: leaving a model out subtracts
-    its rows' share instead of rebuilding the matrix."""
+    """The nearest-neighbour value over the fitting replies, refitted without one model at will."""
 
     def __init__(self, items: Sequence[Example]) -> None:
-        said = [_said(e.turn) for e in items]
-        before = np.array([e.turn.emotion_before for e in items], dtype=float)
-        self.x = _with_covariates(reply_features([e.turn.reply for e in items], said), before)
-        self.y = np.array([e.turn.change for e in items], dtype=float)
-        self.models = np.array([e.model for e in items])
-        self.gram = self.x.T @ self.x
-        self.moment = self.x.T @ self.y
+        self.bank = build_bank([(e.model, e.turn) for e in items])
+        self.models = self.bank.models
 
-    def coefficients(self, without: str | None = None) -> np.ndarray:
-        gram, moment = self.gram, self.moment
-        if without is not None:
-            rows = self.x[self.models == without]
-            gram, moment = gram - rows.T @ rows, moment - rows.T @ self.y[self.models == without]
-        return _ridge(gram, moment, VALUE_RIDGE)
+    def model(self, source: str, without: str | None = None) -> ReplyValueModel:
+        """The value's constants fitted on every model's replies but `without`'s, its bank those
+        replies; `mean_value` is their mean value, each valued from other models' replies."""
+        bank = _rows(self.bank, self.models != without)
+        momentum, topical = _constants(bank)
+        uncentred = ReplyValueModel(VALUE_NEIGHBOURS, momentum, topical, 0.0, source)
+        return dataclasses.replace(uncentred, mean_value=float(_values(uncentred, bank, bank).mean()))
 
-    def values(self, coef: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        reply_part = self.x[:, :-2] @ coef[:-2]
-        return reply_part[rows] - reply_part.mean()
-
-    def model(self, coef: np.ndarray, source: str) -> ReplyValueModel:
-        reply_part = self.x[:, :-2] @ coef[:-2]
-        return ReplyValueModel(weight=coef[:-3].copy(), topical_weight=float(coef[-3]), mean_value=float(reply_part.mean()), source=source)
-
-
-def _said(turn: Turn) -> str:
-    """What the user said last before the reply."""
-    return next((m["content"] for m in reversed(turn.history) if m["role"] == "user"), "")
-
-
-def out_of_model_values(fits: _ValueFits) -> np.ndarray:
-    """Each reply's reply value from a fit that never saw the reply's model."""
-    values = np.zeros(len(fits.y))
-    for model in sorted(set(fits.models)):
-        rows = fits.models == model
-        values[rows] = fits.values(fits.coefficients(without=model), rows)
-    return values
+    def values(self, model: ReplyValueModel, rows: np.ndarray, without: str | None = None) -> np.ndarray:
+        """Values of the fitting replies in `rows` (a mask), from the bank less `without`'s replies,
+        each reply's neighbours never of its own model."""
+        return _values(model, _rows(self.bank, rows), _rows(self.bank, self.models != without))
 
 
 def fit_weights(items: Sequence[Example], values: np.ndarray, source: str) -> calibrated.Weights:
@@ -165,8 +154,10 @@ class Fitted:
 def fit(items: Sequence[Example]) -> Fitted:
     """Both fits on all the given examples (the shipped user)."""
     fits = _ValueFits(items)
-    weights = fit_weights(items, out_of_model_values(fits), _source(items, "parts: reply values from leave-one-model-out fits"))
-    return Fitted(fits.model(fits.coefficients(), _source(items, "ridge on the multilingual sentence embedding of the reply and its cosine with the user's last message")), weights)
+    value = fits.model(_source(items, f"the mean recorded change of a reply's {VALUE_NEIGHBOURS} nearest judged replies in the multilingual sentence embedding, plus a topical slope"))
+    every = np.ones(len(items), dtype=bool)
+    weights = fit_weights(items, fits.values(value, every), _source(items, "parts: each reply valued from other models' replies"))
+    return Fitted(value, weights)
 
 
 def predicted_change(example: Example, reply_value: float, weights: calibrated.Weights) -> float:
@@ -177,20 +168,18 @@ def predicted_change(example: Example, reply_value: float, weights: calibrated.W
 
 
 def leave_one_model_out(items: Sequence[Example]) -> list[float]:
-    """Each reply's expected change (neutral emotion) from a user fitted without its model.
-
-    The reply values the held-out model's parts fit sees come from fits without their own model,
-    which did see the held-out one (noted in docs/calibration.md)."""
+    """Each reply's expected change (neutral emotion) from a user fitted without its model: the
+    value's constants, its bank and the scale all fitted on the other models' replies."""
     fits = _ValueFits(items)
-    cross = out_of_model_values(fits)
     changes = [0.0] * len(items)
     for model in sorted(set(fits.models)):
         held = fits.models == model
+        value = fits.model("leave one model out", without=model)
         kept = [e for e, h in zip(items, held, strict=True) if not h]
-        weights = fit_weights(kept, cross[~held], "leave one model out")
-        own = fits.values(fits.coefficients(without=model), held)
-        for i, value in zip(np.flatnonzero(held), own, strict=True):
-            changes[i] = predicted_change(items[int(i)], float(value), weights)
+        weights = fit_weights(kept, fits.values(value, ~held, without=model), "leave one model out")
+        own = fits.values(value, held, without=model)
+        for i, own_value in zip(np.flatnonzero(held), own, strict=True):
+            changes[i] = predicted_change(items[int(i)], float(own_value), weights)
     return changes
 
 

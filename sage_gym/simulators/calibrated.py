@@ -2,9 +2,10 @@
 
 The rule-based user (`builtin`, version 0 of the scoring) adds hand-set weights of cue phrases. The
 calibrated user (`builtin-v1`, version 1, opt-in for now) predicts the emotion change from the
-reply's *meaning*: `reply_value` (`reply_value.py`), a ridge regression on a multilingual sentence
-embedding of the reply and its cosine with what the user just said, fitted on SAGE's recorded
-dialogues (the DeepSeek-V3 judge's; `python -m sage_gym.calibrate fit`). A second fit scales it:
+reply's *meaning*: `reply_value` (`reply_value.py`), what SAGE's recorded users gave the replies
+nearest to it in a multilingual sentence embedding, and how much more it is about what this user
+just said (the DeepSeek-V3 judge's dialogues; `python -m sage_gym.calibrate fit`). A second fit
+scales it:
 
     change = weight * reply_value + intercept
 
@@ -49,7 +50,7 @@ OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 1.2, "mixed_language": 1.0}  # sco
 # Flags that mute the reply's positive value: it is not taken as meant. Repeating an earlier reply
 # is not among them, nor priced: SAGE's users mind it (fitted beside the value, -1.8 points), but
 # DeepSeek-V3 (SAGE 37.5) repeats itself in a fifth of its replies and the price ranked SAGE's models
-# worse (leave-one-model-out tau 0.467 against 0.689); a repeated reply already loses what it no
+# worse (leave-one-model-out tau 0.467 against 0.689, measured with the ridge value); a repeated reply already loses what it no
 # longer says about the user's new message (docs/builtin_simulator.md section 10).
 MUTING_FLAGS = frozenset(GUARD_FLAGS)
 POINTS_PER_SCORE_UNIT = 5.0  # the rule-based ladder: +0.5 -> +5, +1.5 -> +10

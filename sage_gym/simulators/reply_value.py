@@ -1,33 +1,47 @@
-"""What SAGE's LLM users make of a reply's meaning: a linear model on a multilingual sentence embedding.
+"""What SAGE's LLM users made of replies like this one: the recorded changes of its nearest neighbours.
 
 SAGE published its benchmark dialogues: frontier models talking with LLM-simulated Chinese users,
-every reply followed by the user's emotion. The model here reads a reply through the multilingual
-sentence embedding of `sage_gym.embedding` (Universal Sentence Encoder multilingual, made static):
-the reply's unit vector, and its cosine with the user's last message (is it about what the user
-said?). A ridge regression on those predicts the emotion change the recorded DeepSeek-V3 user gave
-the reply, with the user's emotion before the reply as a covariate (SAGE's changes carry momentum:
-a user already warm warms further) that is then held at the neutral 40. Only the reply's own value
-is kept: `value(reply, said)` is the predicted change at neutral emotion minus the model's mean
-over the fitting replies, in emotion points per reply.
+every reply followed by the user's emotion. The *bank* is every reply of the DeepSeek-V3 judge's
+dialogues (the copy that ships in `sage_gym/calibrate/data/`), each as its vector in the
+multilingual sentence embedding of `sage_gym.embedding`, with the change its recorded user gave
+it (less the momentum SAGE's changes carry: a user already warm warms further, so the change is
+taken back to the neutral emotion 40) and its cosine with what the user had just said.
 
-It is fitted on the DeepSeek-V3 judge's dialogues only (`sage_gym.calibrate.fit`, run by
-`python -m sage_gym.calibrate fit`); the GPT-4o judge's dialogues are held out to measure it.
-Because English and Chinese land in one embedding space, a model fitted on Chinese judgments reads
-English replies too: what it transfers and what it cannot know is in docs/builtin_simulator.md
-section 10 (it was fitted on frontier models' replies, so text unlike any of them, such as
-nonsense, is read through what it is nearest to; the guard flags handle what the rules can see).
+A new reply's value is
 
-Cheap: one embedding look-up per text (cached) and two dot products of 512 numbers.
+    mean(change of its K nearest bank replies) + topical_weight * (its cosine with the user's last
+    message - the mean of those neighbours' cosines with theirs) - mean_value
+
+in emotion points per reply, centred on the bank's average reply. It can be no higher than what
+frontier replies near it earned from SAGE's users, so text that no frontier model would write earns
+what the replies it happens to land near earned, not what a direction in the embedding promises (a
+ridge on the embedding was exploited within 700 evaluations of a search: docs/attacks.md). The
+topical term says whether the reply is about *this* user's words, which the neighbours cannot
+(they answered other users). English and Chinese land in one embedding space, so the bank of
+Chinese judgments reads English replies too; docs/builtin_simulator.md section 10 says what that
+transfers and what it cannot know.
+
+`K`, `momentum_weight`, `topical_weight` and `mean_value` are fitted by `sage_gym.calibrate.fit`
+(`python -m sage_gym.calibrate fit`) on the DeepSeek-V3 judge only; the GPT-4o judge's dialogues are
+held out. The bank's vectors are built from the vendored dialogues on first use (about 15 seconds)
+and kept in the embedding's cache folder.
+
+Per reply: one embedding look-up per text (cached) and a product of the bank (7,836 x 512) with the
+reply's vector.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,54 +49,120 @@ import numpy as np
 MODEL_FILE = "reply_value.json.gz"
 NEUTRAL_EMOTION = 40
 MOMENTUM_SCALE = 20.0  # the emotion covariate is (emotion - 40) / 20
+IDENTICAL = 0.9999  # a bank reply this close is the reply itself: never its own neighbour
 
 
-def reply_features(replies: Sequence[str], said: Sequence[str]) -> np.ndarray:
-    """Rows of the model's inputs: the reply's embedding (512) and its cosine with what the user said."""
+@dataclass(frozen=True)
+class Bank:
+    """SAGE's judged replies as the value reads them."""
+
+    vectors: np.ndarray  # (n, 512) float32 unit vectors of the replies
+    said: np.ndarray  # (n, 512) float32 unit vectors of what the user said last before each
+    changes: np.ndarray  # (n,) recorded emotion changes
+    before: np.ndarray  # (n,) the user's emotion when the reply came
+    models: np.ndarray  # (n,) the frontier model that wrote each reply
+
+    @property
+    def topical(self) -> np.ndarray:
+        return np.einsum("ij,ij->i", self.vectors, self.said)
+
+
+def said_before(history: Sequence[dict[str, str]] | Sequence[Any]) -> str:
+    """What the user said last in a history of {"role", "content"} messages."""
+    return next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+
+
+def build_bank(turns: Sequence[tuple[str, Any]]) -> Bank:
+    """The bank of judged replies: (model, `sage_gym.calibrate.data.Turn`) pairs."""
     from sage_gym import embedding  # the [embed] extra: needed by the calibrated user only
 
-    reply_vectors, said_vectors = embedding.encode(list(replies)), embedding.encode(list(said))
-    topical = np.einsum("ij,ij->i", reply_vectors, said_vectors)[:, None]
-    return np.hstack([reply_vectors.astype(np.float64), topical.astype(np.float64)])
+    return Bank(
+        vectors=embedding.encode([t.reply for _, t in turns]),
+        said=embedding.encode([said_before(t.history) for _, t in turns]),
+        changes=np.array([t.change for _, t in turns], dtype=np.float64),
+        before=np.array([t.emotion_before for _, t in turns], dtype=np.float64),
+        models=np.array([m for m, _ in turns]),
+    )
+
+
+def _bank_cache_path(source: Path) -> Path:
+    from sage_gym import embedding
+
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    return embedding.table_path().parent / f"sage_bank_{digest}.npz"
+
+
+@lru_cache(maxsize=1)
+def shipped_bank() -> Bank:
+    """The bank of the vendored DeepSeek-V3 judge's dialogues, built once and cached on disk."""
+    from sage_gym.calibrate.data import FITTING_JUDGE, load_vendored, vendored_path
+
+    path = _bank_cache_path(vendored_path(FITTING_JUDGE))
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return Bank(z["vectors"], z["said"], z["changes"], z["before"], z["models"])
+    bank = build_bank([(d.model, t) for d in load_vendored() for t in d.turns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
+        np.savez(tmp, vectors=bank.vectors, said=bank.said, changes=bank.changes, before=bank.before, models=bank.models)
+    os.replace(tmp.name, path)  # atomic: processes that build at once never read half a file
+    return bank
 
 
 @dataclass(frozen=True)
 class ReplyValueModel:
-    """A fitted model: `value` is linear in the reply's embedding and its cosine with the user's words."""
+    """The fitted constants of the nearest-neighbour value; the bank is `shipped_bank()` unless given."""
 
-    weight: np.ndarray  # one per embedding dimension
+    k: int  # neighbours averaged
+    momentum_weight: float  # emotion points of change per (emotion - 40) / 20, taken out of the bank's changes
     topical_weight: float  # per unit of cosine between the reply and the user's last message
-    mean_value: float  # the mean of the linear part over the fitting replies, so that value() centres on 0
+    mean_value: float  # the mean value over the bank (each reply's neighbours from other models), so that value() centres on 0
     source: str  # what it was fitted on (judge, models, reply count)
 
+    def neutral_changes(self, bank: Bank) -> np.ndarray:
+        """The bank's recorded changes taken back to the neutral emotion."""
+        return bank.changes - self.momentum_weight * (bank.before - NEUTRAL_EMOTION) / MOMENTUM_SCALE
+
+    def values_of(self, vectors: np.ndarray, said: np.ndarray, bank: Bank, exclude_models: Sequence[str | None] | None = None) -> np.ndarray:
+        """Values of many replies given as unit vectors (and what their users said), from `bank`;
+        `exclude_models[i]` keeps that model's replies out of reply i's neighbours."""
+        neutral, bank_topical = self.neutral_changes(bank), bank.topical
+        sims = vectors.astype(np.float32) @ bank.vectors.T
+        sims[sims >= IDENTICAL] = -np.inf
+        if exclude_models is not None:
+            for i, model in enumerate(exclude_models):
+                if model is not None:
+                    sims[i, bank.models == model] = -np.inf
+        nearest = np.argpartition(-sims, self.k, axis=1)[:, : self.k]
+        topical = np.einsum("ij,ij->i", vectors, said)
+        return neutral[nearest].mean(axis=1) + self.topical_weight * (topical - bank_topical[nearest].mean(axis=1)) - self.mean_value
+
     def value(self, reply: str, said: str) -> float:
-        """The reply's predicted emotion change at neutral emotion, relative to an average reply
-        (0 for an empty reply: the guard flags judge those)."""
+        """The reply's value at neutral emotion, relative to an average frontier reply (0 for an
+        empty reply: the guard flags judge those)."""
+        from sage_gym import embedding
+
         if not reply.strip():
             return 0.0
-        row = reply_features([reply], [said])[0]
-        return float(row[:-1] @ self.weight + row[-1] * self.topical_weight) - self.mean_value
+        vectors = embedding.encode([reply, said])
+        return float(self.values_of(vectors[:1], vectors[1:], shipped_bank())[0])
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "mean_value": round(self.mean_value, 6),
+            "k": self.k,
+            "momentum_weight": round(self.momentum_weight, 6),
             "topical_weight": round(self.topical_weight, 6),
-            "weight": [round(float(w), 6) for w in self.weight],
+            "mean_value": round(self.mean_value, 6),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ReplyValueModel:
-        return cls(
-            weight=np.asarray(data["weight"], dtype=np.float64),
-            topical_weight=float(data["topical_weight"]),
-            mean_value=float(data["mean_value"]),
-            source=str(data["source"]),
-        )
+        return cls(int(data["k"]), float(data["momentum_weight"]), float(data["topical_weight"]), float(data["mean_value"]), str(data["source"]))
 
 
 @lru_cache(maxsize=1)
 def shipped_model() -> ReplyValueModel:
-    """The model fitted on SAGE's DeepSeek-V3 judge and shipped in the package."""
+    """The constants fitted on SAGE's DeepSeek-V3 judge and shipped in the package."""
     raw = (resources.files("sage_gym.simulators") / "data" / MODEL_FILE).read_bytes()
     return ReplyValueModel.from_json(json.loads(gzip.decompress(raw)))
