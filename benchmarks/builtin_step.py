@@ -46,22 +46,28 @@ from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import clear_caches, react_sync
 
 
-def record_steps(split: str, agents: tuple[str, ...], turns: int) -> list[tuple]:
-    steps = []
-    for name in agents:
-        for i, scenario in enumerate(load_split(split)):
-            agent = make_reference_agent(name, seed=i)
-            state = UserState(emotion=40, rules=Rules(), seed=i)
-            history = [{"role": "user", "content": scenario.first_message}]
-            for _ in range(turns):
-                reply = agent(history)
-                steps.append((scenario, state, tuple(history), reply))
-                reaction = react_sync(scenario, state, history, reply)
-                history += [{"role": "assistant", "content": reply}, {"role": "user", "content": reaction.reply}]
-                state = reaction.state
-                if reaction.leaves:
-                    break
+def dialogue_steps(make_agent, scenarios, turns: int, limit: int | None = None) -> list[tuple]:
+    """Each agent step of `make_agent(seed)` talking with each scenario's user, as `react_sync`'s arguments."""
+    steps: list[tuple] = []
+    for i, scenario in enumerate(scenarios):
+        agent = make_agent(i)
+        state = UserState(emotion=40, rules=Rules(), seed=i)
+        history = [{"role": "user", "content": scenario.first_message}]
+        for _ in range(turns):
+            reply = agent(history)
+            steps.append((scenario, state, tuple(history), reply))
+            reaction = react_sync(scenario, state, history, reply)
+            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": reaction.reply}]
+            state = reaction.state
+            if reaction.leaves or limit is not None and len(steps) >= limit:
+                break
+        if limit is not None and len(steps) >= limit:
+            break
     return steps
+
+
+def record_steps(split: str, agents: tuple[str, ...], turns: int) -> list[tuple]:
+    return [step for name in agents for step in dialogue_steps(lambda seed, name=name: make_reference_agent(name, seed=seed), load_split(split), turns)]
 
 
 def replay_seconds(steps: list[tuple], repeats: int) -> float:
@@ -86,22 +92,7 @@ def sage_steps(count: int) -> list[tuple]:
 
 def long_english_steps(count: int, turns: int) -> list[tuple]:
     """The independent long-careful agent's replies on the eval split (about 150 words each)."""
-    steps = []
-    for i, scenario in enumerate(load_split("eval")):
-        agent = make_independent_agent("long_careful", seed=i)
-        state = UserState(emotion=40, rules=Rules(), seed=i)
-        history = [{"role": "user", "content": scenario.first_message}]
-        for _ in range(turns):
-            reply = agent(history)
-            steps.append((scenario, state, tuple(history), reply))
-            reaction = react_sync(scenario, state, history, reply)
-            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": reaction.reply}]
-            state = reaction.state
-            if reaction.leaves or len(steps) >= count:
-                break
-        if len(steps) >= count:
-            break
-    return steps
+    return dialogue_steps(lambda seed: make_independent_agent("long_careful", seed=seed), load_split("eval"), turns, limit=count)
 
 
 def per_reply_ms(steps: list[tuple], versions: tuple[int, ...]) -> dict[int, np.ndarray]:
