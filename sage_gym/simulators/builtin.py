@@ -54,7 +54,7 @@ import numpy as np
 from sage_gym.scenarios import Scenario
 from sage_gym.simulators import builtin_zh, calibrated, coherence
 from sage_gym.simulators.base import Message, Reaction, Rules, UserState, clamp_emotion, emotion_bucket
-from sage_gym.simulators.reply_value import shipped_model as shipped_reply_value
+from sage_gym.simulators.reply_value import said_before, shipped_model as shipped_reply_value
 from sage_gym.simulators.risk import RiskJudgement, judge_risk
 
 # ----------------------------------------------------------------------------------------------
@@ -547,8 +547,7 @@ def _rule_score(scenario: Scenario, feats: ReplyFeatures, temper: Temperament, t
 
 def _reply_value(history: Sequence[Message], agent_reply: str) -> float:
     """What SAGE's users made of the reply's meaning (`reply_value`), in either language."""
-    said = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
-    return shipped_reply_value().value(agent_reply, said)
+    return shipped_reply_value().value(agent_reply, said_before(history))
 
 
 def calibrated_parts(scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float) -> tuple[dict[str, float], frozenset[str]]:

@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -67,7 +67,7 @@ class Bank:
         return np.einsum("ij,ij->i", self.vectors, self.said)
 
 
-def said_before(history: Sequence[dict[str, str]] | Sequence[Any]) -> str:
+def said_before(history: Sequence[Mapping[str, str]]) -> str:
     """What the user said last in a history of {"role", "content"} messages."""
     return next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
 
