@@ -32,7 +32,7 @@ import torch
 from agents.learn.batching import make_micro_batches
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.policy import Policy
+from agents.learn.policy import Policy, left_padded
 from agents.learn.trainer import Trainer
 
 
@@ -86,12 +86,7 @@ def bare_generate(policy: Policy, calls: list, temperature: float) -> float:
     started = time.perf_counter()
     with torch.no_grad():
         for contexts, new_tokens in calls:
-            width = max(len(c) for c in contexts)
-            ids = torch.full((len(contexts), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, c in enumerate(contexts):
-                ids[i, width - len(c) :] = torch.tensor(c)
-                mask[i, width - len(c) :] = 1
+            ids, mask = left_padded(contexts, pad)
             model.generate(
                 input_ids=ids.to(policy.device), attention_mask=mask.to(policy.device), do_sample=True, temperature=temperature,
                 top_p=1.0, top_k=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=pad,

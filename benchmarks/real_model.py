@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from agents.learn.components import load_policy
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
 from agents.learn.models import named_model
-from agents.learn.policy import Policy, Sampling
+from agents.learn.policy import Policy, Sampling, left_padded
 from agents.learn.tiny_model import limited_scenarios
 from agents.learn.trainer import Trainer
 
@@ -91,16 +91,6 @@ def opening_prompts(policy: Policy, count: int, words: int) -> list[list[int]]:
     return prompts
 
 
-def left_padded(prompts: Sequence[Sequence[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt)
-        mask[row, width - len(prompt) :] = 1
-    return ids.to(device), mask.to(device)
-
-
 def ours_sample(policy: Policy, prompts: list[list[int]], new_tokens: int, seed: int) -> int:
     """Tokens sampled by the rollouts' generation path (one seeded stream per row, as a rollout draws)."""
     sampling = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=new_tokens)
@@ -113,7 +103,7 @@ def bare_generate(policy: Policy, prompts: list[list[int]], new_tokens: int, see
     from transformers import GenerationConfig
 
     pad = int(policy.tokenizer.pad_token_id)
-    ids, mask = left_padded(prompts, pad, policy.device)
+    ids, mask = (t.to(policy.device) for t in left_padded(prompts, pad))
     config = GenerationConfig(  # spelled out, so that no default of the model's own generation config applies
         do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
         pad_token_id=pad, eos_token_id=policy.tokenizer.eos_token_id, use_cache=True,

@@ -517,13 +517,7 @@ class Policy:
         from transformers.cache_utils import DynamicCache
 
         n, dev = len(contexts), self.device
-        pad = int(self.tokenizer.pad_token_id)
-        width = max(len(c) for c in contexts)
-        input_ids = torch.full((n, width), pad, dtype=torch.long)
-        attention = torch.zeros((n, width), dtype=torch.long)
-        for i, ctx in enumerate(contexts):
-            input_ids[i, width - len(ctx) :] = torch.tensor(list(ctx), dtype=torch.long)
-            attention[i, width - len(ctx) :] = 1
+        input_ids, attention = left_padded(contexts, int(self.tokenizer.pad_token_id))
         input_ids, attention = input_ids.to(dev), attention.to(dev)
         position_ids = positions(attention)
         stop = torch.tensor(self.chat.stop_ids, dtype=torch.long, device=dev)
@@ -701,6 +695,18 @@ class Policy:
         missing = [k for k in missing if not _is_tied(self.model, k)]
         if missing or unexpected:
             raise RuntimeError(f"checkpoint {folder} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def left_padded(contexts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id contexts as one left-padded batch (ids, attention mask), on the CPU: how the sampler
+    lays out a turn's prompts, so that a comparison with another generator feeds it the same tensors."""
+    width = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for row, context in enumerate(contexts):
+        ids[row, width - len(context) :] = torch.tensor(list(context), dtype=torch.long)
+        mask[row, width - len(context) :] = 1
+    return ids, mask
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
