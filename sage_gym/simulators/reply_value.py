@@ -39,7 +39,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -62,8 +62,9 @@ class Bank:
     before: np.ndarray  # (n,) the user's emotion when the reply came
     models: np.ndarray  # (n,) the frontier model that wrote each reply
 
-    @property
+    @cached_property  # read on every reply valued: computed once per bank
     def topical(self) -> np.ndarray:
+        """Each bank reply's cosine with what its user said."""
         return np.einsum("ij,ij->i", self.vectors, self.said)
 
 
