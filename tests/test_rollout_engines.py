@@ -27,7 +27,9 @@ from typing import Any
 import pytest
 import torch
 
-from agents.learn.policy import Completion, LoraSettings, Policy, Sampling
+from agents.policy.hf_engine import Completion, Sampling
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
 from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model
 from agents.learn.vllm_engine import VLLMEngine, build_rollout_engine
 from tests.tiny import one_thread, tokenizer  # noqa: F401  (fixtures)
@@ -340,7 +342,8 @@ def policy(tokenizer) -> Policy:  # noqa: F811
 
 
 def test_hf_engine_is_the_policy(policy: Policy) -> None:
-    assert build_rollout_engine("hf", policy) is policy
+    engine = build_rollout_engine("hf", policy)
+    assert isinstance(engine, HFEngine) and engine.policy is policy and engine.chat is policy.chat
 
 
 def test_unknown_engine_names_the_choices(policy: Policy) -> None:

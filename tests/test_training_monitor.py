@@ -12,7 +12,7 @@ import pytest
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
 from agents.learn.metrics import MetricSums, read_metrics
-from agents.learn.policy import Policy
+from agents.policy.model import Policy
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import Episode
 from agents.learn.tiny_model import system_prompts, tiny_random_model

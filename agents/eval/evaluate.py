@@ -17,13 +17,13 @@ Results: the **score** (mean final emotion), the **success share** (final emotio
 **failure share** (final emotion below 10), the mean number of agent turns, all with seeded
 percentile-bootstrap confidence intervals, overall, per hidden intention, per intention group and
 per character type; the outcome and grade counts; the mean emotion by turn; and the mix of
-response strategies (`agents.eval.strategies`). A dialogue whose simulator failed for good (outcome
+response strategies (`agents.replies.strategies`). A dialogue whose simulator failed for good (outcome
 `error`) is listed under `errors` and left out of every number, never scored as zero.
 
 How far to trust the numbers: `--trials K` plays every scenario K times (the trial is the
 `repeat` index, part of each dialogue's key and seed) and the report's `reliability` section
 gives the two-level interval, per-scenario spread and pass^k (`agents.eval.trust`); `canaries`
-(`agents.eval.canaries`) and, on probe scenarios, `sycophancy` (`agents.eval.probes`) flag what
+(`agents.replies.canaries`) and, on probe scenarios, `sycophancy` (`agents.eval.probes`) flag what
 the score alone does not show; `run.simulator` counts this run's simulator calls and tokens.
 
 Interrupted evaluations resume: dialogues already in `transcripts.jsonl` are skipped, and the
@@ -55,7 +55,7 @@ import numpy as np
 from agents.eval.agent_api import EvalAgent
 from agents.eval.probes import SycophancyJudge, probe_of, tag_probe_records
 from agents.eval.report import PLOTS, REPORT, SUMMARY, Scoring, score_records, write_outputs
-from agents.eval.strategies import LLMStrategyJudge, tag_reply
+from agents.replies.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
 from sage_gym.redaction import redact
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
@@ -228,7 +228,7 @@ def build_manifest(
         "agent": agent.manifest(),
         "environment": dict(env_manifest),
         "evaluation": evaluation,
-        "strategy_tagger": {"rule": {"module": "agents.eval.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
+        "strategy_tagger": {"rule": {"module": "agents.replies.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
         "strategy_judge": judge.manifest() if judge is not None else None,
         "sycophancy_judge": sycophancy_judge.manifest() if sycophancy_judge is not None else None,
     }
