@@ -13,7 +13,7 @@ import socket
 import pytest
 import torch
 
-from agents.learn import models
+from agents.policy import models
 from agents.policy.models import MODELS, ModelNotInstalled
 
 SMOLLM2 = "smollm2-135m"
