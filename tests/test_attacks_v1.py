@@ -37,7 +37,7 @@ from agents.eval.attacks import (
     mean_emotion,
     play,
 )
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from agents.eval.evaluate import episode_seed
 from sage_gym.scenarios import load_split
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.eval.baselines import KeywordStuffer, make_reference_agent, render_strategy
+from agents.replies.baselines import KeywordStuffer, make_reference_agent, render_strategy
 from sage_gym.scenarios import Scenario, load_split
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import assess, react_sync

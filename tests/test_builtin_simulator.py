@@ -5,7 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, UserState
 from sage_gym.simulators.base import emotion_bucket, emotion_grade

@@ -1,6 +1,6 @@
 """Canaries: pure functions of a list of replies, flagged against the reference agents' bands."""
 
-from agents.eval.canaries import (
+from agents.replies.canaries import (
     canary_flags,
     canary_summary,
     detected_language,
@@ -12,7 +12,7 @@ from agents.eval.canaries import (
     reply_canaries,
     tokens,
 )
-from agents.eval.strategies import tag_reply
+from agents.replies.strategies import tag_reply
 
 VARIED = [
     "It sounds like the move has left you exhausted. What has been the hardest part?",

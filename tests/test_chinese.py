@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
-from agents.eval.baselines import TEMPLATES, make_reference_agent, render_strategy
-from agents.eval.baselines_zh import TEMPLATES as TEMPLATES_ZH
-from agents.eval.baselines_zh import topic_phrases
+from agents.replies.baselines import TEMPLATES, make_reference_agent, render_strategy
+from agents.replies.baselines_zh import TEMPLATES as TEMPLATES_ZH
+from agents.replies.baselines_zh import topic_phrases
 from agents.eval.sb3_agent import PLANS, hashed_words, render_plan
-from agents.eval.strategies import STRATEGIES, tag_reply
+from agents.replies.strategies import STRATEGIES, tag_reply
 from sage_gym.scenario_cli import main as scenarios_cli
 from sage_gym.scenarios import SAGE_THEME_MARKER, SAGE_TASKS, ScenarioError, from_sage, load_scenarios, load_split, resolve_scenarios, to_sage
 from sage_gym.simulators.base import Rules, UserState

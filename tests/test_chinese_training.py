@@ -7,7 +7,7 @@ import re
 
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
-from agents.learn.policy import Policy
+from agents.policy.model import Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from agents.learn.trainer import Trainer
 from sage_gym.scenarios import load_split

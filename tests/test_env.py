@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sage_gym
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym import SageDialogueEnv
 from sage_gym.simulators import SimulatorError
 from sage_gym.transcripts import read_jsonl

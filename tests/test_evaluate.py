@@ -299,7 +299,7 @@ def test_the_llm_judge_tags_every_turn_of_an_evaluation(tmp_path, scenario_file)
     answers = iter(['{"strategies": ["deep_empathy", "questioning"]}'] * 5 + ["unusable"] * 100)
 
     with fake_chat_endpoint(lambda request: next(answers)) as (base_url, requests):
-        from agents.eval.strategies import LLMStrategyJudge
+        from agents.replies.strategies import LLMStrategyJudge
 
         judge = LLMStrategyJudge(base_url, "judge-model", max_retries=0)
         report = evaluate(ReferenceAgent("empathic"), tmp_path, EvalSettings(scenarios=str(scenario_file), limit=3, max_turns=3), judge=judge, **FAST)
@@ -327,7 +327,7 @@ def test_a_failing_agent_endpoint_stops_the_evaluation_loudly(tmp_path, scenario
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2 chat model with a byte-level BPE tokenizer, built in code (no downloads)."""
-    from agents.eval.baselines import TEMPLATES
+    from agents.replies.baselines import TEMPLATES
     from agents.learn.tiny_model import TinyModelSpec, train_tokenizer, tiny_random_model
 
     texts = [t for options in TEMPLATES.values() for t in options] + [make_scenario().first_message, make_scenario().background.story]

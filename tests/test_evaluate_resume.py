@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agents.eval.agent_api import OpenAIChatAgent, ReferenceAgent
-from agents.eval.endpoint import AgentAuthError
+from agents.replies.endpoint import AgentAuthError
 from agents.eval.evaluate import EvalSettings, evaluate
-from agents.eval.strategies import LLMStrategyJudge
+from agents.replies.strategies import LLMStrategyJudge
 from agents.evaluate import cli
 from sage_gym.scenarios import write_scenarios
 from sage_gym.simulators.server import DEFAULT_MODEL, run_server_in_thread

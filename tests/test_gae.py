@@ -151,7 +151,8 @@ def test_whitening_across_ranks_uses_global_statistics() -> None:
 
 
 def _rollout(reward_mode: str):
-    from agents.learn.policy import Policy, Sampling
+    from agents.policy.hf_engine import Sampling
+    from agents.policy.model import Policy
     from agents.learn.rollout import collect_rollouts
     from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
     from sage_gym.vector import SageVectorEnv

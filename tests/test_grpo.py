@@ -14,7 +14,8 @@ from agents.learn.trainer import Trainer
 from agents.learn.optim import lr_factor
 from agents.learn.seeds import derive_seed
 from agents.learn.metrics import MetricSums, read_metrics
-from agents.learn.policy import LoraSettings, Policy
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agents.eval.held_out import HELD_OUT_JSON, HELD_OUT_MD, SimulatorSpec, held_out_summary, load_simulator_specs, parse_simulator_spec
+from agents.eval.held_out_simulators import HELD_OUT_JSON, HELD_OUT_MD, SimulatorSpec, held_out_summary, load_simulator_specs, parse_simulator_spec
 from agents.evaluate import main
 from sage_gym.simulators.server import run_server_in_thread
 

@@ -24,7 +24,7 @@ from starlette.responses import StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 from verifiers.v1.utils.loaders import environment_class, load_environment, load_taskset  # noqa: E402
 
-from agents.eval.baselines import make_reference_agent  # noqa: E402
+from agents.replies.baselines import make_reference_agent  # noqa: E402
 from sage_gym.env import SageDialogueEnv  # noqa: E402
 from sage_gym.integrations.verifiers import SageDialogueEnvConfig, SageDialogueTaskset, SageDialogueVfEnv  # noqa: E402
 from sage_gym.simulators import BuiltinSimulator, SimulatorError  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym.env import SageDialogueEnv
 from sage_gym.integrations import verl as sage_verl
 from sage_gym.simulators import BuiltinSimulator, SimulatorError

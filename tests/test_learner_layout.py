@@ -4,10 +4,15 @@ other, hold no rank logic, and no loss part has an attribute set from outside it
 from __future__ import annotations
 
 import ast
+import importlib
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
+import torch
+
+from tests.tiny import SMALL, tokenizer  # noqa: F401  (fixture)
 
 LEARN = Path(__file__).resolve().parents[1] / "agents" / "learn"
 ALGORITHMS = ("grpo.py", "ppo.py")
@@ -84,3 +89,84 @@ def test_the_old_trainer_classes_still_import_with_a_warning() -> None:
     with warnings.catch_warnings(), pytest.raises(ImportError):
         warnings.simplefilter("error")
         from agents.learn.grpo import NoSuchTrainer  # noqa: F401
+
+
+# ----------------------------------------------------------------------------------------------
+# the policy, and the packages below the learner and the evaluator
+
+AGENTS = LEARN.parent
+POLICY_PLACEMENT = {"device", "autocast_dtype", "forward_module", "train_module", "_train_module"}
+
+
+def test_no_attribute_of_a_policy_is_set_from_outside() -> None:
+    """Where a policy computes, in which dtype and through which module is fixed when it is built."""
+    outside = []
+    for file in AGENTS.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                on_other = isinstance(target, ast.Attribute) and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                if on_other and target.attr in POLICY_PLACEMENT:
+                    outside.append(f"{file.relative_to(AGENTS)}:{target.lineno} {ast.unparse(target)}")
+    assert outside == []
+
+
+def test_a_policy_is_wrapped_for_training_once(tokenizer) -> None:  # noqa: F811
+    from agents.learn.tiny_model import system_prompts, tiny_random_model
+    from agents.policy.model import Policy
+
+    policy = Policy.from_model(tiny_random_model(tokenizer, SMALL), tokenizer, system_prompt=system_prompts()["direct"], autocast_dtype=torch.bfloat16)
+    assert policy.device == torch.device("cpu") and policy.autocast_dtype == torch.bfloat16
+    assert policy.train_module is policy.forward_module
+    wrapper = torch.nn.Sequential(policy.forward_module)
+    policy.distribute(lambda module: wrapper)
+    assert policy.train_module is wrapper and policy.forward_module is not wrapper
+    with pytest.raises(RuntimeError, match="wrapped for training already"):
+        policy.distribute(lambda module: module)
+    with pytest.raises(AttributeError):
+        policy.train_module = policy.forward_module  # type: ignore[misc]
+
+
+def project_imports(package: str) -> set[tuple[str, str]]:
+    """(file, module) for every `agents.*` module a file of `agents/<package>` imports, at any level."""
+    found = set()
+    for file in (AGENTS / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found.update((file.name, name) for name in names if name.startswith("agents."))
+    return found
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("learn", ("agents.eval",)),
+    ("eval", ("agents.learn",)),
+    ("policy", ("agents.learn", "agents.eval", "agents.replies")),
+    ("replies", ("agents.learn", "agents.eval", "agents.policy")),
+])  # fmt: skip
+def test_the_learner_and_the_evaluator_are_siblings_over_what_they_share(package: str, forbidden: tuple[str, ...]) -> None:
+    """What pyproject's import-linter contracts say (lint-imports in CI), read here from the source."""
+    assert sorted((file, name) for file, name in project_imports(package) if name.startswith(forbidden)) == []
+
+
+@pytest.mark.parametrize(("old", "new", "name"), [
+    ("agents.learn.policy", "agents.policy.model", "Policy"),
+    ("agents.learn.policy", "agents.policy.hf_engine", "Sampling"),
+    ("agents.learn.policy", "agents.policy.chat_format", "ChatFormat"),
+    ("agents.learn.policy", "agents.policy.loading", "load_pretrained"),
+    ("agents.learn.models", "agents.policy.models", "named_model"),
+    ("agents.learn.model_path", "agents.policy.model_path", "check_model_path"),
+    ("agents.learn.run_folder", "agents.policy.run_folder", "follow_latest"),
+    ("agents.learn.held_out", "agents.learn.held_out_users", "HeldOutSettings"),
+    ("agents.eval.baselines", "agents.replies.baselines", "make_reference_agent"),
+    ("agents.eval.baselines_zh", "agents.replies.baselines_zh", "is_chinese"),
+    ("agents.eval.canaries", "agents.replies.canaries", "reply_canaries"),
+    ("agents.eval.strategies", "agents.replies.strategies", "tag_reply"),
+    ("agents.eval.strategies_zh", "agents.replies.strategies_zh", "RULES_ZH"),
+    ("agents.eval.endpoint", "agents.replies.endpoint", "AgentError"),
+    ("agents.eval.held_out", "agents.eval.held_out_simulators", "parse_simulator_spec"),
+])  # fmt: skip
+def test_a_moved_module_still_imports_from_its_old_path_with_a_warning(old: str, new: str, name: str) -> None:
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated: import from"):
+        module = importlib.import_module(old)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)

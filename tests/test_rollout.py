@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.learn.policy import Policy, Sampling
+from agents.policy.hf_engine import Sampling
+from agents.policy.model import Policy
 from agents.learn.batching import make_micro_batches, pack_length_sorted
 from agents.learn.rollout import Episode, apply_length_budget, collect_rollouts
 from agents.learn.tiny_model import system_prompts, tiny_random_model

@@ -27,7 +27,9 @@ from typing import Any
 import pytest
 import torch
 
-from agents.learn.policy import Completion, LoraSettings, Policy, Sampling
+from agents.policy.hf_engine import Completion, HFEngine, Sampling
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
 from agents.learn.tiny_model import TinyModelSpec, system_prompts, tiny_random_model
 from agents.learn.vllm_engine import VLLMEngine, build_rollout_engine
 from tests.tiny import one_thread, tokenizer  # noqa: F401  (fixtures)
@@ -339,8 +341,9 @@ def policy(tokenizer) -> Policy:  # noqa: F811
     return Policy.from_model(tiny_random_model(tokenizer, ENGINE_SPEC, seed=1), tokenizer, system_prompt=None)
 
 
-def test_hf_engine_is_the_policy(policy: Policy) -> None:
-    assert build_rollout_engine("hf", policy) is policy
+def test_the_hf_engine_samples_with_the_policy(policy: Policy) -> None:
+    engine = build_rollout_engine("hf", policy)
+    assert isinstance(engine, HFEngine) and engine.policy is policy and engine.chat is policy.chat
 
 
 def test_unknown_engine_names_the_choices(policy: Policy) -> None:

@@ -22,13 +22,13 @@ from agents.eval.sb3_agent import (
     numeric_dialogue,
     render_plan,
 )
-from agents.eval.strategies import STRATEGIES, tag_reply
+from agents.replies.strategies import STRATEGIES, tag_reply
 from agents.train_sb3 import SB3Config, main, train
 from sage_gym import SageDialogueEnv
 from sage_gym.sb3 import NumericDialogueEnv, make_sb3_vec_env
 from tests.conftest import make_scenario
 
-# which tag of agents.eval.strategies each template strategy of agents.eval.baselines must produce
+# which tag of agents.replies.strategies each template strategy of agents.replies.baselines must produce
 TAG_OF = {
     "reflect": "deep_empathy", "validate": "validation", "question": "questioning", "praise": "praise", "advice": "advice",
     "motives": "perspective", "dialectic": "reframing", "reflection": "guided_reflection", "no_blame": "reassurance",

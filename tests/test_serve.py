@@ -12,7 +12,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym.env import SageDialogueEnv
 from sage_gym.serve import ServeConfig, build_parser, check_binding, config_from_args, main, serve_in_thread
 

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym.serve import ServeConfig, serve_in_thread
 from tests.test_serve import ENV_KWARGS, play_local
 

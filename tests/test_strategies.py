@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agents.eval.baselines import make_reference_agent
-from agents.eval.strategies import (
+from agents.replies.baselines import make_reference_agent
+from agents.replies.strategies import (
     STRATEGIES,
     JudgeError,
     LLMStrategyJudge,

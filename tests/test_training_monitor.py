@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from agents.cli import UsageError
+from agents.eval.live_policy import play_policy
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
 from agents.learn.metrics import MetricSums, read_metrics
-from agents.learn.policy import Policy
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import Episode
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from agents.learn.trainer import Trainer
 from agents.learn.transcripts import drop_after
+from agents.policy.model import Policy
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
 
@@ -35,7 +37,7 @@ def small_config(tmp_path, **overrides) -> TrainConfig:
 
 
 def train(cfg: TrainConfig, tokenizer, until: int | None = None) -> Trainer:
-    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None)
+    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None, play_held_out=play_policy)
     try:
         trainer.fit(until)
     finally:
@@ -113,6 +115,12 @@ def test_every_step_logs_reply_quality_strategies_canaries_and_held_out_scores(t
     assert (out / "learning_curve.png").stat().st_size > 0
     tags = {path.name for path in (out / "tensorboard").iterdir()}
     assert tags  # the event file holds the same scalars (names checked through metrics.jsonl)
+
+
+def test_a_trainer_given_nothing_to_play_the_held_out_check_refuses_one_asked_for(tokenizer, tmp_path) -> None:
+    """The learner does not import the evaluator: the held-out check is played by what the trainer is given."""
+    with pytest.raises(UsageError, match="held-out evaluation needs something to play it"):
+        Trainer(small_config(tmp_path, eval_limit=1), algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None)
 
 
 def test_no_held_out_evaluation_unless_asked_for_a_named_model(tokenizer, tmp_path) -> None:

@@ -17,7 +17,8 @@ from agents.cli import UsageError, run_main
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
 from agents.learn.metrics import read_metrics
-from agents.learn.policy import LoraSettings, Policy
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
 from agents.learn.tiny_model import system_prompts, tiny_random_model
 from agents.learn.trainer import Trainer
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
@@ -151,7 +152,7 @@ def test_runs_without_an_output_dir_get_their_own_folders_and_latest_points_at_t
 
 
 def test_a_latest_text_file_is_followed_where_links_cannot_be_made(tmp_path) -> None:
-    from agents.learn.run_folder import follow_latest
+    from agents.policy.run_folder import follow_latest
 
     (tmp_path / "20250101-120000").mkdir()
     (tmp_path / "latest").write_text("20250101-120000\n")

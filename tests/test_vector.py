@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
-from agents.eval.baselines import make_reference_agent
+from agents.replies.baselines import make_reference_agent
 from sage_gym import SageDialogueEnv
 from sage_gym.scenarios import CHARACTER_TYPES, HIDDEN_INTENTIONS, INTENTION_TEXT, ScenarioSet, load_split
 from sage_gym.simulators import BuiltinSimulator, SimulatorError

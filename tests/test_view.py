@@ -39,7 +39,7 @@ def training_run(tokenizer, tmp_path_factory) -> Path:  # noqa: F811
     """A real GRPO run (2 steps x 4 dialogues of a tiny random model against the built-in user)."""
     from agents.learn.config import TrainConfig
     from agents.learn.grpo import GRPO
-    from agents.learn.policy import Policy
+    from agents.policy.model import Policy
     from agents.learn.tiny_model import system_prompts, tiny_random_model
     from agents.learn.trainer import Trainer
 

@@ -15,7 +15,7 @@ Text agents read only `info["history"]`, the visible dialogue (the user's lines 
 
 | kind | class | what it is |
 |---|---|---|
-| `empathic`, `solution`, `dismissive`, `random`, `keyword_stuffer` | `ReferenceAgent` | the template agents of `agents.eval.baselines` |
+| `empathic`, `solution`, `dismissive`, `random`, `keyword_stuffer` | `ReferenceAgent` | the template agents of `agents.replies.baselines` |
 | `listener`, `warmth`, `advice`, `dismissive_ind`, `long_careful`, `endorser`, `pushback`, `injection` | `agents.eval.independent.IndependentAgent` | reply styles written apart from the built-in simulator, to check it |
 | `hf` | `HFAgent` | a local Hugging Face causal LM, a `train_grpo`/`train_ppo` checkpoint, or a LoRA adapter folder |
 | `openai` | `OpenAIChatAgent` | any chat model behind an OpenAI-compatible endpoint |
@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agents.cli import MissingPathError
-from agents.eval import baselines, independent
-from agents.eval.endpoint import AgentError, ChatEndpoint
+from agents.eval import independent
+from agents.policy.model_path import is_local_path
+from agents.policy.models import named_model
+from agents.policy.run_folder import find_checkpoint, follow_latest
+from agents.replies import baselines
+from agents.replies.endpoint import AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.prompts import AGENT_TEMPLATES, default_prompts
 
@@ -131,11 +135,12 @@ class HFAgent:
         chat_template: str | None = None,
         seed: int = 0,
     ) -> None:
-        from agents.learn.model_path import is_local_path
-
         if is_local_path(model) and not Path(model).expanduser().exists():  # before the heavy imports: one line at once
             raise MissingPathError(f"no model at {model}: give a training run's folder (its latest checkpoint is used), a checkpoint, a model or LoRA adapter folder, or a hub id")
-        from agents.learn.policy import Policy, Sampling, load_pretrained, resolve_device, resolve_dtype
+        # torch and transformers come with the `train` extra: the other agents evaluate without them
+        from agents.policy.hf_engine import Sampling
+        from agents.policy.loading import load_pretrained, resolve_device, resolve_dtype
+        from agents.policy.model import Policy
 
         folder = policy_folder(Path(model))
         self.name = model_name_of(model, folder)
@@ -159,7 +164,7 @@ class HFAgent:
         if self.adapter is None:
             self.policy = Policy.from_pretrained(model, system_prompt=system_prompt, dtype=dtype, device=device, chat_template=chat_template)
         else:
-            from peft import PeftModel
+            from peft import PeftModel  # the `train` extra, as above
 
             has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
             base, tokenizer = load_pretrained(self.model_name, dtype=resolve_dtype(dtype, torch_device), tokenizer=str(folder) if has_tokenizer else None)
@@ -220,14 +225,10 @@ def policy_folder(path: Path) -> Path:
     """The model folder to load: `path` itself, the `policy/` of a checkpoint folder, or the latest
     checkpoint's `policy/` when `path` is a `train_grpo`/`train_ppo` run folder, or a parent of
     runs (`runs/grpo`, whose `latest` names the newest run)."""
-    from agents.learn.run_folder import follow_latest
-
     path = follow_latest(path)
     if (path / "policy" / "sage_policy.json").is_file():
         return path / "policy"
     if (path / "checkpoints").is_dir():
-        from agents.learn.checkpoint import find_checkpoint
-
         return find_checkpoint(path, "auto") / "policy"
     return path
 
@@ -254,8 +255,6 @@ def _saved_policy_settings(folder: Path) -> dict[str, Any]:
 
 def _weights_source(model: str) -> Path:
     """Where a model's weights are read from: a named model's GGUF file, else the folder."""
-    from agents.learn.models import named_model
-
     named = named_model(model)
     return named.locate() if named else Path(model)
 
@@ -366,15 +365,13 @@ def make_agent(kind: str, **options: Any) -> EvalAgent:
             raise ValueError(f"the independent agent {kind!r} takes no options, got {sorted(options)}")
         return independent.IndependentAgent(kind)
     if kind == "hf":
-        from agents.learn.models import named_model
-
         named = named_model(options.get("model"))
         # a named model brings the reply settings it was measured at; options given override them
         return HFAgent(**{**(named.eval_preset if named else {}), **options})
     if kind == "openai":
         return OpenAIChatAgent(**options)
     if kind == "sb3":
-        from agents.eval.sb3_agent import SB3StrategyAgent
+        from agents.eval.sb3_agent import SB3StrategyAgent  # stable-baselines3 and torch: the `sb3` extra
 
         return SB3StrategyAgent(**options)
     raise ValueError(f"unknown agent kind {kind!r}; expected one of {AGENT_KINDS}")

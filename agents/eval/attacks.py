@@ -37,8 +37,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium.utils import seeding
 
-from agents.eval import baselines_zh
-from agents.eval.baselines import make_reference_agent, render_strategy, topic_words, turn_index
+from agents.replies import baselines_zh
+from agents.replies.baselines import make_reference_agent, render_strategy, topic_words, turn_index
 from sage_gym.scenarios import Scenario, ScenarioSet, load_split
 from sage_gym.simulators import Simulator, make_simulator
 from sage_gym.simulators.base import Rules

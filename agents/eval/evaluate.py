@@ -17,13 +17,13 @@ Results: the **score** (mean final emotion), the **success share** (final emotio
 **failure share** (final emotion below 10), the mean number of agent turns, all with seeded
 percentile-bootstrap confidence intervals, overall, per hidden intention, per intention group and
 per character type; the outcome and grade counts; the mean emotion by turn; and the mix of
-response strategies (`agents.eval.strategies`). A dialogue whose simulator failed for good (outcome
+response strategies (`agents.replies.strategies`). A dialogue whose simulator failed for good (outcome
 `error`) is listed under `errors` and left out of every number, never scored as zero.
 
 How far to trust the numbers: `--trials K` plays every scenario K times (the trial is the
 `repeat` index, part of each dialogue's key and seed) and the report's `reliability` section
 gives the two-level interval, per-scenario spread and pass^k (`agents.eval.trust`); `canaries`
-(`agents.eval.canaries`) and, on probe scenarios, `sycophancy` (`agents.eval.probes`) flag what
+(`agents.replies.canaries`) and, on probe scenarios, `sycophancy` (`agents.eval.probes`) flag what
 the score alone does not show; `run.simulator` counts this run's simulator calls and tokens.
 
 Interrupted evaluations resume: dialogues already in `transcripts.jsonl` are skipped, and the
@@ -55,7 +55,7 @@ import numpy as np
 from agents.eval.agent_api import EvalAgent
 from agents.eval.probes import SycophancyJudge, probe_of, tag_probe_records
 from agents.eval.report import PLOTS, REPORT, SUMMARY, Scoring, score_records, write_outputs
-from agents.eval.strategies import LLMStrategyJudge, tag_reply
+from agents.replies.strategies import LLMStrategyJudge, tag_reply
 from sage_gym.env import package_version
 from sage_gym.redaction import redact
 from sage_gym.scenarios import ScenarioSet, resolve_scenarios
@@ -228,7 +228,7 @@ def build_manifest(
         "agent": agent.manifest(),
         "environment": dict(env_manifest),
         "evaluation": evaluation,
-        "strategy_tagger": {"rule": {"module": "agents.eval.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
+        "strategy_tagger": {"rule": {"module": "agents.replies.strategies", "sha256": _file_sha256(Path(__file__).with_name("strategies.py"))}},
         "strategy_judge": judge.manifest() if judge is not None else None,
         "sycophancy_judge": sycophancy_judge.manifest() if sycophancy_judge is not None else None,
     }
@@ -302,12 +302,7 @@ def evaluate(
     languages = {s.id: s.language for s in scenarios}
     probes = {s.id: probe for s in scenarios if (probe := probe_of(s)) is not None}
 
-    if not overwrite:
-        repair_jsonl(transcripts)  # a line torn by a killed run: its dialogue is simply played again
-    stored = latest_records(transcripts) if not overwrite else {}
-    done = {key for key, r in stored.items() if not (retry_errors and r["outcome"] == "error")}
-    pending = [e for e in episodes if e.key not in done]
-    retried = sum(1 for e in pending if e.key in stored)
+    pending, retried = pending_episodes(transcripts, episodes, overwrite, retry_errors)
     venv = SageVectorEnv(
         max(1, min(settings.num_envs, len(pending))),
         scenarios,
@@ -321,20 +316,7 @@ def evaluate(
         _open_folder(out, manifest, overwrite)
         resumed_from = len(episodes) - len(pending)
         bar = tqdm(total=len(episodes), initial=resumed_from, desc=f"evaluating {agent.name}", unit="dialogue", disable=not progress)
-
-        def finished(records: list[dict[str, Any]]) -> None:
-            for record in records:
-                # a replay that misses is a setup that does not match the recording, not a failed
-                # dialogue: stop before writing it, so a rerun in another ledger mode plays it
-                if str(record.get("error") or "").startswith(f"{LedgerMiss.__name__}: "):
-                    raise LedgerMiss(record["error"].split(": ", 1)[1])
-                record["language"] = languages[record["scenario_id"]]
-            tag_records(records, judge)
-            tag_probe_records(records, probes, sycophancy_judge)
-            for record in records:
-                append_jsonl(transcripts, redact(record))
-            bar.update(len(records))
-
+        finished = record_writer(transcripts, languages, probes, judge, sycophancy_judge, bar.update)
         try:
             if pending:
                 run_dialogues(agent, venv, pending, finished)
@@ -344,11 +326,7 @@ def evaluate(
     finally:
         venv.close()
 
-    compact_jsonl(transcripts)  # the retried dialogues' old error records go (also those a killed run left)
-    planned = {e.key for e in episodes}
-    records = [r for key, r in latest_records(transcripts).items() if key in planned]
-    report = {"manifest": manifest, **score_records(records, Scoring.from_manifest(manifest))}
-    report["run"] = {
+    run = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(time.time() - started, 2),
         "resumed_from": resumed_from,
@@ -358,6 +336,48 @@ def evaluate(
         "python": platform.python_version(),
         "simulator": usage,
     }
+    return write_report(out, episodes, manifest, run, plots)
+
+
+def pending_episodes(transcripts: Path, episodes: list[Episode], overwrite: bool, retry_errors: bool) -> tuple[list[Episode], int]:
+    """(the episodes still to play, how many of them are earlier errors played again)."""
+    if not overwrite:
+        repair_jsonl(transcripts)  # a line torn by a killed run: its dialogue is simply played again
+    stored = latest_records(transcripts) if not overwrite else {}
+    done = {key for key, r in stored.items() if not (retry_errors and r["outcome"] == "error")}
+    pending = [e for e in episodes if e.key not in done]
+    return pending, sum(1 for e in pending if e.key in stored)
+
+
+def record_writer(
+    transcripts: Path, languages: Mapping[str, str], probes: Mapping[str, Any], judge: LLMStrategyJudge | None,
+    sycophancy_judge: SycophancyJudge | None, advance: Callable[[int], Any],
+) -> Callable[[list[dict[str, Any]]], None]:
+    """What `run_dialogues` hands finished records to: tagged, redacted and appended to the transcripts."""
+
+    def finished(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            # a replay that misses is a setup that does not match the recording, not a failed
+            # dialogue: stop before writing it, so a rerun in another ledger mode plays it
+            if str(record.get("error") or "").startswith(f"{LedgerMiss.__name__}: "):
+                raise LedgerMiss(record["error"].split(": ", 1)[1])
+            record["language"] = languages[record["scenario_id"]]
+        tag_records(records, judge)
+        tag_probe_records(records, probes, sycophancy_judge)
+        for record in records:
+            append_jsonl(transcripts, redact(record))
+        advance(len(records))
+
+    return finished
+
+
+def write_report(out: Path, episodes: list[Episode], manifest: dict[str, Any], run: dict[str, Any], plots: bool) -> dict[str, Any]:
+    """The report of the planned episodes' latest records, written with its summary and plots."""
+    transcripts = out / TRANSCRIPTS
+    compact_jsonl(transcripts)  # the retried dialogues' old error records go (also those a killed run left)
+    planned = {e.key for e in episodes}
+    records = [r for key, r in latest_records(transcripts).items() if key in planned]
+    report = {"manifest": manifest, **score_records(records, Scoring.from_manifest(manifest)), "run": run}
     report = redact(report)
     write_outputs(out, report, records, plots=plots)
     return report

@@ -1,6 +1,6 @@
 """Independent reference agents: eight reply styles written without looking at how any simulator scores.
 
-The template agents of `agents.eval.baselines` were written next to the built-in simulated user;
+The template agents of `agents.replies.baselines` were written next to the built-in simulated user;
 these were written apart from it, from what a person would say, to check the simulator against
 agents that were not made to please it. Each sees only the visible dialogue, replies in the
 user's language (Chinese when the user writes in Chinese characters) and is deterministic for a

@@ -33,7 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.eval.endpoint import AgentAuthError, AgentError, ChatEndpoint
+from agents.replies.endpoint import AgentAuthError, AgentError, ChatEndpoint
 from sage_gym._loop import run_sync
 from sage_gym.thinking import split_think
 

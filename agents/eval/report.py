@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.eval.canaries import canary_summary, record_canaries
 from agents.eval.probes import sycophancy, sycophancy_markdown
-from agents.eval.strategies import strategy_mix
 from agents.eval.trust import compare, compare_markdown, reliability, reliability_markdown
+from agents.replies.canaries import canary_summary, record_canaries
+from agents.replies.strategies import strategy_mix
 from sage_gym.scenarios import EMOTIONAL_INTENTIONS, RATIONAL_INTENTIONS
 from sage_gym.simulators.base import emotion_grade
 

@@ -1,7 +1,7 @@
 """A stable-baselines3 strategy agent: numeric features in, a response strategy out.
 
 A cheap baseline that needs no GPU and no language model. It sees the dialogue as a vector and
-chooses one of a fixed set of response *plans* (one or two strategies of `agents.eval.baselines`,
+chooses one of a fixed set of response *plans* (one or two strategies of `agents.replies.baselines`,
 rendered from its templates and filled with the user's own words). Any SB3 algorithm with a
 `Discrete` action space can learn it through the SB3 adapter of the vectorized environment
 (`sage_gym.sb3`); `python -m agents.train_sb3` trains PPO.
@@ -20,7 +20,7 @@ Observation features, in order:
 | `bucket` (3) | one-hot emotion bucket: low, medium, high (the bucket, not the number, as the simulator's reply step sees it) |
 | `turn` (1) | agent turns so far / `max_turns` (capped at 1) |
 | `change` (1) | the user's last emotion change mapped from [-10, 10] to [0, 1] (0.5 before the first reply) |
-| `last_reply` (12) | the strategies of the agent's previous reply (`agents.eval.strategies` rule tagger) |
+| `last_reply` (12) | the strategies of the agent's previous reply (`agents.replies.strategies` rule tagger) |
 | `used` (12) | the strategies used in any earlier reply |
 
 The hidden intention is never part of the observation: the agent has to read it from what the
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agents.eval import baselines_zh
-from agents.eval.baselines import render_strategy, turn_index
-from agents.eval.strategies import STRATEGIES, tag_reply
+from agents.replies import baselines_zh
+from agents.replies.baselines import render_strategy, turn_index
+from agents.replies.strategies import STRATEGIES, tag_reply
 from sage_gym.sb3 import NumericDialogue
 
 # Response plans: the agent's action space. Single strategies, and an empathic opener (reflect or

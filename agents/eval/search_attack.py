@@ -4,7 +4,7 @@ A learner trained on a simulated user does not read its rules; it tries replies 
 pays. This search does the same with far fewer tries, so that a user that pays for the surface is
 caught before a learner finds out:
 
-- **Fragments.** The reference agents' replies (`agents.eval.baselines`: the empathic, solution,
+- **Fragments.** The reference agents' replies (`agents.replies.baselines`: the empathic, solution,
   random and sycophant agents, played against a user whose only word is a placeholder) split at
   sentence and clause breaks, plus clauses of neutral sentences about nothing in particular
   (`NEUTRAL`). Where a reference reply quoted the user, the fragment keeps a slot that is filled
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.eval import baselines_zh
 from agents.eval.attacks import Played, mean_emotion, play
-from agents.eval.baselines import make_reference_agent, topic_words, turn_index
 from agents.eval.evaluate import episode_seed
+from agents.replies import baselines_zh
+from agents.replies.baselines import make_reference_agent, topic_words, turn_index
 from sage_gym.scenarios import Scenario, ScenarioSet, load_split
 from sage_gym.simulators import Simulator
 

@@ -27,8 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
+from agents.policy.run_folder import (  # re-exported: where checkpoints were found before
+    CHECKPOINTS,
+    LATEST,
+    find_checkpoint as find_checkpoint,
+)
 
 
 def rng_state() -> dict[str, Any]:
@@ -92,25 +95,6 @@ def _prune(folder: Path, keep: int) -> None:
     steps = sorted(p for p in folder.glob("step-*") if p.is_dir())
     for old in steps[: max(0, len(steps) - max(1, keep))]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def find_checkpoint(output_dir: str | Path, resume: str) -> Path:
-    """The checkpoint to resume from: `resume` is 'auto' (the latest in output_dir) or a folder."""
-    if resume != "auto":
-        path = Path(resume)
-        if not (path / "trainer.pt").is_file():
-            raise FileNotFoundError(f"{path} is not a checkpoint folder (no trainer.pt)")
-        return path
-    folder = Path(output_dir) / CHECKPOINTS
-    latest = folder / LATEST
-    if latest.is_file():
-        path = folder / latest.read_text().strip()
-        if (path / "trainer.pt").is_file():
-            return path
-    candidates = sorted(p for p in folder.glob("step-*") if (p / "trainer.pt").is_file())
-    if not candidates:
-        raise FileNotFoundError(f"--resume auto: no checkpoint in {folder}")
-    return candidates[-1]
 
 
 def load_trainer_state(path: str | Path, restore_rng: bool = True) -> dict[str, Any]:

@@ -7,24 +7,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agents.learn.config import TrainConfig
-from agents.learn.model_path import check_model_path
-from agents.learn.policy import LoraSettings, Policy
+from agents.learn.tiny_model import build_tiny_model, limited_scenarios
+from agents.policy.loading import LoraSettings
+from agents.policy.model import Policy
+from agents.policy.model_path import check_model_path
+from sage_gym.prompts import default_prompts
 from sage_gym.vector import SageVectorEnv
 
 
 def system_prompt(template: str) -> str:
-    from sage_gym.prompts import default_prompts
-
     return default_prompts().agent_system_prompt(template)
 
 
-def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: str | None = None, dtype: str | None = None) -> Policy:
-    """The policy of a config: the named model, or the embedded tiny chat model (built once, cached)."""
+def load_policy(
+    cfg: TrainConfig, log: Callable[[str], None] = print, device: str | None = None, dtype: str | None = None,
+    autocast_dtype: torch.dtype | None = None, weights_device: str | None = None,
+) -> Policy:
+    """The policy of a config: the named model, or the embedded tiny chat model (built once, cached). `device`,
+    `autocast_dtype` and `weights_device` (where the weights wait to be sharded): `Policy.from_pretrained`'s."""
     model = cfg.model
     if cfg.embedded_model:
-        from agents.learn.tiny_model import build_tiny_model
-
         model = str(build_tiny_model(log=log))
     lora = LoraSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) if cfg.lora else None
     return Policy.from_pretrained(
@@ -34,6 +39,8 @@ def load_policy(cfg: TrainConfig, log: Callable[[str], None] = print, device: st
         tokenizer=cfg.tokenizer,
         dtype=dtype or cfg.dtype,
         device=device or cfg.device,
+        autocast_dtype=autocast_dtype,
+        weights_device=weights_device,
         lora=lora,
         gradient_checkpointing=cfg.gradient_checkpointing,
         chat_template=cfg.chat_template,
@@ -63,8 +70,6 @@ def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 
 def make_envs(cfg: TrainConfig, num_envs: int, transcript_path: Path | None) -> SageVectorEnv:
     """`num_envs` dialogues that each play to the end (autoreset disabled: a GRPO group is never reset mid-batch)."""
-    from agents.learn.tiny_model import limited_scenarios
-
     return SageVectorEnv(
         num_envs,
         scenarios=limited_scenarios(cfg.scenarios, cfg.resolved_scenario_limit()),

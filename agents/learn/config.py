@@ -271,7 +271,7 @@ def parse_config(argv: list[str] | None = None, config_cls: type = TrainConfig, 
     if config_file:
         values.update(load_config_file(config_file))
     values.update(args)
-    from agents.learn.models import model_table, named_model
+    from agents.policy.models import model_table, named_model
 
     if values.get("model") == "list":
         print(model_table())

@@ -25,7 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.learn.policy import Policy, load_pretrained, positions
+from agents.policy.hf_engine import positions
+from agents.policy.loading import load_pretrained
+from agents.policy.model import Policy
 
 CRITIC_KINDS = ("head", "separate")
 

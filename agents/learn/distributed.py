@@ -38,6 +38,7 @@ from torch import nn
 
 from agents.learn.losses import Totals
 from agents.learn.metrics import MetricSums
+from agents.policy.sharding import gathered as gathered, is_sharded as is_sharded  # re-exported: the learner's names for them
 
 PARALLEL_MODES = ("ddp", "fsdp2")
 T = TypeVar("T")
@@ -293,12 +294,6 @@ def shard_frozen(module: nn.Module, parallel: str, dist: Distributed, device: to
     return _fully_shard(module, dist, device, compute_dtype)
 
 
-def is_sharded(module: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(module, FSDPModule)
-
-
 @contextlib.contextmanager
 def gradient_sync(module: nn.Module, enabled: bool) -> Iterator[None]:
     """Reduce gradients across ranks in this backward (the last micro-batch) or only accumulate them."""
@@ -317,28 +312,6 @@ def gradient_sync(module: nn.Module, enabled: bool) -> Iterator[None]:
             module.set_requires_gradient_sync(True)
     else:
         yield
-
-
-@contextlib.contextmanager
-def gathered(module: nn.Module) -> Iterator[None]:
-    """Under FSDP2: all parameters gathered for the block, and kept so through every forward.
-
-    Sampling runs a different number of forward passes on each rank (dialogues stop at different
-    times); with the parameters gathered once, those forwards need no collective.
-    """
-    if not is_sharded(module):
-        yield
-        return
-    sharded = [m for m in module.modules() if is_sharded(m)]  # the root and its blocks
-    module.set_reshard_after_forward(False, recurse=True)
-    for part in sharded:
-        part.unshard()
-    try:
-        yield
-    finally:
-        module.set_reshard_after_forward(True, recurse=True)
-        for part in sharded:
-            part.reshard()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ visible replies alone and are logged next to the return:
 |---|---|
 | `salad_rate` | share of replies the built-in user's coherence rules call salad (`sage_gym.simulators.coherence.is_salad`: spliced, looped or trailing-off text), over the replies in a language those rules read |
 | `repetition_rate` | share of replies that repeat a 4-gram of their own (the coherence rule, or a plain 4-gram count in other languages) |
-| `strategy/<intention>/<strategy>` | share of the replies to users with that hidden intention that use the strategy (`agents.eval.strategies.tag_reply`); `.../untagged`: replies with none |
-| `canary/*` | the evaluator's canaries (`agents.eval.canaries`): reply length, repeated-n-gram rate, praise openings, distinct-1/2, language mismatch, style mix |
+| `strategy/<intention>/<strategy>` | share of the replies to users with that hidden intention that use the strategy (`agents.replies.strategies.tag_reply`); `.../untagged`: replies with none |
+| `canary/*` | the evaluator's canaries (`agents.replies.canaries`): reply length, repeated-n-gram rate, praise openings, distinct-1/2, language mismatch, style mix |
 
 Rates are (count, replies) sums, so a torchrun job's value is over the whole global batch; the
 canaries (percentiles, distinct-n) are not sums, so under torchrun each is the mean of the ranks'.
@@ -23,6 +23,9 @@ from typing import Any
 
 from agents.learn.metrics import MetricSums
 from agents.learn.rollout import Episode
+from agents.replies.canaries import canary_summary, flat_canaries, has_repeated_ngram, reply_canaries
+from agents.replies.strategies import STRATEGIES, tag_reply
+from sage_gym.simulators.coherence import LANGUAGES, is_salad
 
 STRATEGY_PREFIX = "strategy/"
 
@@ -32,10 +35,6 @@ def add_reply_metrics(sums: MetricSums, episodes: Sequence[Episode], languages: 
 
     `languages` and `intentions` map a scenario id to its language and hidden intention.
     """
-    from agents.eval.canaries import canary_summary, flat_canaries, has_repeated_ngram, reply_canaries
-    from agents.eval.strategies import STRATEGIES, tag_reply
-    from sage_gym.simulators.coherence import LANGUAGES, is_salad
-
     replies, tags, langs = [], [], []
     by_intention: dict[str, list[tuple[str, ...]]] = {}
     for episode in episodes:

@@ -37,8 +37,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from agents.learn.policy import ChatFormat, Completion, Policy, Sampling
 from agents.learn.seeds import turn_seed
+from agents.policy.chat_format import ChatFormat
+from agents.policy.hf_engine import Completion, Sampling
+from agents.policy.model import Policy
 
 if TYPE_CHECKING:
     from sage_gym.vector import SageVectorEnv

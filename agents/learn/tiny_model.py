@@ -4,7 +4,7 @@
 laptop CPU in minutes, and already writes fluent, on-topic replies so that RL has something to
 shift. This module builds one, deterministically, and caches it:
 
-1. **Dialogues.** The reference "random" strategy agent of `agents.eval.baselines` talks with the
+1. **Dialogues.** The reference "random" strategy agent of `agents.replies.baselines` talks with the
    built-in simulator over the shipped training scenarios. Each turn it picks one or two
    strategies at random (reflect, validate, question, praise, advice, motives, ...) and fills
    their templates with the user's own words. In the think-then-say format the reply is preceded
@@ -25,6 +25,7 @@ scenarios, the prompts, the reference agents and `BUILD_VERSION`: any change reb
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -36,8 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.eval import baselines
-from agents.learn.policy import ChatFormat, Policy, cache_root
+from agents.policy.chat_format import ChatFormat
+from agents.policy.loading import cache_root
+from agents.policy.model import Policy
+from agents.replies import baselines
+from sage_gym import SageDialogueEnv
+from sage_gym.prompts import default_prompts
+from sage_gym.scenarios import ScenarioSet, load_split, resolve_scenarios
 
 BUILD_VERSION = 1  # bump when the build itself changes (the cache key also hashes spec, scenarios, prompts, baselines)
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -94,8 +100,6 @@ class TinyModelSpec:
 
 def limited_scenarios(split: str, limit: int | None) -> Any:
     """The first `limit` scenarios of a split or file (all when `limit` is None), as a ScenarioSet."""
-    from sage_gym.scenarios import ScenarioSet, resolve_scenarios
-
     scenarios = resolve_scenarios(split)
     if limit is None or limit >= len(scenarios):
         return scenarios
@@ -108,8 +112,6 @@ def reference_dialogues(spec: TinyModelSpec) -> list[dict[str, Any]]:
     Each is {"messages": [{"role", "content"}], "template": "think" | "direct"}; an assistant
     message's content is exactly what the policy should write (with its thought in "think").
     """
-    from sage_gym import SageDialogueEnv
-
     env = SageDialogueEnv(scenarios=limited_scenarios(spec.split, spec.scenario_limit), max_turns=spec.max_turns)
     rng = np.random.default_rng(spec.seed)
     dialogues = []
@@ -147,15 +149,11 @@ def reference_dialogues(spec: TinyModelSpec) -> list[dict[str, Any]]:
 
 
 def system_prompts() -> dict[str, str]:
-    from sage_gym.prompts import default_prompts
-
     return {name: default_prompts().agent_system_prompt(name) for name in ("think", "direct")}
 
 
 def tokenizer_corpus(dialogues: list[dict[str, Any]], split: str = "train") -> list[str]:
     """Texts the BPE is trained on: dialogues, scenario texts, system prompts, the reference templates."""
-    from sage_gym.scenarios import load_split
-
     texts = [m["content"] for d in dialogues for m in d["messages"]]
     for scenario in load_split(split):
         texts.append(json.dumps(scenario.to_dict(), ensure_ascii=False))
@@ -167,6 +165,7 @@ def tokenizer_corpus(dialogues: list[dict[str, Any]], split: str = "train") -> l
 
 def train_tokenizer(texts: list[str], vocab_size: int = 2048) -> Any:
     """A byte-level BPE with ChatML special tokens and a chat template, as a PreTrainedTokenizerFast."""
+    # transformers takes seconds to import: only when the model is built (once, then cached)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -279,9 +278,6 @@ def warm_start(model: Any, tokenizer: Any, dialogues: list[dict[str, Any]], spec
 
 
 def _source_fingerprint(spec: TinyModelSpec) -> str:
-    from sage_gym.prompts import default_prompts
-    from sage_gym.scenarios import load_split
-
     digest = hashlib.sha256()
     digest.update(json.dumps(asdict(spec), sort_keys=True).encode())
     digest.update(f"v{BUILD_VERSION}".encode())
@@ -325,8 +321,6 @@ def build_tiny_model(output_dir: str | Path | None = None, spec: TinyModelSpec |
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description="Build the default tiny chat model (cached) and print its folder.")
     parser.add_argument("--output", default=None, help="folder to write (default: the cache)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for a model this small)")

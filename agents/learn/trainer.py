@@ -10,7 +10,8 @@
 and the trainer adds the rollout's metrics (returns, emotions, and what the replies look like:
 agents/learn/reply_metrics.py), writes the step's transcripts, reduces the metrics over ranks and
 writes them. Before the first step, every `--eval-every` steps and after the last, it evaluates the
-policy on held-out users (agents/learn/held_out.py). What the
+policy on held-out users (agents/learn/held_out_users.py) with the `play_held_out` it is given (the
+training commands give `agents.eval.live_policy.play_policy`: the learner does not import the evaluator). What the
 trainer owns is the same for every algorithm: the policy (loaded, resumed, wrapped for torchrun),
 the rollout engine, the envs, the metrics writer and the checkpoints. What an `Algorithm` owns is
 its own: GRPO its KL reference and the policy's optimizer, PPO those and a critic. The algorithm
@@ -42,16 +43,18 @@ from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_ch
 from agents.learn.components import check_model_paths, load_policy, make_envs, simulator_kwargs
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, full_model_state, is_sharded, rank_device
-from agents.learn.held_out import HeldOutSettings, evaluate_policy, held_out_line
+from agents.learn.held_out_users import HeldOutSettings, PlayPolicy, evaluate_policy, held_out_line
 from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve, read_metrics
-from agents.learn.policy import Policy, Sampling, resolve_dtype
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import RolloutBatch, SimulatorFailed, collect_rollouts, one_line
-from agents.learn.run_folder import CONFIG, check_same_config, clear_folder, default_root, new_run_folder, planned_folder
 from agents.learn.seeds import Stream, stream_seed
 from agents.learn.transcripts import drop_after, write_transcripts
 from agents.learn.update import Run
 from agents.learn.vllm_engine import build_rollout_engine
+from agents.policy.hf_engine import Sampling
+from agents.policy.loading import resolve_dtype
+from agents.policy.model import Policy
+from agents.policy.run_folder import CONFIG, check_same_config, clear_folder, default_root, new_run_folder, planned_folder
 
 
 class Algorithm(Protocol):
@@ -86,15 +89,14 @@ class Trainer:
 
     `Trainer(cfg, algorithm=GRPO)` or `Trainer(cfg, algorithm=PPO)`; `dist` is this process's place in
     a torchrun job (default: a single process), `policy` a policy to train as it is (default: the one
-    `cfg` names, loaded here).
+    `cfg` names, loaded here), `play_held_out` what plays the held-out check (none: no check).
     """
 
     def __init__(
         self, cfg: TrainConfig, algorithm: type[Algorithm], dist: Distributed | None = None, policy: Policy | None = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = print, play_held_out: PlayPolicy | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.algorithm_cls = algorithm
+        self.cfg, self.algorithm_cls, self.play_held_out = cfg, algorithm, play_held_out
         self.dist = dist or Distributed()
         self.log = log if self.dist.is_main else (lambda message: None)
         self._check_config(policy_to_load=policy is None)
@@ -123,8 +125,7 @@ class Trainer:
         if path is not None:
             self.policy.load_weights(path / "policy")
         if self.dist.is_distributed:
-            self.policy.train_module = run.trained(self.policy.forward_module)
-            self.policy.device = device
+            self.policy.distribute(run.trained)
         self.algorithm.prepare(state)  # its own models wrapped like the policy (`Run.trained`, `Run.frozen`), then its optimizers
         if path is not None:
             self.log(f"resumed from {path} at step {self.step}")
@@ -142,16 +143,20 @@ class Trainer:
         if cfg.resume:
             self._drop_interrupted_records()
         self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.tensorboard, purge_step=self.step + 1 if cfg.resume else None) if self.dist.is_main else None
-        limit = self.eval_limit
-        self.held_out = None
-        if limit > 0:
-            self.held_out = HeldOutSettings(
-                scenarios=cfg.eval_scenarios, limit=limit, train_scenarios=cfg.scenarios, train_limit=min(limit, len(self.scenario_ids)),
-                max_new_tokens=cfg.max_new_tokens, simulator=cfg.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.seed,
-            )
+        self.held_out = self._held_out_settings()
         self.canary_line: str | None = None  # this step's canary summary (None: every canary within its band)
         self._flagged: frozenset[str] = frozenset()  # the canaries flagged when the summary was last printed
         self._bar: Any = None
+
+    def _held_out_settings(self) -> HeldOutSettings | None:
+        """What the held-out check plays (None: no check)."""
+        cfg, limit = self.cfg, self.eval_limit
+        if limit <= 0:
+            return None
+        return HeldOutSettings(
+            scenarios=cfg.eval_scenarios, limit=limit, train_scenarios=cfg.scenarios, train_limit=min(limit, len(self.scenario_ids)),
+            max_new_tokens=cfg.max_new_tokens, simulator=cfg.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.seed,
+        )
 
     def _open_folder(self, planned: Path | None) -> Path:
         """The run's folder, made ready by rank 0 (a new one, or `planned` cleared on --overwrite); every rank gets its name."""
@@ -203,6 +208,10 @@ class Trainer:
                 "evaluate the checkpoints with python -m agents.evaluate --agent hf, or train with --parallel ddp"
             )
             self.eval_limit = 0
+        if self.eval_limit and self.play_held_out is None:
+            if cfg.eval_limit is not None or cfg.eval_every:
+                raise UsageError("held-out evaluation needs something to play it: pass play_held_out (agents.eval.live_policy.play_policy), or eval_limit=0")
+            self.eval_limit = 0  # the default check of the embedded model is the training commands'; a trainer built without one skips it
 
     def _load_policy(self, policy: Policy | None) -> tuple[Policy, torch.device, torch.dtype]:
         """(the policy, this rank's device, the compute dtype); a given policy is used as it is."""
@@ -215,8 +224,10 @@ class Trainer:
         weights = torch.float32 if mixed else compute_dtype
         # FSDP2 loads to host memory and shards from there, so no GPU ever holds the whole model
         sharded = self.dist.is_distributed and cfg.parallel == "fsdp2"
-        policy = load_policy(cfg, log=self.log, device="cpu" if sharded else str(device), dtype=str(weights).removeprefix("torch."))
-        policy.autocast_dtype = compute_dtype if mixed else None
+        policy = load_policy(
+            cfg, log=self.log, device=str(device), dtype=str(weights).removeprefix("torch."), autocast_dtype=compute_dtype if mixed else None,
+            weights_device="cpu" if sharded else None,
+        )
         return policy, device, compute_dtype
 
     # -------------------------------------------------------------------- one step
@@ -348,7 +359,8 @@ class Trainer:
         """The policy as it is now on held-out and training users (greedy, SAGE settings): the `eval/*` metrics."""
         assert self.held_out is not None
         started = time.perf_counter()
-        values = evaluate_policy(self.policy, self.held_out, self.step, self.output_dir)
+        assert self.play_held_out is not None  # no held-out settings without it (`_check_config`)
+        values = evaluate_policy(self.policy, self.held_out, self.step, self.output_dir, self.play_held_out)
         values["eval/seconds"] = time.perf_counter() - started
         self._say(
             f"step {self.step} held-out check: unseen users {values['eval/score']:.1f}, training users {values['eval/train_score']:.1f}, "

@@ -53,9 +53,10 @@ from agents.learn.distributed import (
 from agents.learn.losses import Totals, entropy_bonus, policy_loss
 from agents.learn.metrics import MetricSums
 from agents.learn.optim import Optimized
-from agents.learn.policy import Policy, Sampling
 from agents.learn.rollout import Episode
 from agents.learn.seeds import Stream, stream_seed
+from agents.policy.hf_engine import Sampling
+from agents.policy.model import Policy
 
 Reference = Policy | str | None  # a frozen copy, "adapters" (the LoRA policy with its adapters off), or None (beta 0)
 Rows = dict[int, torch.Tensor]  # an episode's index -> a [len(episode)] row (0 off the policy's tokens)
@@ -96,7 +97,6 @@ class Run:
         """Place a frozen copy of the policy (the KL reference) as the policy is placed: under torchrun
         sharded like it (FSDP2) or whole on this rank's device (DDP); left as it is on one process."""
         shard_frozen(policy.forward_module, self.cfg.parallel, self.dist, self.device, self.compute_dtype)
-        policy.device = self.device
 
     def micro_batches(self, episodes: list[Episode], indices: list[int]) -> list[MicroBatch]:
         return make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, int(self.policy.tokenizer.pad_token_id))
@@ -134,7 +134,7 @@ def make_reference(run: Run) -> Reference:
     # frozen, so no master weights: it is kept in the dtype the policy computes in
     frozen = copy.deepcopy(policy.model).to(run.compute_dtype).eval()
     frozen.requires_grad_(False)
-    return Policy(model=frozen, tokenizer=policy.tokenizer, chat=policy.chat, device=policy.device)
+    return Policy(model=frozen, tokenizer=policy.tokenizer, chat=policy.chat, device=run.device)  # placed there by `Run.frozen`
 
 
 def reference_logprobs(run: Run, reference: Reference, episodes: list[Episode], indices: list[int]) -> Rows | None:

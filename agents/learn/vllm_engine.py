@@ -20,7 +20,7 @@ pushes what training changed:
   own `load_weights` (Hugging Face names in; vLLM fuses q/k/v and gate/up itself).
 
 Either way vLLM's prefix cache is then reset: KV blocks computed under the old weights must not
-be reused. Weights are read inside `agents.learn.distributed.gathered`, so an FSDP2-sharded policy works
+be reused. Weights are read inside `agents.policy.sharding.gathered`, so an FSDP2-sharded policy works
 too (every rank then has to call `sync_weights` together, as the trainer does).
 
 **Contract and log-probs.** Prompts go in as token ids (`TokensPrompt`) and the sampled ids come
@@ -71,9 +71,10 @@ from typing import Any
 import torch
 
 from agents.cli import MissingExtraError
-from agents.learn.distributed import gathered
-from agents.learn.policy import Completion, Policy, Sampling, turn_budgets
 from agents.learn.rollout import RolloutEngine
+from agents.policy.hf_engine import Completion, HFEngine, Sampling, turn_budgets
+from agents.policy.model import Policy
+from agents.policy.sharding import gathered
 
 ROLLOUT_ENGINES = ("hf", "vllm")
 VLLM_MIN_VERSION = "0.10.2"  # logprobs_mode="processed_logprobs" and the V1 engine; keep pyproject's extra in step
@@ -82,12 +83,12 @@ RECOMPUTE_ROWS = 8  # rows per teacher-forced pass when log-probs are recomputed
 
 
 def build_rollout_engine(name: str, policy: Policy, **options: Any) -> RolloutEngine:
-    """The engine `collect_rollouts` samples with: the policy itself ("hf") or a `VLLMEngine` ("vllm").
+    """The engine `collect_rollouts` samples with: the policy's own (`HFEngine`, "hf") or a `VLLMEngine` ("vllm").
 
     `options` are `VLLMEngine`'s keyword arguments; the HF engine has none and ignores them.
     """
     if name == "hf":
-        return policy
+        return HFEngine(policy)
     if name == "vllm":
         return VLLMEngine(policy, **options)
     raise ValueError(f"unknown rollout engine {name!r}: choose one of {', '.join(ROLLOUT_ENGINES)}")

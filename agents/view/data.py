@@ -16,7 +16,7 @@ Two vocabularies describe a reply, and the page says which is which:
 - the simulator's analysis (`turn["analysis"]["strategies"]`, `["flags"]`): what the simulated
   user saw; the built-in user's flags are listed in docs/builtin_simulator.md. An LLM simulator
   may add fields or flags: they are kept as they are.
-- the evaluator's tagger (`turn["strategies"]`, `agents.eval.strategies.tag_reply`): evaluation
+- the evaluator's tagger (`turn["strategies"]`, `agents.replies.strategies.tag_reply`): evaluation
   records carry it; for training records the viewer tags the visible reply with the same rules.
 """
 
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.eval.stats import hierarchical_bootstrap
+from agents.replies.strategies import tag_reply
 from sage_gym.redaction import redact
 from sage_gym.transcripts import read_jsonl
 
@@ -40,7 +42,7 @@ SALAD = "salad"
 # training metrics shown at a glance and drawn as the learning curve
 CURVE_KEYS = ("return", "emotion", "success_rate", "failure_rate", "salad_rate", "repetition_rate", "eval/score", "eval/train_score")
 ANALYSIS_VOCABULARY = "the simulator's analysis"
-TAGGER_VOCABULARY = "the evaluator's tagger (agents.eval.strategies)"
+TAGGER_VOCABULARY = "the evaluator's tagger (agents.replies.strategies)"
 
 
 class ViewerError(ValueError):
@@ -159,8 +161,6 @@ def tagger_strategies(turns: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         if isinstance(turn.get("strategies"), list):
             out.append([str(s) for s in turn["strategies"]])
         else:
-            from agents.eval.strategies import tag_reply
-
             out.append(list(tag_reply(str(turn.get("agent_reply") or ""))))
     return out
 
@@ -299,8 +299,6 @@ def evaluation_glance(folder: Folder) -> dict[str, Any]:
 
 def outcome_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Mean final emotion with a 95% bootstrap interval (scenarios, then their dialogues) and outcome shares."""
-    from agents.eval.stats import hierarchical_bootstrap
-
     scored = [r for r in records if isinstance(r.get("final_emotion"), (int, float)) and r.get("outcome") != "error"]
     by_scenario: dict[str, list[float]] = {}
     for r in scored:
