@@ -17,7 +17,7 @@ from agents.eval.baselines_zh import TEMPLATES as TEMPLATES_ZH
 from agents.eval.baselines_zh import topic_phrases
 from agents.eval.sb3_agent import PLANS, hashed_words, render_plan
 from agents.eval.strategies import STRATEGIES, tag_reply
-from sage_gym.scenario_cli import main as scenarios_cli
+from sage_gym.scenarios.cli import main as scenarios_cli
 from sage_gym.scenarios import SAGE_THEME_MARKER, SAGE_TASKS, ScenarioError, from_sage, load_scenarios, load_split, resolve_scenarios, to_sage
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import BuiltinSimulator, assess, detect_strategies, react_sync, reply_language
