@@ -3,7 +3,7 @@
 It reacts to what the agent actually wrote, conditioned on the scenario's hidden intention and
 character type, and it is a *pure function* of (scenario, rules, emotion, turn, seed, visible
 history, agent reply): it keeps no hidden memory, so the same inputs give the same reaction in
-process and through the local OpenAI-compatible server (`sage_gym.simulators.server`).
+process and through the local OpenAI-compatible server (`sage_gym.servers.simulator_server`).
 
 How a reply is scored (the full rule table is in docs/builtin_simulator.md):
 
