@@ -51,8 +51,8 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,17 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
     schemas = env_schemas(probe)
     manifest = probe.manifest()
     sessions: set[int] = set()
+    app = Starlette(routes=_routes(config, make_env, sessions, schemas, manifest), lifespan=_lifespan(config))
+    app.add_middleware(AccessGuard, has_token=config.token is not None, allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
+    app.state.config = config
+    app.state.sessions = sessions
+    return app
+
+
+def _routes(
+    config: ServeConfig, make_env: Callable[[], SageDialogueEnv], sessions: set[int], schemas: dict[str, Any], manifest: dict[str, Any]
+) -> list[Route | WebSocketRoute]:
+    """OpenEnv's HTTP routes and the WebSocket session route; every route but /health behind the token."""
 
     def guarded(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         return _guarded(handler, config.token)
@@ -244,19 +255,7 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         return JSONResponse({"status": "healthy"})
 
     async def metadata(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {
-                "name": "SageDialogue-v0",
-                "description": "Talk with a simulated user whose emotion (0-100) moves after every reply; the reward is its change.",
-                "version": package_version(),
-                "author": "sage-gym",
-                "documentation_url": None,
-                "readme_content": None,
-                "manifest": manifest,
-                "max_sessions": config.max_sessions,
-                "active_sessions": len(sessions),
-            }
-        )
+        return JSONResponse(_metadata(manifest, config, active_sessions=len(sessions)))
 
     async def schema(request: Request) -> JSONResponse:
         return JSONResponse(schemas)
@@ -277,7 +276,7 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
     async def websocket(ws: WebSocket) -> None:
         await _websocket_session(ws, config, sessions, make_env)
 
-    routes = [
+    return [
         Route("/health", health, methods=["GET"]),  # open: load balancers probe it without a token
         Route("/metadata", guarded(metadata), methods=["GET"]),
         Route("/schema", guarded(schema), methods=["GET"]),
@@ -287,19 +286,33 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
         WebSocketRoute("/ws", websocket),
     ]
 
+
+def _metadata(manifest: dict[str, Any], config: ServeConfig, active_sessions: int) -> dict[str, Any]:
+    return {
+        "name": "SageDialogue-v0",
+        "description": "Talk with a simulated user whose emotion (0-100) moves after every reply; the reward is its change.",
+        "version": package_version(),
+        "author": "sage-gym",
+        "documentation_url": None,
+        "readme_content": None,
+        "manifest": manifest,
+        "max_sessions": config.max_sessions,
+        "active_sessions": active_sessions,
+    }
+
+
+def _lifespan(config: ServeConfig) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Says at start-up who will be served."""
+
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> Any:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if config.token is None:
             log.info("sage_gym env server: no token, so only connections to a loopback address are served (others get 403); set %s to serve other addresses", TOKEN_ENV)
         else:
             log.info("sage_gym env server: every route but /health needs the bearer token")
         yield
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(AccessGuard, has_token=config.token is not None, allowed_hosts=config.allowed_hosts, allowed_origins=config.allowed_origins)
-    app.state.config = config
-    app.state.sessions = sessions
-    return app
+    return lifespan
 
 
 def _env_factory(env_kwargs: Mapping[str, Any]) -> Callable[[], SageDialogueEnv]:
