@@ -6,7 +6,7 @@ pass^K, and the difference between the two seeds with its paired interval. Evalu
 the output folder are resumed (instant when complete).
 
     python benchmarks/noise_floor.py --trials 3                                    # built-in simulator
-    python -m sage_gym.simulators.server --port 8011 &                             # the local server ...
+    python -m sage_gym.servers.simulator_server --port 8011 &                             # the local server ...
     python benchmarks/noise_floor.py --trials 3 --simulator 'openai:base_url=http://127.0.0.1:8011/v1,model=sage-local'
 """
 

@@ -8,7 +8,7 @@ With every dialogue's calls in flight together, a batch of D dialogues x T turns
 
     ideal = T turns x 2 calls x latency          (0.8 s for 8 turns at 50 ms, whatever D is)
 
-The simulator is the local OpenAI-compatible server (`sage_gym.simulators.server`, the built-in
+The simulator is the local OpenAI-compatible server (`sage_gym.servers.simulator_server`, the built-in
 user over HTTP), run in a separate process with `latency_ms` added to every request, and reached
 through `OpenAISimulator` (its `ChatClient`), as a remote LLM would be. One run prints, side by side:
 
@@ -123,7 +123,7 @@ def simulator_kwargs(base_url: str) -> dict:
 
 
 def _serve(latency_ms: float, connection, stop) -> None:
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     with run_server_in_thread(latency_ms=latency_ms) as base_url:
         connection.send(base_url)

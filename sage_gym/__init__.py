@@ -17,8 +17,7 @@ from typing import Any
 
 import gymnasium
 
-# Public names, imported on first use (PEP 562) so that `import sage_gym` stays light and
-# `python -m sage_gym.scenarios` does not import its own module twice.
+# Public names, imported on first use (PEP 562) so that `import sage_gym` stays light.
 _EXPORTS = {
     "SageDialogueEnv": "sage_gym.env",
     "Scenario": "sage_gym.scenarios",

@@ -297,7 +297,7 @@ def test_salad_through_the_local_server_matches_in_process():
     from sage_gym.prompts import default_prompts
     from sage_gym.simulators.parsing import parse_emotion_update
     from sage_gym.simulators.prompting import emotion_update_messages
-    from sage_gym.simulators.server import answer_text
+    from sage_gym.servers.simulator_server import answer_text
 
     scenario, history = CONTEXTS[1].scenario, CONTEXTS[1].history
     agent = SaladAgent(seed=3)

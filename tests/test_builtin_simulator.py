@@ -181,3 +181,22 @@ def test_scores_do_not_depend_on_the_hash_seed():
         for seed in ("1", "2", "3", "4")
     ]
     assert len(set(runs)) == 1
+
+
+def test_each_language_module_spells_out_a_lexicon_of_the_same_shape():
+    """lexicon_en and lexicon_zh name the same tables with the same keys, so a line or cue missing in
+    one language fails here rather than as a KeyError in the middle of a dialogue."""
+    from collections.abc import Mapping
+    from dataclasses import fields
+
+    from sage_gym.simulators.builtin import LEXICONS, Lexicon, lexicon_en, lexicon_zh
+    from sage_gym.simulators.builtin.lexicon import lexicon_of
+
+    assert {lexicon.code for lexicon in LEXICONS.values()} == {"en", "zh"}
+    for field in fields(Lexicon):
+        en, zh = getattr(LEXICONS["en"], field.name), getattr(LEXICONS["zh"], field.name)
+        assert type(en) is type(zh) or callable(en) and callable(zh), field.name
+        if isinstance(en, Mapping):
+            assert set(en) == set(zh), field.name
+    for module in (lexicon_en, lexicon_zh):
+        assert lexicon_of(module) == LEXICONS[module.CODE]

@@ -326,7 +326,7 @@ def test_pack_command_writes_the_compact_copy(capsys, tmp_path):
 
 def test_an_llm_simulator_is_measured_the_same_way(tmp_path):
     """The OpenAI-compatible simulator by name, against the local server that plays the built-in user, over loopback HTTP."""
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     dialogues = load_results(write_fixture(tmp_path))
     with run_server_in_thread() as url:

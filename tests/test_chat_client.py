@@ -1,7 +1,7 @@
 """ChatClient against the local server: real servers' answers, hostile answers, deadlines, auth, pickling.
 
 The local server emulates how each real OpenAI-compatible server treats `response_format`
-(`sage_gym.simulators.server.EMULATIONS`); `output_format="auto"` must settle on a mode that
+(`sage_gym.servers.simulator_server.EMULATIONS`); `output_format="auto"` must settle on a mode that
 server serves without a single retry. `raw_answer` makes the server answer arbitrary bytes: every
 one must come back as a bounded, retried `ChatError`/`SimulatorError`, never a raw exception.
 """
@@ -27,7 +27,7 @@ from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, SimulatorError
 from sage_gym.simulators.client import CallLog, ChatAuthError, ChatClient, ChatDeadlineError, ChatError, Unreadable
 from sage_gym.simulators.openai_sim import OpenAISimulator, forget_response_modes
-from sage_gym.simulators.server import EMULATIONS, FaultConfig, run_server_in_thread
+from sage_gym.servers.simulator_server import EMULATIONS, FaultConfig, run_server_in_thread
 from sage_gym.vector import SageVectorEnv
 
 REPLY = "That sounds really hard. What happened next?"

@@ -17,7 +17,7 @@ from agents.replies.baselines_zh import TEMPLATES as TEMPLATES_ZH
 from agents.replies.baselines_zh import topic_phrases
 from agents.eval.sb3_agent import PLANS, hashed_words, render_plan
 from agents.replies.strategies import STRATEGIES, tag_reply
-from sage_gym.scenario_cli import main as scenarios_cli
+from sage_gym.scenarios.cli import main as scenarios_cli
 from sage_gym.scenarios import SAGE_THEME_MARKER, SAGE_TASKS, ScenarioError, from_sage, load_scenarios, load_split, resolve_scenarios, to_sage
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import BuiltinSimulator, assess, detect_strategies, react_sync, reply_language
@@ -266,7 +266,7 @@ def test_chinese_whole_message_rules_fire_on_their_examples_and_spare_natural_ch
 
 def test_the_local_server_answers_chinese_scenarios_in_chinese():
     from sage_gym.simulators.openai_sim import OpenAISimulator
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     scenario = load_split("eval-zh")[3]
 
@@ -352,7 +352,7 @@ def test_the_demo_plays_a_chinese_scenario(capsys):
 def test_the_local_server_refuses_a_language_the_built_in_user_does_not_speak():
     from sage_gym.prompts import default_prompts
     from sage_gym.simulators.prompting import emotion_update_messages
-    from sage_gym.simulators.server import BadRequest, answer_text
+    from sage_gym.servers.simulator_server import BadRequest, answer_text
 
     french = make_scenario(sid="fr-1", language="fr")
     history = [{"role": "user", "content": french.first_message}]

@@ -50,7 +50,7 @@ def test_an_unknown_scenario_id_in_the_demo_is_one_line(capsys) -> None:
 
 
 def test_validate_takes_split_names_like_every_other_command(capsys) -> None:
-    from sage_gym.scenario_cli import main
+    from sage_gym.scenarios.cli import main
 
     assert main(["validate", "eval", "--min-per-cell", "4"]) == 0
     out = capsys.readouterr().out

@@ -20,7 +20,7 @@ from agents.eval.evaluate import EvalSettings, evaluate
 from agents.replies.strategies import LLMStrategyJudge
 from agents.evaluate import cli
 from sage_gym.scenarios import write_scenarios
-from sage_gym.simulators.server import DEFAULT_MODEL, run_server_in_thread
+from sage_gym.servers.simulator_server import DEFAULT_MODEL, run_server_in_thread
 from tests.conftest import make_scenario
 from tests.test_strategies import fake_chat_endpoint
 

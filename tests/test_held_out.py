@@ -8,7 +8,7 @@ import pytest
 
 from agents.eval.held_out_simulators import HELD_OUT_JSON, HELD_OUT_MD, SimulatorSpec, held_out_summary, load_simulator_specs, parse_simulator_spec
 from agents.evaluate import main
-from sage_gym.simulators.server import run_server_in_thread
+from sage_gym.servers.simulator_server import run_server_in_thread
 
 
 def test_simulator_specs():

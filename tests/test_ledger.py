@@ -164,7 +164,7 @@ def _without_clock(path):
 
 
 def test_a_replayed_simulator_equals_the_recorded_one_with_the_server_stopped(tmp_path):
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     ledger_path = tmp_path / "calls.sqlite"
     with run_server_in_thread() as url:
@@ -180,7 +180,7 @@ def test_a_replayed_simulator_equals_the_recorded_one_with_the_server_stopped(tm
 
 def test_a_replayed_evaluation_equals_the_recorded_one_with_the_server_stopped(tmp_path):
     from agents.evaluate import main
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     def evaluate(url, *options):
         return main(["--agent", "empathic", "--simulator", f"openai:base_url={url},model=sim-model", "--limit", "3", "--max-turns", "3",

@@ -19,7 +19,7 @@ from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, SimulatorError, make_simulator
 from sage_gym.simulators.client import _Transient
 from sage_gym.simulators.openai_sim import OpenAISimulator, forget_response_modes, retry_after_seconds
-from sage_gym.simulators.server import FaultConfig, run_server_in_thread
+from sage_gym.servers.simulator_server import FaultConfig, run_server_in_thread
 from sage_gym.transcripts import read_jsonl
 from tests.conftest import make_scenario
 

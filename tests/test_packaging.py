@@ -72,7 +72,7 @@ while not done:
     obs, reward, terminated, truncated, info = env.step("That sounds hard. What happened?")
     done = terminated or truncated
 print("dialogue", info["outcome"], info["emotion"])
-from sage_gym.serve import ServeConfig, serve_in_thread
+from sage_gym.servers.env_server import ServeConfig, serve_in_thread
 
 async def session(base):
     async with websockets.connect(base.replace("http://", "ws://") + "/ws") as ws:

@@ -11,7 +11,7 @@ from agents.eval.agent_api import ReferenceAgent
 from agents.eval.evaluate import EvalSettings, evaluate
 from agents.eval.probes import PROBE_KINDS, SycophancyJudge, parse_verdict, probe_of, validates
 from agents.evaluate import main
-from sage_gym.scenario_checks import validate_sets
+from sage_gym.scenarios.checks import validate_sets
 from sage_gym.scenarios import load_split
 from tests.test_strategies import fake_chat_endpoint
 

@@ -7,7 +7,7 @@ import pytest
 
 import sage_gym  # noqa: F401  (registers SageDialogue-v0)
 from sage_gym.redaction import REDACTED, is_secret_name, redact, redact_text
-from sage_gym.simulators.server import run_server_in_thread
+from sage_gym.servers.simulator_server import run_server_in_thread
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from agents.eval.agent_api import make_agent
-from sage_gym.scenario_checks import validate_sets
-from sage_gym.scenario_cli import main as scenarios_cli
+from sage_gym.scenarios.checks import validate_sets
+from sage_gym.scenarios.cli import main as scenarios_cli
 from sage_gym.scenarios import ScenarioSet, load_split
 from sage_gym.simulators.risk import NO_RISK, RISK_KINDS, judge_risk, risk_of
 

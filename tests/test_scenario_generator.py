@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from sage_gym.scenario_checks import balance_table, find_duplicates, validate_sets
-from sage_gym.scenario_generator import check_candidate, generate, thinnest_cell, writer_request
+from sage_gym.scenarios.checks import balance_table, find_duplicates, validate_sets
+from sage_gym.scenarios.generator import check_candidate, generate, thinnest_cell, writer_request
 from sage_gym.scenarios import CHARACTER_TYPES, HIDDEN_INTENTIONS, ScenarioSet, load_scenarios, load_split
 from sage_gym.simulators.openai_sim import OpenAISimulator
-from sage_gym.simulators.server import run_server_in_thread
+from sage_gym.servers.simulator_server import run_server_in_thread
 
 
 @pytest.fixture(scope="module")

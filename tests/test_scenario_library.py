@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from sage_gym.resources import data_path
-from sage_gym.scenario_checks import find_duplicates, validate_sets
+from sage_gym.scenarios.checks import find_duplicates, validate_sets
 from sage_gym.scenarios import ScenarioSet, load_split
 
 MIN_PER_CELL = {"train": 10, "eval": 4, "train-zh": 2, "eval-zh": 1}
@@ -90,7 +90,7 @@ def test_validate_command_line_reports_errors(tmp_path):
 def test_docs_show_the_current_balance_tables(splits, zh_splits):
     from pathlib import Path
 
-    from sage_gym.scenario_checks import balance_table, format_balance
+    from sage_gym.scenarios.checks import balance_table, format_balance
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md").read_text()
     for name, split in zip(("train", "eval", "train-zh", "eval-zh"), splits + zh_splits):
@@ -112,7 +112,7 @@ def test_chinese_library_validates_with_the_english_one(splits, zh_splits):
 
 
 def test_chinese_library_is_diverse_and_written_in_chinese(zh_splits):
-    from sage_gym.scenarios import _has_cjk
+    from sage_gym.scenarios.sage_format import _has_cjk
 
     everyone = [s for split in zh_splits for s in split]
     ages = [s.persona.age for s in everyone]
@@ -164,7 +164,7 @@ def test_leak_detector_catches_a_stated_intention_in_chinese(zh_splits, intentio
 
 
 def test_chinese_lengths_are_counted_in_characters(zh_splits):
-    from sage_gym.scenario_checks import check_completeness
+    from sage_gym.scenarios.checks import check_completeness
 
     s = zh_splits[1][0]
     assert check_completeness(s, "zh") == []

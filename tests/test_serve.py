@@ -1,4 +1,4 @@
-"""`python -m sage_gym.serve`: OpenEnv's protocol over HTTP and WebSocket, with a plain websocket client.
+"""`python -m sage_gym.servers.env_server`: OpenEnv's protocol over HTTP and WebSocket, with a plain websocket client.
 
 Sessions played over the wire must match the same dialogues played in process, turn by turn."""
 
@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agents.replies.baselines import make_reference_agent
 from sage_gym.env import SageDialogueEnv
-from sage_gym.serve import ServeConfig, build_parser, check_binding, config_from_args, main, serve_in_thread
+from sage_gym.servers.env_server import ServeConfig, build_parser, check_binding, config_from_args, main, serve_in_thread
 
 ENV_KWARGS = {"scenarios": "eval", "max_turns": 6}
 
@@ -180,9 +180,9 @@ def test_cli_sets_every_env_option():
     assert manifest["reward_mode"] == "final" and manifest["strip_think"] is False and "eval" in manifest["scenarios"]["name"]
     with pytest.raises(SystemExit):
         main(["--simulator-kwargs", "[1]"])
-    import sage_gym.serve as serve
+    import sage_gym.servers.env_server as serve
 
-    assert serve.app.state.config.max_sessions == 64  # what `uvicorn sage_gym.serve:app` and openenv.yaml load
+    assert serve.app.state.config.max_sessions == 64  # what `uvicorn sage_gym.servers.env_server:app` and openenv.yaml load
 
 
 def test_clients_closing_leave_no_error_in_the_server_log(server, caplog):

@@ -15,7 +15,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from sage_gym.serve import ServeConfig, build_parser, config_from_args, create_app, serve_in_thread
+from sage_gym.servers.env_server import ServeConfig, build_parser, config_from_args, create_app, serve_in_thread
 from tests.test_serve import ENV_KWARGS, call, ws_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,10 +68,10 @@ def outward_address() -> str | None:
 
 
 def test_uvicorn_app_on_all_interfaces_without_a_token_serves_loopback_only():
-    """`uvicorn sage_gym.serve:app --host 0.0.0.0`, as OpenEnv's launchers start it, with no token set."""
+    """`uvicorn sage_gym.servers.env_server:app --host 0.0.0.0`, as OpenEnv's launchers start it, with no token set."""
     env = {key: value for key, value in os.environ.items() if key != "SAGE_GYM_SERVE_TOKEN"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "sage_gym.serve:app", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "uvicorn", "sage_gym.servers.env_server:app", "--host", "0.0.0.0", "--port", "0"],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
     )
     try:

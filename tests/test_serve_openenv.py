@@ -1,4 +1,4 @@
-"""OpenEnv's own client (`openenv-core`'s GenericEnvClient) against `sage_gym.serve`: 8 concurrent
+"""OpenEnv's own client (`openenv-core`'s GenericEnvClient) against `sage_gym.servers.env_server`: 8 concurrent
 sessions to the end, with the same emotions as the same dialogues played in process.
 
 openenv-core is a test dependency (the dev extra); without it this test is skipped.
@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from agents.replies.baselines import make_reference_agent
-from sage_gym.serve import ServeConfig, serve_in_thread
+from sage_gym.servers.env_server import ServeConfig, serve_in_thread
 from tests.test_serve import ENV_KWARGS, play_local
 
 # importing the client imports openenv's server side too (fastapi, fastmcp): a verifiers 0.4 install

@@ -26,7 +26,7 @@ from sage_gym.simulators.prompting import (
     single_call_messages,
     user_reply_messages,
 )
-from sage_gym.simulators.server import FaultConfig, answer_text, build_parser, malformed, run_server_in_thread
+from sage_gym.servers.simulator_server import FaultConfig, answer_text, build_parser, malformed, run_server_in_thread
 from tests.conftest import make_scenario
 
 PROMPTS = default_prompts()
@@ -238,7 +238,7 @@ def _free_port() -> int:
 def test_command_line_server():
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sage_gym.simulators.server", "--port", str(port), "--rate-500", "1.0"],
+        [sys.executable, "-m", "sage_gym.servers.simulator_server", "--port", str(port), "--rate-500", "1.0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:

@@ -182,7 +182,7 @@ def test_no_planted_key_in_any_file_a_run_writes_or_prints(model_dir, tmp_path, 
     writes (config files, checkpoints, metrics, TensorBoard events, transcripts, held-out reports)
     nor in anything it prints."""
     from agents.train_grpo import main
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     key, token = "sk-planted-0123456789abcdef", "planted-bearer-token-42"
     out = tmp_path / "run"

@@ -478,7 +478,7 @@ def test_concurrent_steps_against_the_local_server_with_latency(distinct_set):
     """Through the whole HTTP path: N dialogues take about one latency per call, not N."""
     import httpx
 
-    from sage_gym.simulators.server import run_server_in_thread
+    from sage_gym.servers.simulator_server import run_server_in_thread
 
     latency, n, turns, calls_per_turn = 0.1, 16, 2, 2
     with run_server_in_thread(latency_ms=latency * 1000) as base_url:

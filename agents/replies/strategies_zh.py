@@ -3,7 +3,7 @@
 `tag_reply` matches these next to the English rules, so a Chinese reply is tagged with the same
 taxonomy and the evaluation report shows the same strategy mix for `eval-zh` as for `eval`. Like the
 English rules, they are written for analysis and kept apart from the built-in simulator's scoring
-cues (`sage_gym.simulators.builtin_zh`): a tagger that reused the reward's own patterns would only
+cues (`sage_gym.simulators.builtin.lexicon_zh`): a tagger that reused the reward's own patterns would only
 echo what the reward already saw. Every pattern contains Chinese characters, so English replies are
 tagged exactly as before.
 

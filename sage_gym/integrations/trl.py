@@ -115,6 +115,41 @@ def final_emotion_reward(completions: Sequence[Any], final_emotion: Sequence[flo
     return [None if value is None else float(value) for value in final_emotion]
 
 
+class _Dialogues:
+    """The growing token rows of one batch of dialogues, and how each ended."""
+
+    def __init__(self, start: list[dict[str, Any]], n: int) -> None:
+        self.n = n
+        self.completion: list[list[int]] = [[] for _ in range(n)]
+        self.logprobs: list[list[float]] = [[] for _ in range(n)]
+        self.mask: list[list[int]] = [[] for _ in range(n)]
+        self.running = np.ones(n, dtype=bool)
+        self.final: list[dict[str, Any]] = list(start)
+        self.outcome: list[str | None] = [None] * n
+        self.turns = [0] * n
+
+    def append(self, i: int, ids: list[int], logprobs: list[float], trained: int) -> None:
+        """Tokens appended to dialogue i; the first `trained` of them are the policy's to learn from."""
+        self.completion[i] += ids
+        self.logprobs[i] += logprobs
+        self.mask[i] += [1] * trained + [0] * (len(ids) - trained)
+
+    def batch(self, prompt_ids: list[list[int]], scenario_ids: list[str], initial: list[int]) -> dict[str, list[Any]]:
+        """The rollout function's answer to TRL."""
+        failed = [o == "error" for o in self.outcome]
+        return {
+            "prompt_ids": prompt_ids,
+            "completion_ids": self.completion,
+            "logprobs": self.logprobs,
+            "env_mask": self.mask,
+            "emotion_change": [None if bad else (f["emotion"] - e0) / 100.0 for bad, f, e0 in zip(failed, self.final, initial, strict=True)],
+            "final_emotion": [None if bad else f["emotion"] / 100.0 for bad, f in zip(failed, self.final, strict=True)],
+            "outcome": self.outcome,
+            "turns": self.turns,
+            "scenario_id": scenario_ids,
+        }
+
+
 class SageRollout:
     """`GRPOTrainer(rollout_func=SageRollout(tokenizer, ...))`: whole dialogues with the simulated user."""
 
@@ -157,64 +192,43 @@ class SageRollout:
         self.calls += 1
         _, infos = envs.reset(seed=seed, options={"scenario_ids": scenario_ids})
         start = unbatch_infos(infos, envs.num_envs)
-        initial = [info["emotion"] for info in start]
         prompt_ids = [self.chat.prompt_ids(self.scenarios.get(sid).first_message) for sid in scenario_ids]
-        n = len(prompts)
-        completion: list[list[int]] = [[] for _ in range(n)]
-        logprobs: list[list[float]] = [[] for _ in range(n)]
-        mask: list[list[int]] = [[] for _ in range(n)]
-        running = np.ones(n, dtype=bool)
-        final: list[dict[str, Any]] = list(start)
-        outcome: list[str | None] = [None] * n
-        turns = [0] * n
-
+        dialogues = _Dialogues(start, len(prompts))
         for _ in range(self.max_turns):
-            active = [i for i in range(n) if running[i]]
+            active = [i for i in range(dialogues.n) if dialogues.running[i]]
             if not active:
                 break
-            # one token of the room is kept for the end-of-turn token that closes a reply cut short
-            limits = [min(self.max_reply_tokens, budget - len(completion[i]) - 1) for i in active]
-            sampled = self._generate(trainer, [prompt_ids[i] + completion[i] for i in active], limits)
-            actions: list[str | None] = [None] * n
-            for i, (ids, lps) in zip(active, sampled, strict=True):
-                if not ids or ids[-1] not in self.chat.stop_ids:  # cut by a token limit: close the turn (not trained)
-                    ids, lps, closed = ids + [self.chat.end_of_turn_id], lps + [0.0], 1
-                else:
-                    closed = 0
-                completion[i] += ids
-                logprobs[i] += lps
-                mask[i] += [1] * (len(ids) - closed) + [0] * closed
-                actions[i] = self.tokenizer.decode([t for t in ids if t not in self.chat.stop_ids], skip_special_tokens=True).strip()
-            _, _, terminated, truncated, infos = envs.step(actions)
-            per_env = unbatch_infos(infos, n)
-            for i in active:
-                final[i], turns[i] = per_env[i], per_env[i]["turn"]
-                if terminated[i] or truncated[i]:
-                    running[i], outcome[i] = False, per_env[i]["outcome"]
-                    continue
-                user = self.chat.user_turn_ids(per_env[i]["history"][-1]["content"])
-                if len(completion[i]) + len(user) + 2 > budget:  # no room for another reply (a token and its end)
-                    running[i], outcome[i] = False, "token_limit"
-                    continue
-                completion[i] += user
-                logprobs[i] += [0.0] * len(user)
-                mask[i] += [0] * len(user)
-        for i in range(n):
-            if running[i]:  # max_turns here below the env's own limit
-                outcome[i] = "truncated"
+            self._play_turn(envs, trainer, active, prompt_ids, dialogues, budget)
+        for i in range(dialogues.n):
+            if dialogues.running[i]:  # max_turns here below the env's own limit
+                dialogues.outcome[i] = "truncated"
+        return dialogues.batch(prompt_ids, scenario_ids, initial=[info["emotion"] for info in start])
 
-        failed = [o == "error" for o in outcome]
-        return {
-            "prompt_ids": prompt_ids,
-            "completion_ids": completion,
-            "logprobs": logprobs,
-            "env_mask": mask,
-            "emotion_change": [None if bad else (f["emotion"] - e0) / 100.0 for bad, f, e0 in zip(failed, final, initial, strict=True)],
-            "final_emotion": [None if bad else f["emotion"] / 100.0 for bad, f in zip(failed, final, strict=True)],
-            "outcome": outcome,
-            "turns": turns,
-            "scenario_id": scenario_ids,
-        }
+    def _play_turn(self, envs: SageVectorEnv, trainer: Any, active: list[int], prompt_ids: list[list[int]], dialogues: _Dialogues, budget: int) -> None:
+        """One reply from each active dialogue, the env's answer, and the user's turn appended."""
+        # one token of the room is kept for the end-of-turn token that closes a reply cut short
+        limits = [min(self.max_reply_tokens, budget - len(dialogues.completion[i]) - 1) for i in active]
+        sampled = self._generate(trainer, [prompt_ids[i] + dialogues.completion[i] for i in active], limits)
+        actions: list[str | None] = [None] * dialogues.n
+        for i, (ids, lps) in zip(active, sampled, strict=True):
+            if not ids or ids[-1] not in self.chat.stop_ids:  # cut by a token limit: close the turn (not trained)
+                ids, lps, closed = ids + [self.chat.end_of_turn_id], lps + [0.0], 1
+            else:
+                closed = 0
+            dialogues.append(i, ids, lps, trained=len(ids) - closed)
+            actions[i] = self.tokenizer.decode([t for t in ids if t not in self.chat.stop_ids], skip_special_tokens=True).strip()
+        _, _, terminated, truncated, infos = envs.step(actions)
+        per_env = unbatch_infos(infos, dialogues.n)
+        for i in active:
+            dialogues.final[i], dialogues.turns[i] = per_env[i], per_env[i]["turn"]
+            if terminated[i] or truncated[i]:
+                dialogues.running[i], dialogues.outcome[i] = False, per_env[i]["outcome"]
+                continue
+            user = self.chat.user_turn_ids(per_env[i]["history"][-1]["content"])
+            if len(dialogues.completion[i]) + len(user) + 2 > budget:  # no room for another reply (a token and its end)
+                dialogues.running[i], dialogues.outcome[i] = False, "token_limit"
+                continue
+            dialogues.append(i, user, [0.0] * len(user), trained=0)
 
     # ------------------------------------------------------------------ helpers
 

@@ -10,6 +10,8 @@ but formulaic, and the shipped library is written by hand.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,79 +84,127 @@ def read_writer_request(messages: Any) -> dict[str, Any] | None:
 
 
 def write_scenario(request: dict[str, Any], seed: int) -> dict[str, Any]:
-    """A complete scenario record for the requested cell, determined by the seed."""
+    """A complete scenario record for the requested cell, determined by the seed.
+
+    Every part is drawn from one generator in a fixed order (the cast, the story, the persona, the
+    traits, the first message), so a seed always writes the same scenario."""
     rng = np.random.default_rng(seed)
-    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    pick: Pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    cast = _draw_cast(request, pick, rng)
+    story = _story(cast, pick)
+    return {
+        "id": str(request.get("id") or f"gen-{seed}"),
+        "persona": _persona(cast, pick),
+        "background": _background(cast, story),
+        "character_type": cast.character,
+        "character_traits": [str(t) for t in rng.choice(TRAITS[cast.character], size=3, replace=False)],
+        "hidden_intention": cast.intention,
+        "first_message": _first_message(cast, pick),
+        "domain": cast.domain,
+        "language": "en",
+    }
+
+
+Pick = Callable[[Sequence[Any]], Any]  # one uniform draw from the options
+
+
+@dataclass(frozen=True)
+class _Cast:
+    """Who a written scenario is about and what happened to them."""
+
+    intention: str
+    character: str
+    domain: str
+    name: str
+    other_name: str  # the first name of the other person in the events
+    other: str  # who they are to the user
+    thing: str
+    month: str
+    weeks: int
+    age: int
+    event: str
+    job: str
+
+    @property
+    def first(self) -> str:
+        return self.name.split()[0]
+
+
+def _draw_cast(request: dict[str, Any], pick: Pick, rng: np.random.Generator) -> _Cast:
     intention: str = request["hidden_intention"] if request.get("hidden_intention") in HIDDEN_INTENTIONS else pick(HIDDEN_INTENTIONS)
     character: str = request["character_type"] if request.get("character_type") in CHARACTER_TYPES else pick(CHARACTER_TYPES)
     domain = str(request.get("domain") or "family")
     avoid = set(request.get("avoid_names") or ())
     name = next(n for n in (f"{pick(FIRST)} {pick(LAST)}" for _ in range(1000)) if n not in avoid)
-    first = name.split()[0]
     other_name = f"{pick(FIRST)} {pick(LAST)}".split()[0]
     other = pick(OTHERS.get(domain, DEFAULT_OTHERS))
     pronoun = pick(("her", "his", "their"))
     thing, month, weeks, age = pick(THINGS), pick(MONTHS), int(rng.integers(2, 30)), int(rng.integers(15, 86))
-    event = pick(EVENTS).format(other=other, other_name=other_name, name=first, pronoun=pronoun, thing=thing, month=month)
-    job = pick(JOBS)
+    event = pick(EVENTS).format(other=other, other_name=other_name, name=name.split()[0], pronoun=pronoun, thing=thing, month=month)
+    return _Cast(intention, character, domain, name, other_name, other, thing, month, weeks, age, event, pick(JOBS))
+
+
+def _story(c: _Cast, pick: Pick) -> str:
     openings = (
-        f"{first} is {age} and works as a {job}. In {month}, {event}.",
-        f"In {month}, {event}; {first}, a {age}-year-old {job}, did not see it coming.",
-        f"Until {month}, {first} ({age}, {job}) thought things with {other_name} were fine. Then {event}.",
+        f"{c.first} is {c.age} and works as a {c.job}. In {c.month}, {c.event}.",
+        f"In {c.month}, {c.event}; {c.first}, a {c.age}-year-old {c.job}, did not see it coming.",
+        f"Until {c.month}, {c.first} ({c.age}, {c.job}) thought things with {c.other_name} were fine. Then {c.event}.",
     )
     middles = (
-        f"For {weeks} weeks since, {first} has replayed what {other_name} said about the {thing}.",
-        f"{weeks} weeks on, the {thing} is the first thing {first} thinks of every morning.",
-        f"Since then {first} has slept badly, going over the {thing} for {weeks} weeks straight.",
+        f"For {c.weeks} weeks since, {c.first} has replayed what {c.other_name} said about the {c.thing}.",
+        f"{c.weeks} weeks on, the {c.thing} is the first thing {c.first} thinks of every morning.",
+        f"Since then {c.first} has slept badly, going over the {c.thing} for {c.weeks} weeks straight.",
     )
     friends = (
         "Friends have offered opinions, but each talk left things heavier.",
-        f"A colleague said to let it go; {first} could not.",
-        f"{first} has told almost nobody, partly out of pride.",
+        f"A colleague said to let it go; {c.first} could not.",
+        f"{c.first} has told almost nobody, partly out of pride.",
     )
     endings = (
-        f"Now the {thing} comes up again next week, and facing {other_name} feels impossible.",
-        f"Next week there is no avoiding {other_name} any more, and the {thing} will be on the table.",
-        f"A message from {other_name} arrived yesterday about the {thing}, still unanswered.",
+        f"Now the {c.thing} comes up again next week, and facing {c.other_name} feels impossible.",
+        f"Next week there is no avoiding {c.other_name} any more, and the {c.thing} will be on the table.",
+        f"A message from {c.other_name} arrived yesterday about the {c.thing}, still unanswered.",
     )
-    story = " ".join((pick(openings), pick(middles), pick(friends), pick(endings)))
-    details = [
-        f"It started in {month}. The {thing}. I still can't quite believe it.",
-        f"{other_name} is my {other}. Or was. I don't know what to call it now.",
-        f"It's been {weeks} weeks and I keep replaying the same conversation.",
-        f"I told a friend about the {thing} and she just changed the subject.",
-        f"Next week it all comes up again and I'm already dreading seeing {other_name}.",
-    ]
+    return " ".join((pick(openings), pick(middles), pick(friends), pick(endings)))
+
+
+def _persona(c: _Cast, pick: Pick) -> dict[str, Any]:
     return {
-        "id": str(request.get("id") or f"gen-{seed}"),
-        "persona": {
-            "name": name, "age": age, "sex": pick(("female", "male", "nonbinary")), "occupation": pick(JOBS),
-            "hobbies": [pick(HOBBIES), pick(HOBBIES)], "habits": [pick(HABITS)],
-            "speaking_style": pick(("short sentences, trails off", "dry and precise", "rambling, lots of asides", "blunt, few words")),
-            "speaker": "passive" if character == "passive" else pick(("active", "passive")),
-        },
-        "background": {
-            "story": story,
-            "conflict": f"{first} feels let down by {other_name} over the {thing} and cannot settle it.",
-            "tried": f"{first} wrote {other_name} a long message about the {thing} and deleted it, then tried to ignore it for {weeks} weeks.",
-            "talk_high": "Warmer, adds small details, even jokes.",
-            "talk_medium": "Careful, tests whether the listener is paying attention.",
-            "talk_low": "Short answers, says it doesn't matter.",
-            "lifts": LIFTS[intention],
-            "sinks": SINKS,
-            "details": details,
-        },
-        "character_type": character,
-        "character_traits": [str(t) for t in rng.choice(TRAITS[character], size=3, replace=False)],
-        "hidden_intention": intention,
-        "first_message": pick(
-            (
-                f"I don't even know how to start. It's about {other_name} and the {thing}.",
-                f"So. {weeks} weeks of this {thing} business and I'm still stuck on it.",
-                f"Can I talk about something? {other_name}. The {thing}. Ugh.",
-                f"Long story, but {month} was when it all went wrong with {other_name}.",
-            )
-        ),
-        "domain": domain,
-        "language": "en",
+        "name": c.name, "age": c.age, "sex": pick(("female", "male", "nonbinary")), "occupation": pick(JOBS),
+        "hobbies": [pick(HOBBIES), pick(HOBBIES)], "habits": [pick(HABITS)],
+        "speaking_style": pick(("short sentences, trails off", "dry and precise", "rambling, lots of asides", "blunt, few words")),
+        "speaker": "passive" if c.character == "passive" else pick(("active", "passive")),
     }
+
+
+def _background(c: _Cast, story: str) -> dict[str, Any]:
+    return {
+        "story": story,
+        "conflict": f"{c.first} feels let down by {c.other_name} over the {c.thing} and cannot settle it.",
+        "tried": f"{c.first} wrote {c.other_name} a long message about the {c.thing} and deleted it, then tried to ignore it for {c.weeks} weeks.",
+        "talk_high": "Warmer, adds small details, even jokes.",
+        "talk_medium": "Careful, tests whether the listener is paying attention.",
+        "talk_low": "Short answers, says it doesn't matter.",
+        "lifts": LIFTS[c.intention],
+        "sinks": SINKS,
+        "details": [
+            f"It started in {c.month}. The {c.thing}. I still can't quite believe it.",
+            f"{c.other_name} is my {c.other}. Or was. I don't know what to call it now.",
+            f"It's been {c.weeks} weeks and I keep replaying the same conversation.",
+            f"I told a friend about the {c.thing} and she just changed the subject.",
+            f"Next week it all comes up again and I'm already dreading seeing {c.other_name}.",
+        ],
+    }
+
+
+def _first_message(c: _Cast, pick: Pick) -> str:
+    return str(
+        pick(
+            (
+                f"I don't even know how to start. It's about {c.other_name} and the {c.thing}.",
+                f"So. {c.weeks} weeks of this {c.thing} business and I'm still stuck on it.",
+                f"Can I talk about something? {c.other_name}. The {c.thing}. Ugh.",
+                f"Long story, but {c.month} was when it all went wrong with {c.other_name}.",
+            )
+        )
+    )

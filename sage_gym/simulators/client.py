@@ -160,6 +160,24 @@ class ChatStats(LockedCounters):
             }
 
 
+@dataclass
+class _CallProgress:
+    """What one call has done so far, read by its retry policy and by the error it may raise."""
+
+    label: str
+    log: CallLog
+    deadline: float | None  # a time.monotonic() instant
+    attempts: int = 0
+    stopped_by_deadline: bool = False
+
+    def past_deadline(self, upcoming_sleep: float = 0.0) -> bool:
+        """Whether the deadline has passed (or will have, after `upcoming_sleep`); remembered once true."""
+        if self.deadline is not None and time.monotonic() + upcoming_sleep >= self.deadline:
+            self.stopped_by_deadline = True
+            return True
+        return False
+
+
 class _Transient(Exception):
     """One failed attempt that another attempt may fix."""
 
@@ -269,66 +287,66 @@ class ChatClient:
         Raises ChatAuthError (401/403, at once), ChatDeadlineError, or ChatError.
         """
         build = request if callable(request) else (lambda: request)
-        log = log if log is not None else CallLog()
-        label = label or f"chat call to {self.endpoint}"
-        attempts = 0
-        stopped_by_deadline = False
+        progress = _CallProgress(label or f"chat call to {self.endpoint}", log if log is not None else CallLog(), deadline)
+
+        async def attempt_once() -> T:
+            if progress.past_deadline():
+                raise _Transient("deadline", "the deadline passed before the attempt began")
+            progress.attempts += 1
+            progress.log.attempts += 1
+            return await self._attempt(build, read, deadline, on_format_rejected, allow_truncated, progress.log)
+
+        failure: ChatError
+        try:
+            return await self._with_retries(attempt_once, progress)
+        except (_Transient, _Fatal) as err:
+            failure = self._failure(err, progress)
+        self.stats.add("failures")
+        # raised outside the except block, so no exception chain travels with it
+        raise failure
+
+    async def _with_retries(self, attempt_once: Callable[[], Awaitable[T]], progress: _CallProgress) -> T:
+        """`attempt_once` until it succeeds, fails for good, runs out of retries or passes the deadline."""
+        # The first attempt runs outside tenacity (most calls need no retry, and its machinery
+        # costs CPU on every call); if it fails, tenacity replays that failure as its attempt 1.
+        try:
+            return await attempt_once()
+        except _Transient as err:
+            first: _Transient | None = err
 
         def stop(state: RetryCallState) -> bool:
-            nonlocal stopped_by_deadline
             if state.attempt_number > self.max_retries:
                 return True
-            if deadline is not None and time.monotonic() + (getattr(state, "upcoming_sleep", 0.0) or 0.0) >= deadline:
-                stopped_by_deadline = True
-                return True
-            return False
+            return progress.past_deadline(getattr(state, "upcoming_sleep", 0.0) or 0.0)
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             cause = error.cause if isinstance(error, _Transient) else "unknown"
             self.stats.add_retry(cause)
-            log.retries += 1
-            log.causes[cause] = log.causes.get(cause, 0) + 1
-            logger.info("%s: attempt %d failed (%s), retrying", label, state.attempt_number, self.redact(str(error)))
+            progress.log.retries += 1
+            progress.log.causes[cause] = progress.log.causes.get(cause, 0) + 1
+            logger.info("%s: attempt %d failed (%s), retrying", progress.label, state.attempt_number, self.redact(str(error)))
 
-        async def attempt_once() -> T:
-            nonlocal attempts, stopped_by_deadline
-            if deadline is not None and time.monotonic() >= deadline:
-                stopped_by_deadline = True
-                raise _Transient("deadline", "the deadline passed before the attempt began")
-            attempts += 1
-            log.attempts += 1
-            return await self._attempt(build, read, deadline, on_format_rejected, allow_truncated, log)
+        retrying = AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception_type(_Transient), before_sleep=before_sleep, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                if first is not None:
+                    replay, first = first, None
+                    raise replay
+                result = await attempt_once()
+        return result
 
-        failure: ChatError
-        try:
-            # The first attempt runs outside tenacity (most calls need no retry, and its machinery
-            # costs CPU on every call); if it fails, tenacity replays that failure as its attempt 1.
-            try:
-                return await attempt_once()
-            except _Transient as err:
-                first: _Transient | None = err
-            retrying = AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception_type(_Transient), before_sleep=before_sleep, reraise=True)
-            async for attempt in retrying:
-                with attempt:
-                    if first is not None:
-                        replay, first = first, None
-                        raise replay
-                    result = await attempt_once()
-            return result
-        except _Transient as err:
-            tried = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-            if stopped_by_deadline or err.cause == "deadline":
-                failure = ChatDeadlineError(f"{label} ran out of time: its deadline passed after {tried}: {self.redact(err.detail)}", cause="deadline", attempts=attempts)
-            else:
-                failure = ChatError(f"{label} failed after {tried}: {self.redact(err.detail)}", cause=err.cause, attempts=attempts)
-        except _Fatal as err:
+    def _failure(self, err: _Transient | _Fatal, progress: _CallProgress) -> ChatError:
+        """The error a failed call raises: what failed, after how many attempts, secrets redacted."""
+        tried = f"{progress.attempts} attempt{'s' if progress.attempts != 1 else ''}"
+        if isinstance(err, _Fatal):
             kind = ChatAuthError if err.cause == "auth" else ChatError
-            tried = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-            failure = kind(f"{label} failed after {tried}: {self.redact(str(err))}", cause=err.cause, status=err.status, attempts=attempts)
-        self.stats.add("failures")
-        # raised outside the except blocks, so no exception chain travels with it
-        raise failure
+            return kind(f"{progress.label} failed after {tried}: {self.redact(str(err))}", cause=err.cause, status=err.status, attempts=progress.attempts)
+        if progress.stopped_by_deadline or err.cause == "deadline":
+            return ChatDeadlineError(
+                f"{progress.label} ran out of time: its deadline passed after {tried}: {self.redact(err.detail)}", cause="deadline", attempts=progress.attempts
+            )
+        return ChatError(f"{progress.label} failed after {tried}: {self.redact(err.detail)}", cause=err.cause, attempts=progress.attempts)
 
     def _wait(self, state: RetryCallState) -> float:
         # exponential backoff plus up to one initial step of jitter (spreads the retries of concurrent calls)

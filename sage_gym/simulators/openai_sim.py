@@ -1,7 +1,7 @@
 """OpenAISimulator: the simulated user as an LLM behind any OpenAI-compatible chat endpoint.
 
 Works with OpenAI, vLLM, llama.cpp's server, Ollama, SGLang and the local server of this package
-(`python -m sage_gym.simulators.server`, the built-in simulator over HTTP). A user turn is two
+(`python -m sage_gym.servers.simulator_server`, the built-in simulator over HTTP). A user turn is two
 chat calls (emotion update, then reply; see `sage_gym.simulators.prompting`), or one call with
 `single_call=True`.
 

@@ -14,7 +14,7 @@ own judgement in view, and a server can check the two calls against each other.
 
 Every value that comes from a scenario or the dialogue is rendered as one line of JSON on the
 line after a fixed label (JSON escapes newlines, so no text can break out of its line or pose as
-a label). That is what lets `read_request` (used by `sage_gym.simulators.server`) recover the
+a label). That is what lets `read_request` (used by `sage_gym.servers.simulator_server`) recover the
 scenario, the rules, the emotion, the history and the agent's reply from the prompts, and say
 exactly what does not match when they were not made by these templates.
 """

@@ -1,4 +1,4 @@
-"""Who may use the environment server (`sage_gym.serve`): the checks that run before any route, HTTP and WebSocket alike.
+"""Who may use the environment server (`sage_gym.servers.env_server`): the checks that run before any route, HTTP and WebSocket alike.
 
 A server may be started in ways it cannot see (`uvicorn app --host 0.0.0.0`, a container), and a
 web page the user visits can reach a server on 127.0.0.1. So every request is checked for:

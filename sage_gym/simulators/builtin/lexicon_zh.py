@@ -1,8 +1,8 @@
 """The built-in simulated user's Chinese: what it reads in a reply and what it says back.
 
 `sage_gym.simulators.builtin` plays a scenario whose `language` is "zh" with these tables instead of
-its English ones; the scoring rules themselves (weights, character types, anti-gaming flags, the
-change ladder) are shared. Section 9 of docs/builtin_simulator.md lists the cues and rules with examples.
+the English ones of `lexicon_en`, which holds the same names; the scoring rules themselves
+(weights, character types, anti-gaming flags, the change ladder) are shared. Section 9 of docs/builtin_simulator.md lists the cues and rules with examples.
 
 Chinese is not written with spaces, so the text measures differ from English:
 
@@ -20,6 +20,9 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from itertools import pairwise
+
+CODE = "zh"
+JOINER = ""  # Chinese sentences follow each other without a space
 
 # ----------------------------------------------------------------------------------------------
 # what the user reads in a reply
@@ -121,7 +124,7 @@ def han_count(text: str) -> int:
 
 
 @lru_cache(maxsize=4096)
-def content_bigrams(text: str) -> frozenset[str]:
+def content(text: str) -> frozenset[str]:
     """Character bigrams that carry the topic (see the module docstring)."""
     grams = set()
     for run in re.findall(f"[{HAN}]+", text):
