@@ -38,7 +38,7 @@ def small_config(output_dir: str | Path | None, **overrides) -> TrainConfig:
         lr=1e-3, output_dir=None if output_dir is None else str(output_dir), save_every=0, progress=False, tensorboard=False, transcripts=False,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_options(**values)
 
 
 def train(tokenizer, cfg: TrainConfig) -> Trainer:

@@ -18,7 +18,7 @@ def launch(cfg: TrainConfig, algorithm: type[Algorithm], prog: str = "python -m 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
-    dist = init_distributed(cfg.device)
+    dist = init_distributed(cfg.model.device)
     try:
         trainer = Trainer(cfg, algorithm, dist=dist)
         try:
