@@ -288,7 +288,7 @@ def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
     assert "mean episode return" in printed
     assert f"run folder: {out}" in printed and f"python -m agents.train_ppo --output-dir {out} --resume auto" in printed
     config = json.loads((out / "config.json").read_text())
-    assert (config["critic"], config["gamma"], config["lam"]) == ("separate", 0.99, 0.9)
+    assert (config["model"]["critic"], config["objective"]["gamma"], config["objective"]["lam"]) == ("separate", 0.99, 0.9)
     records = read_metrics(out / "metrics.jsonl")
     assert len(records) == 2
     # before the first update of a step the recomputed log-probs equal the rollout's (token in, token out)

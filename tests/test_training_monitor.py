@@ -198,4 +198,4 @@ def test_no_planted_key_in_any_file_a_run_writes_or_prints(model_dir, tmp_path, 
     assert key not in printed.out + printed.err and token not in printed.out + printed.err
     for config in (out / "config.json", next(out.glob("checkpoints/step-*/config.json"))):
         saved = json.loads(config.read_text())
-        assert json.loads(saved["simulator_kwargs"]) == {"api_key": "<redacted>", "headers": {"Authorization": "<redacted>"}, "timeout": 10}
+        assert json.loads(saved["env"]["simulator_kwargs"]) == {"api_key": "<redacted>", "headers": {"Authorization": "<redacted>"}, "timeout": 10}
