@@ -127,7 +127,7 @@ def test_no_held_out_evaluation_unless_asked_for_a_named_model(tokenizer, tmp_pa
 def test_transcripts_carry_step_and_group_and_a_resume_does_not_duplicate_them(tokenizer, tmp_path, monkeypatch) -> None:
     straight = small_config(tmp_path / "a", steps=3)
     train(straight, tokenizer)
-    expected = [json.loads(line) for line in (Path(straight.output_dir) / "transcripts.jsonl").open()]
+    expected = [json.loads(line) for line in (Path(straight.run.output_dir) / "transcripts.jsonl").open()]
     assert [(r["step"], r["group"], r["dialogue"]) for r in expected] == [(s, d // 2, d) for s in (1, 2, 3) for d in range(4)]
 
     # the interrupted run: checkpoint at step 1, then step 2's transcripts are written and the
