@@ -280,7 +280,8 @@ class OpenAISimulator:
     def __getstate__(self) -> dict[str, Any]:
         # the template library is rebuilt from its folder: its compiled-template cache does not pickle
         prompts = PromptLibrary(self.prompts.folder)
-        return {**self.__dict__, "stats": SimulatorStats(), "prompts": prompts, "options": replace(self.options, prompts=prompts)}
+        options = replace(self.options, prompts=prompts) if isinstance(self.options.prompts, PromptLibrary) else self.options
+        return {**self.__dict__, "stats": SimulatorStats(), "prompts": prompts, "options": options}
 
     # ------------------------------------------------------------------ Simulator protocol
 
