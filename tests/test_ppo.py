@@ -173,8 +173,8 @@ def test_critic_options_are_checked(tokenizer) -> None:
 
 def test_every_ppo_option_is_on_the_command_line() -> None:
     text = build_parser(PPOConfig).format_help()
-    for field in PPOConfig.__dataclass_fields__:
-        assert "--" + field.replace("_", "-") in text, field
+    for name in PPOConfig().options():
+        assert "--" + name.replace("_", "-") in text, name
     cfg = parse_config(["--critic", "separate", "--gamma", "0.99", "--lam", "1", "--no-whiten-advantages", "--critic-lr", "2e-5"], PPOConfig)
     assert (cfg.model.critic, cfg.objective.gamma, cfg.objective.lam, cfg.objective.whiten_advantages, cfg.optimizer.critic_lr) == ("separate", 0.99, 1.0, False, 2e-5)
     from agents.learn.run_folder import default_root

@@ -141,16 +141,20 @@ class Trainer:
         if cfg.run.resume:
             self._drop_interrupted_records()
         self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.run.tensorboard, purge_step=self.step + 1 if cfg.run.resume else None) if self.dist.is_main else None
-        limit = self.eval_limit
-        self.held_out = None
-        if limit > 0:
-            self.held_out = HeldOutSettings(
-                scenarios=cfg.run.eval_scenarios, limit=limit, train_scenarios=cfg.env.scenarios, train_limit=min(limit, len(self.scenario_ids)),
-                max_new_tokens=cfg.rollout.max_new_tokens, simulator=cfg.env.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.run.seed,
-            )
+        self.held_out = self._held_out_settings()
         self.canary_line: str | None = None  # this step's canary summary (None: every canary within its band)
         self._flagged: frozenset[str] = frozenset()  # the canaries flagged when the summary was last printed
         self._bar: Any = None
+
+    def _held_out_settings(self) -> HeldOutSettings | None:
+        """The held-out evaluation's settings (None: no held-out evaluation)."""
+        cfg, limit = self.cfg, self.eval_limit
+        if limit <= 0:
+            return None
+        return HeldOutSettings(
+            scenarios=cfg.run.eval_scenarios, limit=limit, train_scenarios=cfg.env.scenarios, train_limit=min(limit, len(self.scenario_ids)),
+            max_new_tokens=cfg.rollout.max_new_tokens, simulator=cfg.env.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.run.seed,
+        )
 
     def _open_folder(self, planned: Path | None) -> Path:
         """The run's folder, made ready by rank 0 (a new one, or `planned` cleared on --overwrite); every rank gets its name."""
