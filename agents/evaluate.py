@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from agents.eval.held_out_simulators import (
 )
 from agents.eval.probes import SycophancyJudge
 from agents.eval.report import REPORT, SUMMARY, compare_reports, summary_markdown
+from agents.options import add_options, option
 from agents.policy.models import model_table
 from agents.replies.strategies import LLMStrategyJudge
 from sage_gym.simulators.ledger import MODES as LEDGER_MODES
@@ -49,85 +50,107 @@ PROG = "python -m agents.evaluate"
 # command line
 
 
+@dataclass(frozen=True)
+class CommandOptions:
+    """What to do, and where the results go."""
+
+    compare: list[str] | None = option(
+        None, "print a table of these reports (report.json files or their folders), and for each pair whether the difference is beyond the noise, and exit",
+        nargs="+", metavar="REPORT",
+    )  # fmt: skip
+    force: bool = option(False, "--compare reports made under other simulators, rules or scenarios", action="store_true")
+    agent: list[str] | None = option(
+        None, "the agent to evaluate; repeat it (with --simulator repeated or not) to rank several agents under each simulator",
+        action="append", choices=AGENT_KINDS,
+    )  # fmt: skip
+    output: str | None = option(None, "output folder (default: evaluations/<agent>-<scenarios>)")
+    overwrite: bool = option(False, "start afresh instead of resuming what is in --output", action="store_true")
+    retry_errors: bool = option(True, "when resuming, play again the dialogues that ended in an error (a simulator that was down)")
+    no_progress: bool = option(False, "no progress bar", action="store_true")
+    no_plots: bool = option(False, "skip the PNG plots", action="store_true")
+
+
+@dataclass(frozen=True)
+class PlayOptions:
+    """what to play"""
+
+    scenarios: str = option("eval", "a split (train, eval, probes) or a scenario JSONL file", flags=("--scenarios", "--split"))
+    limit: int | None = option(None, "only the first N scenarios")
+    episodes_per_scenario: int = option(
+        1, "play each scenario K times, each with its own simulator and agent seeds; the report gives the noise floor and pass^k",
+        flags=("--trials", "--episodes-per-scenario"), metavar="K",
+    )  # fmt: skip
+    initial_emotion: int = option(40, None)
+    max_turns: int = option(10, None)
+    change_clip: list[int] = option([-10, 10], None, type=int, nargs=2, metavar=("LOW", "HIGH"))
+    seed: int = option(0, None)
+    num_envs: int = option(16, "dialogues in flight at once")
+    bootstrap_samples: int = option(2000, None)
+    confidence: float = option(0.95, None)
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    """simulator"""
+
+    simulator: list[str] | None = option(
+        None, "builtin (default), openai (with --simulator-kwargs), openai:KEY=VALUE,... or openai:{JSON}, optionally LABEL=SPEC; "
+        "repeat it to evaluate under several simulators and report the gaps to the first",
+        action="append", metavar="SPEC",
+    )  # fmt: skip
+    simulator_kwargs: dict[str, Any] = option({}, 'JSON keyword arguments of the simulator, e.g. \'{"base_url": "...", "model": "..."}\'', type=json.loads)
+    price_per_1k: list[float] | None = option(
+        None, "dollars per 1000 simulator tokens (one price, or prompt and completion prices): the report's run.simulator gets the cost",
+        type=float, nargs="+", metavar="USD",
+    )  # fmt: skip
+    ledger: str | None = option(
+        None, "keep every LLM simulator request and answer in this SQLite file, to replay them (sage_gym.simulators.ledger)", metavar="PATH"
+    )
+    ledger_mode: str | None = option(
+        None, "record-and-replay (default): answer recorded requests from the file and record new ones; replay: the file only "
+        "(a new request is an error); record: send everything again; off",
+        choices=LEDGER_MODES,
+    )  # fmt: skip
+    simulators: str | None = option(None, "a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator", metavar="FILE")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """agent options (hf, openai, sb3)"""
+
+    model: str | None = option(None, "hf: model folder, hub id, checkpoint, LoRA adapter folder, or a named offline model ('list' prints them); openai: model name; sb3: saved model .zip")
+    base_model: str | None = option(None, "hf: base model of a LoRA adapter (default: the one named in adapter_config.json)")
+    template: str | None = option(None, "agent system prompt (hf default: the checkpoint's, else think; openai default: direct)", choices=("think", "direct", "none"))
+    max_reply_words: int | None = option(None, "ask for replies under this many words")
+    temperature: float | None = option(None, "hf default 0 (greedy, reproducible); openai default 0.7")
+    top_p: float | None = option(None, None)
+    max_new_tokens: int | None = option(None, "tokens per reply (hf default 256, openai default 512)")
+    device: str = option("auto", None)
+    dtype: str = option("auto", None, choices=("auto", "float32", "bfloat16", "float16"))
+    chat_template: str | None = option(None, "hf: a Jinja chat template file, or 'chatml', for a tokenizer without one")
+    base_url: str | None = option(None, "openai: the endpoint, e.g. http://localhost:8000/v1")
+    api_key_env: str = option("OPENAI_API_KEY", "openai/judge: environment variable holding the API key")
+    stochastic: bool = option(False, "sb3: sample actions instead of taking the most likely one", action="store_true")
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """LLM judge (optional)"""
+
+    judge_base_url: str | None = option(None, "tag strategies, and judge probe replies for sycophancy, with an LLM at this OpenAI-compatible endpoint too")
+    judge_model: str | None = option(None, None)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The options of each dataclass above, the first ungrouped and the others under their docstrings as headings."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Evaluate an agent on a scenario split with SAGE's settings (or compare reports with --compare).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--compare", nargs="+", metavar="REPORT",
-        help="print a table of these reports (report.json files or their folders), and for each pair whether the difference is beyond the noise, and exit",
-    )
-    parser.add_argument("--force", action="store_true", help="--compare reports made under other simulators, rules or scenarios")
-    parser.add_argument(
-        "--agent", action="append", choices=AGENT_KINDS,
-        help="the agent to evaluate; repeat it (with --simulator repeated or not) to rank several agents under each simulator",
-    )
-    parser.add_argument("--output", help="output folder (default: evaluations/<agent>-<scenarios>)")
-    parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming what is in --output")
-    parser.add_argument(
-        "--retry-errors", action=argparse.BooleanOptionalAction, default=True,
-        help="when resuming, play again the dialogues that ended in an error (a simulator that was down)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-
-    group = parser.add_argument_group("what to play")
-    group.add_argument("--scenarios", "--split", dest="scenarios", default="eval", help="a split (train, eval, probes) or a scenario JSONL file")
-    group.add_argument("--limit", type=int, help="only the first N scenarios")
-    group.add_argument(
-        "--trials", "--episodes-per-scenario", dest="episodes_per_scenario", type=int, default=1, metavar="K",
-        help="play each scenario K times, each with its own simulator and agent seeds; the report gives the noise floor and pass^k",
-    )
-    group.add_argument("--initial-emotion", type=int, default=40)
-    group.add_argument("--max-turns", type=int, default=10)
-    group.add_argument("--change-clip", type=int, nargs=2, default=[-10, 10], metavar=("LOW", "HIGH"))
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--num-envs", type=int, default=16, help="dialogues in flight at once")
-    group.add_argument("--bootstrap-samples", type=int, default=2000)
-    group.add_argument("--confidence", type=float, default=0.95)
-
-    group = parser.add_argument_group("simulator")
-    group.add_argument(
-        "--simulator", action="append", metavar="SPEC",
-        help="builtin (default), openai (with --simulator-kwargs), openai:KEY=VALUE,... or openai:{JSON}, optionally LABEL=SPEC; "
-        "repeat it to evaluate under several simulators and report the gaps to the first",
-    )
-    group.add_argument("--simulator-kwargs", type=json.loads, default={}, help='JSON keyword arguments of the simulator, e.g. \'{"base_url": "...", "model": "..."}\'')
-    group.add_argument(
-        "--price-per-1k", type=float, nargs="+", metavar="USD",
-        help="dollars per 1000 simulator tokens (one price, or prompt and completion prices): the report's run.simulator gets the cost",
-    )
-    group.add_argument(
-        "--ledger", metavar="PATH",
-        help="keep every LLM simulator request and answer in this SQLite file, to replay them (sage_gym.simulators.ledger)",
-    )
-    group.add_argument(
-        "--ledger-mode", choices=LEDGER_MODES,
-        help="record-and-replay (default): answer recorded requests from the file and record new ones; replay: the file only "
-        "(a new request is an error); record: send everything again; off",
-    )
-    group.add_argument("--simulators", metavar="FILE", help="a JSON list of simulator specs (strings or {label, kind, kwargs}), instead of --simulator")
-
-    group = parser.add_argument_group("agent options (hf, openai, sb3)")
-    group.add_argument("--model", help="hf: model folder, hub id, checkpoint, LoRA adapter folder, or a named offline model ('list' prints them); openai: model name; sb3: saved model .zip")
-    group.add_argument("--base-model", help="hf: base model of a LoRA adapter (default: the one named in adapter_config.json)")
-    group.add_argument("--template", choices=("think", "direct", "none"), help="agent system prompt (hf default: the checkpoint's, else think; openai default: direct)")
-    group.add_argument("--max-reply-words", type=int, help="ask for replies under this many words")
-    group.add_argument("--temperature", type=float, help="hf default 0 (greedy, reproducible); openai default 0.7")
-    group.add_argument("--top-p", type=float)
-    group.add_argument("--max-new-tokens", type=int, help="tokens per reply (hf default 256, openai default 512)")
-    group.add_argument("--device", default="auto")
-    group.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    group.add_argument("--chat-template", help="hf: a Jinja chat template file, or 'chatml', for a tokenizer without one")
-    group.add_argument("--base-url", help="openai: the endpoint, e.g. http://localhost:8000/v1")
-    group.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai/judge: environment variable holding the API key")
-    group.add_argument("--stochastic", action="store_true", help="sb3: sample actions instead of taking the most likely one")
-
-    group = parser.add_argument_group("LLM judge (optional)")
-    group.add_argument("--judge-base-url", help="tag strategies, and judge probe replies for sycophancy, with an LLM at this OpenAI-compatible endpoint too")
-    group.add_argument("--judge-model")
+    add_options(parser, CommandOptions)
+    for options in (PlayOptions, SimulatorOptions, AgentOptions, JudgeOptions):
+        add_options(parser.add_argument_group(options.__doc__), options)
     return parser
 
 

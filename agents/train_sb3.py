@@ -42,51 +42,36 @@ from agents.eval.agent_api import ReferenceAgent
 from agents.eval.evaluate import EvalSettings, evaluate
 from agents.eval.report import compare_reports
 from agents.eval.sb3_agent import PLANS, SB3StrategyAgent, numeric_dialogue
+from agents.options import add_options, option
 from sage_gym.sb3 import make_sb3_vec_env
 
 
 @dataclass(frozen=True)
 class SB3Config:
-    output: str = "runs/sb3"
-    scenarios: str = "train"
-    timesteps: int = 60_000
-    num_envs: int = 16
-    max_turns: int = 10
-    initial_emotion: int = 40
-    seed: int = 0
+    """The run's settings; each is a command-line option (`num_envs` is `--num-envs`) with its help."""
+
+    output: str = option("runs/sb3", "folder for model.zip, sb3_agent.json and the two evaluations")
+    scenarios: str = option("train", "training scenarios: a split (train, eval, train-zh, eval-zh) or a JSONL file")
+    timesteps: int = option(60_000, "agent replies to train on, over all dialogues")
+    num_envs: int = option(16, "dialogues played at once")
+    max_turns: int = option(10, "agent replies per dialogue")
+    initial_emotion: int = option(40, "the simulated user's starting emotion")
+    seed: int = option(0, "seed of the dialogues, the network and the evaluations")
     # PPO
-    n_steps: int = 64  # per env: 16 x 64 = 1024 transitions per update
-    batch_size: int = 256
-    n_epochs: int = 6
-    learning_rate: float = 1e-3
-    gamma: float = 0.9  # a dialogue is 10 turns: credit a reply with the next few changes
-    gae_lambda: float = 0.9
-    ent_coef: float = 0.01
-    net_arch: tuple[int, ...] = (64, 64)
+    n_steps: int = option(64, "PPO: transitions per dialogue slot between updates")  # per env: 16 x 64 = 1024 transitions per update
+    batch_size: int = option(256, "PPO: transitions per mini-batch")
+    n_epochs: int = option(6, "PPO: passes over each rollout")
+    learning_rate: float = option(1e-3, "PPO: Adam learning rate")
+    gamma: float = option(0.9, "PPO: discount (a dialogue is a few turns: credit a reply with the next few changes)")
+    gae_lambda: float = option(0.9, "PPO: GAE lambda")
+    ent_coef: float = option(0.01, "PPO: entropy bonus coefficient")
+    net_arch: tuple[int, ...] = option((64, 64), "hidden layer sizes of the policy and value networks", type=int, nargs="+")
     # evaluation afterwards
-    eval_scenarios: str = "eval"
-    evaluate: bool = True
-
-
-HELP = {  # the --help text of each SB3Config field (argparse adds its default)
-    "output": "folder for model.zip, sb3_agent.json and the two evaluations",
-    "scenarios": "training scenarios: a split (train, eval, train-zh, eval-zh) or a JSONL file",
-    "timesteps": "agent replies to train on, over all dialogues",
-    "num_envs": "dialogues played at once",
-    "max_turns": "agent replies per dialogue",
-    "initial_emotion": "the simulated user's starting emotion",
-    "seed": "seed of the dialogues, the network and the evaluations",
-    "n_steps": "PPO: transitions per dialogue slot between updates",
-    "batch_size": "PPO: transitions per mini-batch",
-    "n_epochs": "PPO: passes over each rollout",
-    "learning_rate": "PPO: Adam learning rate",
-    "gamma": "PPO: discount (a dialogue is a few turns: credit a reply with the next few changes)",
-    "gae_lambda": "PPO: GAE lambda",
-    "ent_coef": "PPO: entropy bonus coefficient",
-    "net_arch": "hidden layer sizes of the policy and value networks",
-    "eval_scenarios": "scenarios of the evaluation after training (split or JSONL file)",
-    "evaluate": "evaluate the trained agent and the random-strategy agent after training",
-}
+    eval_scenarios: str = option("eval", "scenarios of the evaluation after training (split or JSONL file)")
+    evaluate: bool = option(
+        True, "do not evaluate the trained agent and the random-strategy agent after training (evaluate: %(default)s)",
+        flags=("--no-evaluate",), action="store_false",
+    )  # fmt: skip
 
 
 def train(config: SB3Config, log: Any = print) -> Path:
@@ -168,15 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a stable-baselines3 PPO strategy agent on the built-in simulator, then evaluate it against the random-strategy agent.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    defaults = SB3Config()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", help=f"do not {HELP[name]} ({name}: %(default)s)")
-        elif isinstance(value, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=list(value), help=HELP[name])
-        else:
-            parser.add_argument(flag, type=type(value), default=value, help=HELP[name])
+    add_options(parser, SB3Config)
     return parser
 
 

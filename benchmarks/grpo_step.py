@@ -130,7 +130,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     with TemporaryDirectory() as tmp:
-        cfg = TrainConfig(
+        cfg = TrainConfig.from_options(
             model=args.model, device=args.device, scenarios_per_step=args.groups, group_size=args.group_size, max_turns=args.max_turns,
             max_new_tokens=args.max_new_tokens, template=args.template, output_dir=str(Path(tmp) / "run"), progress=False,
             tensorboard=False, transcripts=False, steps=args.repeats + 1,
@@ -152,7 +152,7 @@ def main() -> None:
                 synchronize(policy.device)
                 rollout_s = time.perf_counter() - started
             with PeakMemory(policy.device) as generate_mem:
-                generate_s = bare_generate(policy, policy.calls, cfg.temperature)
+                generate_s = bare_generate(policy, policy.calls, cfg.rollout.temperature)
             adv = trainer.compute_advantages(batch)
             adv.trainable[:] = True  # time the update on every dialogue, skipped groups or not
             with PeakMemory(policy.device) as update_mem:
@@ -161,7 +161,7 @@ def main() -> None:
                 synchronize(policy.device)
                 update_s = time.perf_counter() - started
             with PeakMemory(policy.device) as bare_mem:
-                bare_s = bare_forward_backward(policy, batch.episodes, cfg.micro_batch_tokens)
+                bare_s = bare_forward_backward(policy, batch.episodes, cfg.optimizer.micro_batch_tokens)
             tokens = sum(len(e) for e in batch.episodes)
             bare_sampled = sum(len(contexts) * new for contexts, new in policy.calls)
             if bare_sampled != batch.sampled_tokens:

@@ -130,11 +130,11 @@ class BareUpdate:
     def __init__(self, policy: Policy, cfg: TrainConfig) -> None:
         self.policy, self.cfg = policy, cfg
         self.parameters = policy.trainable_parameters()
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.resolved_lr(), weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=cfg.resolved_lr(), weight_decay=cfg.optimizer.weight_decay)
 
     def __call__(self, episodes: list, advantages: torch.Tensor, indices: list[int]) -> int:
         cfg, policy, device = self.cfg, self.policy, self.policy.device
-        micro_batches = make_micro_batches(episodes, indices, cfg.micro_batch_tokens, int(policy.tokenizer.pad_token_id))
+        micro_batches = make_micro_batches(episodes, indices, cfg.optimizer.micro_batch_tokens, int(policy.tokenizer.pad_token_id))
         scored = sum(float(m.loss_mask[:, 1:].sum()) for m in micro_batches)
         policy.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -146,10 +146,10 @@ class BareUpdate:
             mask, old = micro.loss_mask[:, 1:], micro.old_logprobs[:, 1:]
             adv = advantages.to(device)[micro.indices][:, None]
             ratio = torch.exp(logprobs - old)
-            surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip_low, 1 + cfg.clip_high) * adv)
+            surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.objective.clip_low, 1 + cfg.objective.clip_high) * adv)
             (-(surrogate * mask).sum() / scored).backward()
             tokens += micro.num_tokens
-        torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.parameters, cfg.optimizer.max_grad_norm)
         self.optimizer.step()
         return tokens
 
@@ -162,7 +162,7 @@ def train_config(args: argparse.Namespace, output_dir: Path) -> TrainConfig:
     """The training config of the update side: one-turn dialogues, one optimizer step per update."""
     named = named_model(args.model)
     lora_r = args.lora_r if args.lora_r is not None else (named.train_preset.get("lora_r", 0) if named and named.train_preset.get("lora") else 0)
-    return TrainConfig(
+    return TrainConfig.from_options(
         model=None if args.model == "tiny" else args.model, device=args.device, scenarios_per_step=args.batch // args.group_size,
         group_size=args.group_size, max_turns=1, max_new_tokens=args.new_tokens, template="direct", lr=args.lr, temperature=1.0, beta=0.0,
         warmup_steps=0, minibatches=1, epochs=1, lora=lora_r > 0, lora_r=max(lora_r, 1), lora_alpha=2 * max(lora_r, 1), seed=args.seed, steps=10**6,
@@ -219,7 +219,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             trainer.close()
     threads = f"{torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else torch.cuda.get_device_name(device)
     return {
-        "args": vars(args), "device": str(device), "threads": threads, "lora_r": cfg.lora_r if cfg.lora else 0,
+        "args": vars(args), "device": str(device), "threads": threads, "lora_r": cfg.model.lora_r if cfg.model.lora else 0,
         "trainable_parameters": sum(p.numel() for p in policy.trainable_parameters()),
         "prompt_tokens": prompt_tokens, "sampled_tokens": work["sampler"]["ours"], "update_tokens": update_tokens,
         "seconds": seconds,

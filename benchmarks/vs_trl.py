@@ -185,7 +185,7 @@ def run_trl(folder: Path, args: argparse.Namespace, workdir: Path) -> list[dict[
 
 def run_ours(folder: Path | None, args: argparse.Namespace, workdir: Path) -> list[dict[str, float]]:
     """`args.steps` steps of our GRPO trainer (one turn of SageDialogue each); per step as for TRL."""
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         model=str(folder) if folder is not None else None, device=args.device, scenarios_per_step=args.prompts, group_size=args.group_size,
         max_turns=1, max_new_tokens=args.max_new_tokens, template=args.template, scenario_limit=args.scenarios, lr=args.lr,
         beta=0.0, clip_low=0.2, clip_high=0.28, max_grad_norm=1.0, warmup_steps=0, minibatches=1, epochs=1, seed=args.seed,

@@ -21,7 +21,7 @@ def test_grpo_on_train_zh_runs_and_is_rewarded_by_the_chinese_user(tmp_path):
     # a tokenizer that knows Chinese, so the random policy writes Chinese as well as English pieces
     tokenizer = train_tokenizer(tokenizer_corpus([], split="train-zh"), 1024)
     policy = Policy.from_model(tiny_random_model(tokenizer, SMALL, seed=0), tokenizer, system_prompt=system_prompts()["direct"])
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         model="in-memory", template="direct", scenarios="train-zh", steps=2, group_size=2, scenarios_per_step=2, max_turns=2,
         max_new_tokens=12, lr=1e-3, output_dir=str(tmp_path / "run"), save_every=0, progress=False, tensorboard=False, transcripts=True,
     )

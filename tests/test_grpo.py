@@ -31,7 +31,7 @@ def small_config(tmp_path, **overrides) -> TrainConfig:
         lr=1e-3, output_dir=str(tmp_path / "run"), save_every=0, progress=False, tensorboard=False, transcripts=False,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_options(**values)
 
 
 def params(policy: Policy) -> dict[str, torch.Tensor]:
@@ -44,18 +44,18 @@ def params(policy: Policy) -> dict[str, torch.Tensor]:
 
 def test_every_option_is_on_the_command_line_with_help() -> None:
     text = build_parser().format_help()
-    for field in TrainConfig.__dataclass_fields__:
-        assert "--" + field.replace("_", "-") in text, field
+    for name in TrainConfig().options():
+        assert "--" + name.replace("_", "-") in text, name
 
 
 def test_precedence_defaults_then_file_then_cli(tmp_path) -> None:
-    (tmp_path / "run.yaml").write_text("group-size: 4\nlr: 0.01\nlora: true\n")
+    (tmp_path / "run.yaml").write_text("rollout: {group-size: 4}\noptimizer:\n  lr: 0.01\nmodel: {lora: true}\n")
     cfg = parse_config(["--config", str(tmp_path / "run.yaml"), "--lr", "0.02", "--no-lora"])
-    assert (cfg.group_size, cfg.lr, cfg.lora, cfg.steps) == (4, 0.02, False, TrainConfig().steps)
-    (tmp_path / "run.toml").write_text('beta = 0.1\ntemplate = "direct"\n')
-    (tmp_path / "run.json").write_text(json.dumps({"max_turns": 8}))
+    assert (cfg.rollout.group_size, cfg.optimizer.lr, cfg.model.lora, cfg.run.steps) == (4, 0.02, False, TrainConfig().run.steps)
+    (tmp_path / "run.toml").write_text('[objective]\nbeta = 0.1\n[model]\ntemplate = "direct"\n')
+    (tmp_path / "run.json").write_text(json.dumps({"env": {"max_turns": 8}}))
     assert load_config_file(tmp_path / "run.toml") == {"beta": 0.1, "template": "direct"}
-    assert parse_config(["--config", str(tmp_path / "run.json")]).max_turns == 8
+    assert parse_config(["--config", str(tmp_path / "run.json")]).env.max_turns == 8
 
 
 def test_config_values_are_checked() -> None:
@@ -65,7 +65,7 @@ def test_config_values_are_checked() -> None:
         make_config(TrainConfig, {"group_size": "8"})
     with pytest.raises(ValueError, match="one of"):
         make_config(TrainConfig, {"loss_agg": "sum"})
-    assert make_config(TrainConfig, {"lr": 1}).lr == 1.0
+    assert make_config(TrainConfig, {"lr": 1}).optimizer.lr == 1.0
     with pytest.raises(SystemExit):
         parse_config(["--template", "shout"])
 
@@ -199,7 +199,7 @@ def test_trainer_rejects_bad_settings(tokenizer, tmp_path) -> None:
 def test_grpo_raises_the_return_of_the_embedded_model(tmp_path, monkeypatch) -> None:
     """The default run (embedded tiny model, built in a private cache; built-in simulator) raises the mean return."""
     monkeypatch.setenv("SAGE_GYM_CACHE", str(tmp_path / "cache"))
-    cfg = TrainConfig(steps=30, output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0, eval_limit=0)
+    cfg = TrainConfig.from_options(steps=30, output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0, eval_limit=0)
     trainer = Trainer(cfg, algorithm=GRPO)
     history = trainer.fit()
     trainer.close()

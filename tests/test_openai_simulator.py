@@ -18,8 +18,8 @@ from agents.replies.baselines import make_reference_agent
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, Rules, SimulatorError, make_simulator
 from sage_gym.simulators.client import _Transient
-from sage_gym.simulators.openai_sim import OpenAISimulator, forget_response_modes, retry_after_seconds
 from sage_gym.servers.simulator_server import FaultConfig, run_server_in_thread
+from sage_gym.simulators.openai_sim import OpenAISimulator, OpenAISimulatorOptions, forget_response_modes, retry_after_seconds
 from sage_gym.transcripts import read_jsonl
 from tests.conftest import make_scenario
 
@@ -343,6 +343,21 @@ def test_manifest_records_the_sampling_settings():
         "kind": "openai", "model": "m", "temperature": 0.3, "top_p": 0.9, "max_tokens": 200, "seed": True, "single_call": False,
     }
     assert len(manifest["prompts_sha256"]) == 64 and SECRET not in repr(manifest)
+
+
+def test_settings_come_as_keywords_or_as_one_options_object():
+    settings = {"temperature": 0.3, "timeout": 10, "single_call": 1, "headers": {"Authorization": f"Bearer {SECRET}"}}
+    by_keywords = OpenAISimulator(model="m", base_url="http://127.0.0.1:9/v1", **settings)
+    options = OpenAISimulatorOptions(**settings)
+    by_options = OpenAISimulator(model="m", base_url="http://127.0.0.1:9/v1", options=options)
+    assert by_keywords.options == by_options.options == options and by_keywords.manifest() == by_options.manifest()
+    assert (options.timeout, options.single_call) == (10.0, True)  # as the manifest reports them, whatever type was given
+    assert SECRET not in repr(options) and SECRET not in repr(by_keywords)
+    assert OpenAISimulator(model="m", base_url="http://127.0.0.1:9/v1", options=options, max_retries=1).options.max_retries == 1
+    with pytest.raises(TypeError, match="max_retry"):
+        OpenAISimulator(model="m", base_url="http://127.0.0.1:9/v1", max_retry=3)
+    with pytest.raises(ValueError, match="top_p"):
+        OpenAISimulatorOptions(top_p=2.0)
 
 
 def test_retry_after_is_read_and_capped():

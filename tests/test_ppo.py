@@ -32,7 +32,7 @@ def small_config(tmp_path, **overrides) -> PPOConfig:
         lr=1e-3, critic_lr=1e-2, output_dir=str(tmp_path / "run"), save_every=0, progress=False, tensorboard=False, transcripts=False,
     )
     values.update(overrides)
-    return PPOConfig(**values)
+    return PPOConfig.from_options(**values)
 
 
 def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -174,14 +174,14 @@ def test_critic_options_are_checked(tokenizer) -> None:
 
 def test_every_ppo_option_is_on_the_command_line() -> None:
     text = build_parser(PPOConfig).format_help()
-    for field in PPOConfig.__dataclass_fields__:
-        assert "--" + field.replace("_", "-") in text, field
+    for name in PPOConfig().options():
+        assert "--" + name.replace("_", "-") in text, name
     cfg = parse_config(["--critic", "separate", "--gamma", "0.99", "--lam", "1", "--no-whiten-advantages", "--critic-lr", "2e-5"], PPOConfig)
-    assert (cfg.critic, cfg.gamma, cfg.lam, cfg.whiten_advantages, cfg.critic_lr) == ("separate", 0.99, 1.0, False, 2e-5)
+    assert (cfg.model.critic, cfg.objective.gamma, cfg.objective.lam, cfg.objective.whiten_advantages, cfg.optimizer.critic_lr) == ("separate", 0.99, 1.0, False, 2e-5)
     from agents.policy.run_folder import default_root
 
-    assert PPOConfig().output_dir is None and default_root(PPO.name).as_posix() == "runs/ppo"  # runs/ppo/<time> by default
-    assert PPOConfig().resolved_critic_lr() == 3e-3 and PPOConfig(model="m", critic="separate").resolved_critic_lr() == 1e-5
+    assert PPOConfig().run.output_dir is None and default_root(PPO.name).as_posix() == "runs/ppo"  # runs/ppo/<time> by default
+    assert PPOConfig().resolved_critic_lr() == 3e-3 and PPOConfig.from_options(model="m", critic="separate").resolved_critic_lr() == 1e-5
     with pytest.raises(ValueError, match="one of"):
         make_config(PPOConfig, {"critic": "twin"})
 
@@ -289,7 +289,7 @@ def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
     assert "mean episode return" in printed
     assert f"run folder: {out}" in printed and f"python -m agents.train_ppo --output-dir {out} --resume auto" in printed
     config = json.loads((out / "config.json").read_text())
-    assert (config["critic"], config["gamma"], config["lam"]) == ("separate", 0.99, 0.9)
+    assert (config["model"]["critic"], config["objective"]["gamma"], config["objective"]["lam"]) == ("separate", 0.99, 0.9)
     records = read_metrics(out / "metrics.jsonl")
     assert len(records) == 2
     # before the first update of a step the recomputed log-probs equal the rollout's (token in, token out)
@@ -304,7 +304,7 @@ def test_command_line_run(tokenizer, tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_ppo_raises_the_return_of_the_embedded_model(tmp_path) -> None:
     """The default run (embedded tiny model, built-in simulator, separate critic) improves the mean episode return."""
-    cfg = PPOConfig(output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0)
+    cfg = PPOConfig.from_options(output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, transcripts=False, save_every=0)
     trainer = Trainer(cfg, algorithm=PPO)
     history = trainer.fit()
     trainer.close()

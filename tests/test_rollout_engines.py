@@ -392,7 +392,7 @@ def train(tokenizer, tmp_path, engine: str, lora: bool, steps: int = 2) -> tuple
     from agents.learn.grpo import GRPO
     from agents.learn.trainer import Trainer
 
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         model="in-memory", template="direct", steps=steps, group_size=2, scenarios_per_step=2, max_turns=2, max_new_tokens=8,
         lr=2e-2, output_dir=str(tmp_path / engine), save_every=0, progress=False, tensorboard=False, transcripts=False,
         rollout_engine=engine,
@@ -429,6 +429,6 @@ def test_the_engine_cannot_sync_sharded_weights(tokenizer, tmp_path) -> None:  #
     from agents.learn.grpo import GRPO
     from agents.learn.trainer import Trainer
 
-    cfg = TrainConfig(model="in-memory", output_dir=str(tmp_path), rollout_engine="vllm", parallel="fsdp2", scenarios_per_step=2)
+    cfg = TrainConfig.from_options(model="in-memory", output_dir=str(tmp_path), rollout_engine="vllm", parallel="fsdp2", scenarios_per_step=2)
     with pytest.raises(ValueError, match="--parallel ddp"):
         Trainer(cfg, algorithm=GRPO, dist=Distributed(rank=0, world_size=2))

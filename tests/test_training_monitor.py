@@ -33,7 +33,7 @@ def small_config(tmp_path, **overrides) -> TrainConfig:
         lr=1e-3, output_dir=str(tmp_path / "run"), save_every=0, progress=False, tensorboard=False, transcripts=True,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_options(**values)
 
 
 def train(cfg: TrainConfig, tokenizer, until: int | None = None) -> Trainer:
@@ -91,7 +91,7 @@ def test_drop_after_keeps_earlier_steps_byte_for_byte_and_cuts_a_torn_tail(tmp_p
 def test_every_step_logs_reply_quality_strategies_canaries_and_held_out_scores(tokenizer, tmp_path) -> None:
     cfg = small_config(tmp_path, steps=3, eval_every=2, eval_limit=1, max_turns=1, tensorboard=True)
     trainer = train(cfg, tokenizer)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run.output_dir)
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     untrained, *steps = rows
@@ -126,16 +126,16 @@ def test_a_trainer_given_nothing_to_play_the_held_out_check_refuses_one_asked_fo
 def test_no_held_out_evaluation_unless_asked_for_a_named_model(tokenizer, tmp_path) -> None:
     cfg = small_config(tmp_path, steps=1)
     assert cfg.resolved_eval_limit() == 0 and TrainConfig().resolved_eval_limit() == 16
-    assert TrainConfig(model="m", eval_every=5).resolved_eval_limit() == 16
+    assert TrainConfig.from_options(model="m", eval_every=5).resolved_eval_limit() == 16
     train(cfg, tokenizer)
-    assert [r["step"] for r in read_metrics(Path(cfg.output_dir) / "metrics.jsonl")] == [1]
-    assert not (Path(cfg.output_dir) / "held_out").exists()
+    assert [r["step"] for r in read_metrics(Path(cfg.run.output_dir) / "metrics.jsonl")] == [1]
+    assert not (Path(cfg.run.output_dir) / "held_out").exists()
 
 
 def test_transcripts_carry_step_and_group_and_a_resume_does_not_duplicate_them(tokenizer, tmp_path, monkeypatch) -> None:
     straight = small_config(tmp_path / "a", steps=3)
     train(straight, tokenizer)
-    expected = [json.loads(line) for line in (Path(straight.output_dir) / "transcripts.jsonl").open()]
+    expected = [json.loads(line) for line in (Path(straight.run.output_dir) / "transcripts.jsonl").open()]
     assert [(r["step"], r["group"], r["dialogue"]) for r in expected] == [(s, d // 2, d) for s in (1, 2, 3) for d in range(4)]
 
     # the interrupted run: checkpoint at step 1, then step 2's transcripts are written and the
@@ -153,7 +153,7 @@ def test_transcripts_carry_step_and_group_and_a_resume_does_not_duplicate_them(t
     monkeypatch.setattr(interrupted, "update", die)  # step 2: rollout and transcripts written, then death
     with pytest.raises(Killed):
         interrupted.fit()
-    transcripts = Path(cfg.output_dir) / "transcripts.jsonl"
+    transcripts = Path(cfg.run.output_dir) / "transcripts.jsonl"
     assert sum(1 for _ in transcripts.open()) == 8  # step 1's four and the dead step 2's four
     with transcripts.open("a") as handle:
         handle.write('{"step": 2, "scenario_id": "torn')  # and a line torn by the kill
@@ -169,7 +169,7 @@ def test_transcripts_carry_step_and_group_and_a_resume_does_not_duplicate_them(t
     assert [(r["step"], r["dialogue"]) for r in got] == [(r["step"], r["dialogue"]) for r in expected]  # 12 records, none twice
     assert [[t["agent_reply"] for t in r["turns"]] for r in got] == [[t["agent_reply"] for t in r["turns"]] for r in expected]
     assert any("dropped 4 record(s) of steps after 1 from transcripts.jsonl" in m for m in messages)
-    assert [r["step"] for r in read_metrics(Path(cfg.output_dir) / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics(Path(cfg.run.output_dir) / "metrics.jsonl")] == [1, 2, 3]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,4 +206,4 @@ def test_no_planted_key_in_any_file_a_run_writes_or_prints(model_dir, tmp_path, 
     assert key not in printed.out + printed.err and token not in printed.out + printed.err
     for config in (out / "config.json", next(out.glob("checkpoints/step-*/config.json"))):
         saved = json.loads(config.read_text())
-        assert json.loads(saved["simulator_kwargs"]) == {"api_key": "<redacted>", "headers": {"Authorization": "<redacted>"}, "timeout": 10}
+        assert json.loads(saved["env"]["simulator_kwargs"]) == {"api_key": "<redacted>", "headers": {"Authorization": "<redacted>"}, "timeout": 10}

@@ -24,6 +24,8 @@ from agents.learn.trainer import Trainer
 from sage_gym.simulators import BuiltinSimulator, SimulatorError
 from tests.tiny import SMALL, model_dir, one_thread, tokenizer  # noqa: F401  (fixtures)
 
+DATA = Path(__file__).parent / "data"
+
 SMALL_RUN = ["--template", "direct", "--group-size", "2", "--scenarios-per-step", "2", "--max-turns", "2", "--max-new-tokens", "6",
              "--no-progress", "--no-tensorboard", "--no-transcripts", "--device", "cpu", "--threads", "1"]  # fmt: skip
 
@@ -39,7 +41,7 @@ def small_config(output_dir: str | Path | None, **overrides) -> TrainConfig:
         lr=1e-3, output_dir=None if output_dir is None else str(output_dir), save_every=0, progress=False, tensorboard=False, transcripts=False,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_options(**values)
 
 
 def train(tokenizer, cfg: TrainConfig) -> Trainer:
@@ -136,7 +138,7 @@ def test_runs_without_an_output_dir_get_their_own_folders_and_latest_points_at_t
     for run in (first, second):  # each its own metrics and checkpoint; nothing appended or pruned
         assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1]
         assert (run / "checkpoints" / "step-000001" / "trainer.pt").is_file()
-        assert json.loads((run / "config.json").read_text())["output_dir"] == str(run)
+        assert json.loads((run / "config.json").read_text())["run"]["output_dir"] == str(run)
     # what takes a run folder takes the parent too, and follows latest
     assert policy_folder(root) == second / "checkpoints" / "step-000001" / "policy"
     assert model_name_of("runs/grpo", policy_folder(root)) == f"grpo-{second.name}-step-000001"
@@ -183,6 +185,18 @@ def test_resume_auto_refuses_a_configuration_that_differs_from_the_runs(tokenize
     assert "\n" not in str(refused.value)
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1]
 
+
+
+def test_resume_auto_reads_a_flat_config_json_of_a_run_from_before_the_groups(tokenizer, tmp_path) -> None:  # noqa: F811
+    """tests/data/flat_config.json is what a run wrote before the options were grouped (the options of small_config)."""
+    out = tmp_path / "run"
+    train(tokenizer, small_config(out, steps=1))
+    assert set(json.loads((out / "config.json").read_text())) == {"model", "env", "rollout", "objective", "optimizer", "run"}
+    (out / "config.json").write_text((DATA / "flat_config.json").read_text())
+    with pytest.raises(UsageError, match=r"differs from the run's in lr \(0.001 in the run, 0.01 now\)"):
+        Trainer(small_config(out, steps=2, resume="auto", lr=1e-2), algorithm=GRPO, policy=tiny_policy(tokenizer))
+    resumed = train(tokenizer, small_config(out, steps=2, resume="auto"))
+    assert resumed.step == 2 and [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
 
 # ----------------------------------------------------------------------------------------------
 # 3. a missing model path is one line, at once; hub ids still go to the hub

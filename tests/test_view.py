@@ -44,7 +44,7 @@ def training_run(tokenizer, tmp_path_factory) -> Path:  # noqa: F811
     from agents.learn.trainer import Trainer
 
     out = tmp_path_factory.mktemp("runs") / "grpo"
-    cfg = TrainConfig(model="in-memory", template="direct", steps=2, group_size=2, scenarios_per_step=2, max_turns=3, max_new_tokens=12,
+    cfg = TrainConfig.from_options(model="in-memory", template="direct", steps=2, group_size=2, scenarios_per_step=2, max_turns=3, max_new_tokens=12,
                       lr=1e-3, output_dir=str(out), save_every=0, progress=False, tensorboard=False, transcripts=True, scenarios="train", scenario_limit=4)
     policy = Policy.from_model(tiny_random_model(tokenizer, SMALL, seed=0), tokenizer, system_prompt=system_prompts()["direct"])
     trainer = Trainer(cfg, algorithm=GRPO, policy=policy, log=TRAINING_LOG.append)

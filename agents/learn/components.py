@@ -28,40 +28,40 @@ def load_policy(
 ) -> Policy:
     """The policy of a config: the named model, or the embedded tiny chat model (built once, cached). `device`,
     `autocast_dtype` and `weights_device` (where the weights wait to be sharded): `Policy.from_pretrained`'s."""
-    model = cfg.model
+    model = cfg.model.model
     if cfg.embedded_model:
         model = str(build_tiny_model(log=log))
-    lora = LoraSettings(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules) if cfg.lora else None
+    lora = LoraSettings(cfg.model.lora_r, cfg.model.lora_alpha, cfg.model.lora_dropout, cfg.model.lora_target_modules) if cfg.model.lora else None
     return Policy.from_pretrained(
         model or "",
-        system_prompt=system_prompt(cfg.template),
-        gguf_file=cfg.gguf_file,
-        tokenizer=cfg.tokenizer,
-        dtype=dtype or cfg.dtype,
-        device=device or cfg.device,
+        system_prompt=system_prompt(cfg.model.template),
+        gguf_file=cfg.model.gguf_file,
+        tokenizer=cfg.model.tokenizer,
+        dtype=dtype or cfg.model.dtype,
+        device=device or cfg.model.device,
         autocast_dtype=autocast_dtype,
         weights_device=weights_device,
         lora=lora,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        chat_template=cfg.chat_template,
-        trust_remote_code=cfg.trust_remote_code,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        chat_template=cfg.model.chat_template,
+        trust_remote_code=cfg.model.trust_remote_code,
     )
 
 
 def check_model_paths(cfg: TrainConfig) -> None:
     """Refuse a missing local --model, --tokenizer or --critic-model path in one line (hub ids pass)."""
     for what in ("model", "tokenizer", "critic_model"):
-        value = getattr(cfg, what, None)
-        if value and not (what == "model" and cfg.gguf_file):  # with --gguf-file, --model may be a hub repo holding it
+        value = getattr(cfg.model, what, None)
+        if value and not (what == "model" and cfg.model.gguf_file):  # with --gguf-file, --model may be a hub repo holding it
             check_model_path(value, what.replace("_", " "))
 
 
 def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    if cfg.simulator == "builtin":
+    if cfg.env.simulator == "builtin":
         return {}
-    kwargs: dict[str, Any] = {"model": cfg.simulator_model, "base_url": cfg.simulator_base_url, "temperature": cfg.simulator_temperature}
-    if cfg.simulator_kwargs:
-        extra = json.loads(cfg.simulator_kwargs)
+    kwargs: dict[str, Any] = {"model": cfg.env.simulator_model, "base_url": cfg.env.simulator_base_url, "temperature": cfg.env.simulator_temperature}
+    if cfg.env.simulator_kwargs:
+        extra = json.loads(cfg.env.simulator_kwargs)
         if not isinstance(extra, dict):
             raise ValueError("--simulator-kwargs must be a JSON object")
         kwargs.update(extra)
@@ -72,14 +72,14 @@ def make_envs(cfg: TrainConfig, num_envs: int, transcript_path: Path | None) -> 
     """`num_envs` dialogues that each play to the end (autoreset disabled: a GRPO group is never reset mid-batch)."""
     return SageVectorEnv(
         num_envs,
-        scenarios=limited_scenarios(cfg.scenarios, cfg.resolved_scenario_limit()),
-        simulator=cfg.simulator,
+        scenarios=limited_scenarios(cfg.env.scenarios, cfg.resolved_scenario_limit()),
+        simulator=cfg.env.simulator,
         simulator_kwargs=simulator_kwargs(cfg),
         autoreset_mode="disabled",
-        max_concurrency=cfg.max_concurrency,
-        max_turns=cfg.max_turns,
-        initial_emotion=cfg.initial_emotion,
-        reward_mode=cfg.reward_mode,
+        max_concurrency=cfg.env.max_concurrency,
+        max_turns=cfg.env.max_turns,
+        initial_emotion=cfg.env.initial_emotion,
+        reward_mode=cfg.env.reward_mode,
         strip_think=True,
         transcript_path=transcript_path,
     )

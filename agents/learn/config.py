@@ -1,10 +1,23 @@
-"""Training configuration: one dataclass, its command line, and config files (JSON, YAML, TOML).
+"""Training configuration: named groups of options, their command line, and config files (JSON, YAML, TOML).
 
-Every field of `TrainConfig` is a command-line option (`lr` is `--lr`, `group_size` is
-`--group-size`, booleans get `--x/--no-x`) whose help text is the field's `help` metadata, so
-`--help` documents every option and nothing can drift. Precedence: the defaults, then the file
-given with `--config`, then the command line. A config file holds the same names (dashes or
-underscores). PPO extends `TrainConfig` with its own fields and reuses `parse_config`.
+`TrainConfig` holds six groups, each a frozen dataclass: `model` (the policy and how it is loaded
+and placed), `env` (the simulated user and the scenarios), `rollout` (what a step plays and how it
+is sampled), `objective` (the policy loss), `optimizer` (epochs, batching, AdamW and its schedule)
+and `run` (steps, seed, folder, checkpoints, logging, held-out evaluation). Code reads `cfg.optimizer.lr`.
+
+Every field of a group is a command-line option named by the field alone (`lr` is `--lr`,
+`group_size` is `--group-size`, booleans get `--x/--no-x`) whose help text is the field's `help`
+metadata, so `--help` documents every option and nothing can drift; option names are unique
+across groups. Precedence: the defaults, then the file given with `--config`, then the command
+line. A config file holds the groups, each a mapping of its options (dashes or underscores):
+
+    run: {steps: 200}
+    optimizer: {lr: 1.0e-5}
+    model: {model: Qwen/Qwen2.5-0.5B-Instruct, lora: true}
+
+The flat form of earlier versions (`lr: 1.0e-5` at the top level) still loads, with a
+DeprecationWarning naming the file; so does a flat `config.json` of an earlier run under `--resume`.
+PPO extends the groups with its own fields (`agents.learn.ppo.PPOConfig`) and reuses `parse_config`.
 """
 
 from __future__ import annotations
@@ -12,28 +25,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import types
 import typing
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from agents.cli import UsageError
+from agents.options import add_options, base_type, option
 
-
-def option(default: Any, help: str, **kwargs: Any) -> Any:
-    """A dataclass field with its command-line help."""
-    return field(default=default, metadata={"help": help, **kwargs})
-
+__all__ = [
+    "EMBEDDED_TEMPERATURE", "GROUPS", "EnvConfig", "ModelConfig", "ObjectiveConfig", "OptimizerConfig", "RolloutConfig", "RunConfig",
+    "TrainConfig", "build_parser", "flat_options", "load_config_file", "make_config", "option", "parse_config",
+]  # fmt: skip
 
 EMBEDDED_TEMPERATURE = 0.5  # the default run's sampling temperature (docs/training.md, "The embedded default model")
+GROUPS = ("model", "env", "rollout", "objective", "optimizer", "run")
 
 
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. Defaults: the embedded tiny model on the built-in simulator."""
+@dataclass(frozen=True)
+class ModelConfig:
+    """The policy: which model, how it is loaded, trained (all weights or LoRA) and placed on devices."""
 
-    # --- model
     model: str | None = option(None, "model folder, hub id, GGUF file, or a named offline model (smollm2-135m, gemma3-270m-gguf; 'list' prints them), whose training preset then sets the options not given; default: the embedded tiny chat model, built offline and cached")
     gguf_file: str | None = option(None, "GGUF file to load (inside --model's folder, or an absolute path); converted once and cached")
     tokenizer: str | None = option(None, "tokenizer folder or hub id, if not the model's")
@@ -48,8 +62,14 @@ class TrainConfig:
     lora_dropout: float = option(0.0, "LoRA dropout")
     lora_target_modules: str = option("all-linear", "LoRA target modules: all-linear, or comma-separated names (q_proj,v_proj)")
     trust_remote_code: bool = option(False, "allow model code from the hub")
+    parallel: str = option("ddp", "under torchrun: ddp (every rank holds the whole model) or fsdp2 (weights, gradients and optimizer state sharded over ranks)", choices=("ddp", "fsdp2"))
+    template: str = option("direct", "agent system prompt: think (think-then-say, <think>...</think>) or direct", choices=("think", "direct"))
 
-    # --- environment
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The environment the policy plays: the simulated user, the scenarios and the dialogue's rules."""
+
     simulator: str = option("builtin", "simulated user: builtin (deterministic, offline) or openai (any OpenAI-compatible endpoint)", choices=("builtin", "openai"))
     simulator_base_url: str | None = option(None, "simulator endpoint, e.g. http://localhost:8000/v1 (env SAGE_SIMULATOR_BASE_URL); the key comes from SAGE_SIMULATOR_API_KEY or OPENAI_API_KEY")
     simulator_model: str | None = option(None, "simulator model name (env SAGE_SIMULATOR_MODEL)")
@@ -60,17 +80,14 @@ class TrainConfig:
     max_turns: int = option(6, "agent replies per dialogue (RLVER trained with 8, SAGE evaluates 10)")
     initial_emotion: int = option(40, "the simulated user's starting emotion (SAGE 40, RLVER training 30)")
     reward_mode: str = option("delta", "delta: (e_t - e_{t-1})/100 per turn; final: e_T/100 at the end (RLVER)", choices=("delta", "final"))
-    template: str = option("direct", "agent system prompt: think (think-then-say, <think>...</think>) or direct", choices=("think", "direct"))
     max_concurrency: int = option(64, "simulator calls in flight at once")
-    transcripts: bool = option(True, "record every dialogue to <output-dir>/transcripts.jsonl")
     max_dropped_share: float = option(0.2, "warn, every time, when a step drops more than this share of its dialogues to simulator errors (a step that drops all of them stops the run)")
 
-    # --- held-out evaluation (agents/learn/held_out.py)
-    eval_every: int = option(0, "evaluate the policy (greedy, SAGE settings) on held-out scenarios every N steps, logging eval/score, eval/train_score and eval/gap; it is also evaluated before the first step and after the last whenever --eval-limit is above 0; 0: only then")
-    eval_scenarios: str = option("eval", "held-out scenario split (eval, train) or JSONL file")
-    eval_limit: int | None = option(None, "held-out scenarios per evaluation (the same number of training scenarios gives eval/train_score); 0 turns held-out evaluation off; default: 16 for the embedded tiny model or with --eval-every, else 0")
 
-    # --- rollout
+@dataclass(frozen=True)
+class RolloutConfig:
+    """What a step plays and how the policy samples it."""
+
     group_size: int = option(8, "G: dialogues per scenario (the GRPO group)")
     scenarios_per_step: int = option(4, "B: scenarios per step; a step plays B x G dialogues")
     temperature: float | None = option(None, f"sampling temperature (log-probs are taken at this temperature); default: {EMBEDDED_TEMPERATURE} for the embedded tiny model, 1.0 otherwise")
@@ -78,8 +95,14 @@ class TrainConfig:
     max_new_tokens: int = option(64, "most tokens the policy may write in one turn (thinking included)")
     max_seq_len: int = option(2048, "length budget of a whole dialogue in tokens (see --overlong)")
     overlong: str = option("mask", "dialogues over --max-seq-len: mask (no gradient, kept in the group baseline) or keep (cut and trained)", choices=("mask", "keep"))
+    rollout_engine: str = option("hf", "what generates the rollouts: hf (the policy itself, any device) or vllm (a colocated vLLM engine synced after every update; the [vllm] extra and a CUDA GPU)", choices=("hf", "vllm"))
+    vllm_gpu_memory_utilization: float = option(0.3, "share of the GPU's memory the vLLM engine may take (weights + KV cache); the rest is the learner's")
 
-    # --- GRPO objective
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """The policy loss: advantages, clipping, the KL to the reference."""
+
     adv_norm: str = option("std", "advantage: std (GRPO: divide by the group's std) or none (Dr. GRPO)", choices=("std", "none"))
     loss_agg: str = option("token-mean", "loss aggregation: token-mean, seq-mean-token-mean (GRPO), seq-mean-token-sum-norm (Dr. GRPO)", choices=("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"))
     clip_low: float = option(0.2, "ratio clip below: 1 - clip_low")
@@ -87,8 +110,11 @@ class TrainConfig:
     beta: float = option(0.0, "KL coefficient to the frozen reference; 0 (RLVER's choice) loads no reference")
     kl_estimator: str = option("k3", "KL estimator: k1, k2 or k3", choices=("k1", "k2", "k3"))
 
-    # --- optimisation
-    steps: int = option(50, "training steps (each: one rollout, then the update)")
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """How the weights move: epochs and batching of each step, AdamW and its schedule."""
+
     epochs: int = option(1, "passes over each step's dialogues")
     minibatches: int = option(2, "optimizer steps per epoch (the dialogues are split into this many mini-batches)")
     micro_batch_tokens: int = option(8192, "padded tokens per forward/backward micro-batch (gradient accumulation)")
@@ -101,12 +127,12 @@ class TrainConfig:
     lr_schedule: str = option("constant", "after warm-up: constant, cosine or linear decay", choices=("constant", "cosine", "linear"))
     min_lr_ratio: float = option(0.1, "cosine/linear decay ends at lr * min_lr_ratio")
 
-    # --- scale (see docs/scaling.md)
-    parallel: str = option("ddp", "under torchrun: ddp (every rank holds the whole model) or fsdp2 (weights, gradients and optimizer state sharded over ranks)", choices=("ddp", "fsdp2"))
-    rollout_engine: str = option("hf", "what generates the rollouts: hf (the policy itself, any device) or vllm (a colocated vLLM engine synced after every update; the [vllm] extra and a CUDA GPU)", choices=("hf", "vllm"))
-    vllm_gpu_memory_utilization: float = option(0.3, "share of the GPU's memory the vLLM engine may take (weights + KV cache); the rest is the learner's")
 
-    # --- run
+@dataclass(frozen=True)
+class RunConfig:
+    """The run around the learner: its length, seed, folder, checkpoints, logging and held-out evaluation."""
+
+    steps: int = option(50, "training steps (each: one rollout, then the update)")
     seed: int = option(0, "seed of everything random (scenarios, simulator, sampling, batching)")
     output_dir: str | None = option(None, "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curve go; default: a new folder runs/grpo/<YYYYmmdd-HHMMSS> for every run, with runs/grpo/latest pointing at it. A folder that holds a run already is refused unless --resume or --overwrite")
     overwrite: bool = option(False, "delete what --output-dir holds before the run starts")
@@ -116,32 +142,66 @@ class TrainConfig:
     tensorboard: bool = option(True, "write TensorBoard scalars to <output-dir>/tensorboard")
     progress: bool = option(True, "show a progress bar")
     threads: int | None = option(None, "torch CPU threads; default: 1 for the embedded tiny model on CPU (its many small ops lose more to thread synchronisation than they gain, badly so on shared cores), torch's choice otherwise")
+    eval_every: int = option(0, "evaluate the policy (greedy, SAGE settings) on held-out scenarios every N steps, logging eval/score, eval/train_score and eval/gap; it is also evaluated before the first step and after the last whenever --eval-limit is above 0; 0: only then")
+    eval_scenarios: str = option("eval", "held-out scenario split (eval, train) or JSONL file")
+    eval_limit: int | None = option(None, "held-out scenarios per evaluation (the same number of training scenarios gives eval/train_score); 0 turns held-out evaluation off; default: 16 for the embedded tiny model or with --eval-every, else 0")
+    transcripts: bool = option(True, "record every dialogue to <output-dir>/transcripts.jsonl")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs, in groups. Defaults: the embedded tiny model on the built-in simulator.
+
+    `TrainConfig.from_options(lr=1e-5, steps=10)` builds one from option names, checked as a config file's are.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Any:
+        """A config from option names (`lr=...`, `group_size=...`), checked: `make_config(cls, options)`."""
+        return make_config(cls, options)
+
+    def replace(self, **options: Any) -> Any:
+        """A copy with these options (by name, whatever their group) changed."""
+        changed = {name: {} for name in GROUPS}
+        where = option_groups(type(self))
+        for name, value in options.items():
+            if name not in where:
+                raise UsageError(f"unknown option {name!r}; see --help for the list")
+            changed[where[name]][name] = value
+        return dataclasses.replace(self, **{g: dataclasses.replace(getattr(self, g), **v) for g, v in changed.items() if v})
 
     @property
     def embedded_model(self) -> bool:
-        return self.model is None and self.gguf_file is None
+        return self.model.model is None and self.model.gguf_file is None
 
     def resolved_lr(self) -> float:
-        if self.lr is not None:
-            return self.lr
+        if self.optimizer.lr is not None:
+            return self.optimizer.lr
         return 3e-4 if self.embedded_model else 1e-6
 
     def resolved_temperature(self) -> float:
-        if self.temperature is not None:
-            return self.temperature
+        if self.rollout.temperature is not None:
+            return self.rollout.temperature
         # the tiny model's samples at 1.0 are often garbled (mis-copied words, spliced templates),
         # which the built-in user rightly punishes; cooler samples leave GRPO the choice it can
         # learn, which strategies to use for whom
         return EMBEDDED_TEMPERATURE if self.embedded_model else 1.0
 
     def resolved_threads(self) -> int | None:
-        if self.threads is not None:
-            return self.threads
-        return 1 if self.embedded_model and self.device in ("auto", "cpu") and not _cuda() else None
+        if self.run.threads is not None:
+            return self.run.threads
+        return 1 if self.embedded_model and self.model.device in ("auto", "cpu") and not _cuda() else None
 
     def resolved_scenario_limit(self) -> int | None:
-        if self.scenario_limit is not None:
-            return self.scenario_limit
+        if self.env.scenario_limit is not None:
+            return self.env.scenario_limit
         if self.embedded_model:
             from agents.learn.tiny_model import TinyModelSpec
 
@@ -149,12 +209,17 @@ class TrainConfig:
         return None
 
     def resolved_eval_limit(self) -> int:
-        if self.eval_limit is not None:
-            return self.eval_limit
-        return 16 if self.embedded_model or self.eval_every > 0 else 0
+        if self.run.eval_limit is not None:
+            return self.run.eval_limit
+        return 16 if self.embedded_model or self.run.eval_every > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The groups, each a dict of its options (what `config.json` holds)."""
         return dataclasses.asdict(self)
+
+    def options(self) -> dict[str, Any]:
+        """Every option by its name, without the groups (`{"lr": ..., "group_size": ...}`)."""
+        return flat_options(self.to_dict())
 
     def redacted_dict(self) -> dict[str, Any]:
         """`to_dict()` fit to write or print: secrets (an `api_key` in `--simulator-kwargs`, any
@@ -162,12 +227,13 @@ class TrainConfig:
         from sage_gym.redaction import redact
 
         values = redact(self.to_dict())
-        if isinstance(values.get("simulator_kwargs"), str):
+        env = values["env"]
+        if isinstance(env.get("simulator_kwargs"), str):
             try:
-                extra = json.loads(values["simulator_kwargs"])
+                extra = json.loads(env["simulator_kwargs"])
             except ValueError:
                 extra = None  # not JSON: the run refuses it anyway, and nothing in it can be told apart
-            values["simulator_kwargs"] = json.dumps(redact(extra)) if isinstance(extra, dict) else "<redacted>"
+            env["simulator_kwargs"] = json.dumps(redact(extra)) if isinstance(extra, dict) else "<redacted>"
         return values
 
 
@@ -177,44 +243,70 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def group_classes(config_cls: type) -> dict[str, type]:
+    """{group name: its dataclass} of a config class (PPO's groups extend GRPO's)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in fields(config_cls)}
+
+
+def option_groups(config_cls: type) -> dict[str, str]:
+    """{option name: the group that holds it}."""
+    return {f.name: group for group, cls in group_classes(config_cls).items() for f in fields(cls)}
+
+
+def flat_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Options by name from either form of a config: grouped (`{"optimizer": {"lr": ...}}`) or flat
+    (`{"lr": ...}`, as config files and `config.json` were written before the groups). No option
+    takes a mapping, so a group name whose value is a mapping is a group (`model: {...}`), and
+    otherwise an option (`model: Qwen/...`)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in GROUPS and isinstance(value, Mapping):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def is_flat(values: Mapping[str, Any]) -> bool:
+    """Whether a config holds an option outside the groups (the form before the groups)."""
+    return any(not (key in GROUPS and isinstance(value, Mapping)) for key, value in values.items())
+
+
 # ----------------------------------------------------------------------------------------------
 # command line
 
 
-def _base_type(annotation: Any) -> tuple[type, bool]:
-    """(the scalar type, whether None is allowed) of a field annotation like `int | None`."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0], True
-    return annotation, False
-
-
-def _hints(config_cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(config_cls)
-
-
 def build_parser(config_cls: type = TrainConfig, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
+    """`--config`, then each group's options under its own heading."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="JSON, YAML or TOML file of options (command-line options override it)")
-    hints = _hints(config_cls)
-    for f in fields(config_cls):
-        kind, optional = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text + f" (default: {f.default})"}
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-            continue
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        parser.add_argument(flag, type=kind, metavar=kind.__name__.upper(), **kwargs)
+    for name, cls in group_classes(config_cls).items():
+        add_options(parser.add_argument_group(f"{name} options", (cls.__doc__ or "").split("\n")[0]), cls, layered=True)
     return parser
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Options from a .json, .yaml/.yml or .toml file (keys with dashes or underscores)."""
+    """Options by name from a .json, .yaml/.yml or .toml file (keys with dashes or underscores), grouped
+    or flat; a flat file warns (DeprecationWarning, naming the file)."""
     path = Path(path)
+    data = _read_mapping(path)
+    if is_flat(data):
+        warnings.warn(
+            f"config file {path} lists its options without their groups, which is deprecated: put each under its group "
+            f"({', '.join(GROUPS)}; see docs/training.md, 'Config files')",
+            DeprecationWarning,
+            stacklevel=3,  # the caller of parse_config
+        )
+    flat = flat_options({_name(k): v for k, v in data.items()})
+    return {_name(k): v for k, v in flat.items()}
+
+
+def _name(key: Any) -> str:
+    return str(key).replace("-", "_")
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     if suffix == ".json":
@@ -233,32 +325,37 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"config file {path} must end in .json, .yaml, .yml or .toml")
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} must hold a mapping of option names to values")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return data
 
 
-def make_config(config_cls: type = TrainConfig, values: dict[str, Any] | None = None) -> Any:
-    """A config from a dict of values, checking names and types (ints where ints belong...)."""
-    values = dict(values or {})
-    known = {f.name: f for f in fields(config_cls)}
-    unknown = sorted(set(values) - set(known))
+def make_config(config_cls: type = TrainConfig, values: Mapping[str, Any] | None = None) -> Any:
+    """A config from option names and values (grouped or flat), checking names and types (ints where ints belong...)."""
+    values = flat_options(values or {})
+    where = option_groups(config_cls)
+    unknown = sorted(set(values) - set(where))
     if unknown:
         raise UsageError(f"unknown option(s) {unknown}; see --help for the list")
-    hints = _hints(config_cls)
-    checked = {}
+    classes = group_classes(config_cls)
+    grouped: dict[str, dict[str, Any]] = {name: {} for name in classes}
     for name, value in values.items():
-        kind, optional = _base_type(hints[name])
-        if value is None:
-            if not optional:
-                raise UsageError(f"option {name} cannot be null")
-        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise UsageError(f"option {name} must be {kind.__name__}, got {value!r}")
-        choices = known[name].metadata.get("choices")
-        if choices and value is not None and value not in choices:
-            raise UsageError(f"option {name} must be one of {list(choices)}, got {value!r}")
-        checked[name] = value
-    return config_cls(**checked)
+        group = classes[where[name]]
+        grouped[where[name]][name] = _checked(name, value, {f.name: f for f in fields(group)}[name], typing.get_type_hints(group)[name])
+    return config_cls(**{name: cls(**grouped[name]) for name, cls in classes.items()})
+
+
+def _checked(name: str, value: Any, f: dataclasses.Field[Any], annotation: Any) -> Any:
+    kind, optional = base_type(annotation)
+    if value is None:
+        if not optional:
+            raise UsageError(f"option {name} cannot be null")
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UsageError(f"option {name} must be {kind.__name__}, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value is not None and value not in choices:
+        raise UsageError(f"option {name} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def parse_config(argv: list[str] | None = None, config_cls: type = TrainConfig, prog: str | None = None, description: str | None = None) -> Any:

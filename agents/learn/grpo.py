@@ -54,7 +54,7 @@ class GRPO:
     def advantages(self, batch: RolloutBatch) -> GroupAdvantages:
         returns = [e.episode_return for e in batch.episodes]
         groups = [e.group for e in batch.episodes]
-        return group_advantages(returns, groups, normalize=self.run.cfg.adv_norm)
+        return group_advantages(returns, groups, normalize=self.run.cfg.objective.adv_norm)
 
     def update(self, batch: RolloutBatch, adv: GroupAdvantages, step: int) -> MetricSums:
         """`epochs` x `minibatches` optimizer steps on this step's dialogues; returns metric sums."""

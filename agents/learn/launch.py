@@ -22,7 +22,7 @@ def launch(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
-    dist = init_distributed(cfg.device)
+    dist = init_distributed(cfg.model.device)
     try:
         trainer = Trainer(cfg, algorithm, dist=dist, play_held_out=play_held_out)
         try:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.learn.config import TrainConfig
+from agents.learn.config import OptimizerConfig
 from agents.learn.distributed import full_optimizer_state, load_optimizer_state
 
 
@@ -42,13 +42,13 @@ def clip_gradients(parameters: list[nn.Parameter], max_grad_norm: float) -> floa
 class Optimized:
     """`parameters` of `module` under AdamW at `lr`, scheduled over `total_updates` planned optimizer steps."""
 
-    def __init__(self, name: str, module: nn.Module, parameters: list[nn.Parameter], lr: float, cfg: TrainConfig, total_updates: int) -> None:
+    def __init__(self, name: str, module: nn.Module, parameters: list[nn.Parameter], lr: float, settings: OptimizerConfig, total_updates: int) -> None:
         if not parameters:
             raise ValueError(f"the {name} has no trainable parameters")
-        self.module, self.parameters, self.max_grad_norm = module, parameters, cfg.max_grad_norm
-        self.optimizer = torch.optim.AdamW(parameters, lr=lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+        self.module, self.parameters, self.max_grad_norm = module, parameters, settings.max_grad_norm
+        self.optimizer = torch.optim.AdamW(parameters, lr=lr, betas=(settings.adam_beta1, settings.adam_beta2), weight_decay=settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda u: lr_factor(u, cfg.warmup_steps, total_updates, cfg.lr_schedule, cfg.min_lr_ratio)
+            self.optimizer, lambda u: lr_factor(u, settings.warmup_steps, total_updates, settings.lr_schedule, settings.min_lr_ratio)
         )
 
     def zero_grad(self) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import torch
 
 from agents.cli import UsageError
 from agents.learn.advantages import explained_variance, token_gae, whiten
-from agents.learn.config import TrainConfig, option
+from agents.learn.config import ModelConfig, ObjectiveConfig, OptimizerConfig, RolloutConfig, RunConfig, TrainConfig, option
 from agents.learn.critic import CRITIC_KINDS, Critic, build_critic
 from agents.learn.distributed import full_model_state
 from agents.learn.losses import value_loss
@@ -63,39 +63,69 @@ from agents.learn.update import (
 )
 
 
-@dataclass
-class PPOConfig(TrainConfig):
-    """`TrainConfig` plus the critic and GAE. Defaults: the embedded tiny model on the built-in simulator."""
+@dataclass(frozen=True)
+class PPOModelConfig(ModelConfig):
+    """GRPO's model options plus the critic's model."""
 
-    # --- defaults that differ from GRPO
-    group_size: int = option(4, "dialogues per scenario (PPO needs no groups: 1 is fine; copies of a scenario still help the critic)")
-    scenarios_per_step: int = option(8, "scenarios per step; a step plays scenarios-per-step x group-size dialogues")
-    steps: int = option(40, "training steps (each: one rollout, then the update); 40 keeps the default CPU run under 10 minutes with its critic")
-    minibatches: int = option(4, "optimizer steps per epoch (the dialogues are split into this many mini-batches); PPO's critic needs more than one step per rollout")
-    output_dir: str | None = option(None, "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go; default: a new folder runs/ppo/<YYYYmmdd-HHMMSS> for every run, with runs/ppo/latest pointing at it. A folder that holds a run already is refused unless --resume or --overwrite")
-    temperature: float | None = option(1.0, "sampling temperature (log-probs are taken at this temperature); PPO's default run was measured at 1.0")
-
-    # --- critic
     critic: str = option("separate", "head: a value head on the policy's backbone; separate: its own model initialised from a causal LM", choices=CRITIC_KINDS)
     critic_model: str | None = option(None, "separate critic: model folder or hub id with the policy's tokenizer (may be smaller); default: a copy of the policy's initial weights")
     critic_backbone_grad: bool = option(False, "head critic: let the value loss train the shared backbone too (at the policy's lr; only LoRA adapters under --lora)")
-    critic_lr: float | None = option(None, "critic learning rate; default 3e-3 for the embedded tiny model, else 1e-4 (head) or 1e-5 (separate)")
-    critic_warmup_steps: int = option(0, "first steps in which only the critic learns (the policy stays as it is)")
+
+
+@dataclass(frozen=True)
+class PPORolloutConfig(RolloutConfig):
+    """GRPO's rollout options with PPO's defaults."""
+
+    group_size: int = option(4, "dialogues per scenario (PPO needs no groups: 1 is fine; copies of a scenario still help the critic)")
+    scenarios_per_step: int = option(8, "scenarios per step; a step plays scenarios-per-step x group-size dialogues")
+    temperature: float | None = option(1.0, "sampling temperature (log-probs are taken at this temperature); PPO's default run was measured at 1.0")
+
+
+@dataclass(frozen=True)
+class PPOObjectiveConfig(ObjectiveConfig):
+    """GRPO's policy loss plus the value loss, GAE, whitening and the entropy bonus."""
+
     vf_coef: float = option(0.5, "weight of the value loss (matters when it shares the backbone with the policy)")
     value_clip: float = option(0.2, "clip each value's move per update to +-this around the rollout's value, in return units (0 disables)")
-
-    # --- advantages and policy objective
     gamma: float = option(1.0, "discount per policy token (user and template tokens are not steps)")
     lam: float = option(1.0, "GAE lambda: 1 is Monte Carlo (returns-to-go minus V), 0 is one-step TD")
     whiten_advantages: bool = option(True, "whiten the advantages over all policy tokens of the batch (mean 0, std 1)")
     ent_coef: float = option(0.0, "entropy bonus coefficient (the loss subtracts ent_coef x the aggregated entropy)")
 
+
+@dataclass(frozen=True)
+class PPOOptimizerConfig(OptimizerConfig):
+    """GRPO's optimizer options with PPO's defaults, plus the critic's learning rate and warm-up."""
+
+    minibatches: int = option(4, "optimizer steps per epoch (the dialogues are split into this many mini-batches); PPO's critic needs more than one step per rollout")
+    critic_lr: float | None = option(None, "critic learning rate; default 3e-3 for the embedded tiny model, else 1e-4 (head) or 1e-5 (separate)")
+    critic_warmup_steps: int = option(0, "first steps in which only the critic learns (the policy stays as it is)")
+
+
+@dataclass(frozen=True)
+class PPORunConfig(RunConfig):
+    """GRPO's run options with PPO's defaults (fewer steps; runs go to runs/ppo)."""
+
+    steps: int = option(40, "training steps (each: one rollout, then the update); 40 keeps the default CPU run under 10 minutes with its critic")
+    output_dir: str | None = option(None, "where metrics, TensorBoard logs, transcripts, checkpoints and the learning curves go; default: a new folder runs/ppo/<YYYYmmdd-HHMMSS> for every run, with runs/ppo/latest pointing at it. A folder that holds a run already is refused unless --resume or --overwrite")
+
+
+@dataclass(frozen=True)
+class PPOConfig(TrainConfig):
+    """`TrainConfig` plus the critic and GAE, in the same groups. Defaults: the embedded tiny model on the built-in simulator."""
+
+    model: PPOModelConfig = field(default_factory=PPOModelConfig)
+    rollout: PPORolloutConfig = field(default_factory=PPORolloutConfig)
+    objective: PPOObjectiveConfig = field(default_factory=PPOObjectiveConfig)
+    optimizer: PPOOptimizerConfig = field(default_factory=PPOOptimizerConfig)
+    run: PPORunConfig = field(default_factory=PPORunConfig)
+
     def resolved_critic_lr(self) -> float:
-        if self.critic_lr is not None:
-            return self.critic_lr
-        if self.model is None and self.gguf_file is None:  # the embedded tiny model
+        if self.optimizer.critic_lr is not None:
+            return self.optimizer.critic_lr
+        if self.embedded_model:  # the embedded tiny model
             return 3e-3
-        return 1e-4 if self.critic == "head" else 1e-5
+        return 1e-4 if self.model.critic == "head" else 1e-5
 
 
 @dataclass
@@ -121,22 +151,22 @@ class ValueStep:
         self.run, self.cfg = run, cfg
         devices = [run.policy.device] if run.policy.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # a reproducible head that leaves the run's RNG streams alone
-            torch.manual_seed(stream_seed(cfg.seed, 0, Stream.CRITIC_INIT))
+            torch.manual_seed(stream_seed(cfg.run.seed, 0, Stream.CRITIC_INIT))
             self.critic: Critic = build_critic(
-                cfg.critic, run.policy, model=cfg.critic_model, backbone_grad=cfg.critic_backbone_grad,
-                gradient_checkpointing=cfg.gradient_checkpointing, trust_remote_code=cfg.trust_remote_code,
+                cfg.model.critic, run.policy, model=cfg.model.critic_model, backbone_grad=cfg.model.critic_backbone_grad,
+                gradient_checkpointing=cfg.model.gradient_checkpointing, trust_remote_code=cfg.model.trust_remote_code,
             )
         if state is not None:
             if "critic" not in state:
                 raise UsageError("the checkpoint holds no critic (was it written by GRPO?); PPO cannot resume from it")
-            if state["critic"]["kind"] != cfg.critic:
-                raise UsageError(f"the checkpoint's critic is {state['critic']['kind']!r} but --critic is {cfg.critic!r}")
+            if state["critic"]["kind"] != cfg.model.critic:
+                raise UsageError(f"the checkpoint's critic is {state['critic']['kind']!r} but --critic is {cfg.model.critic!r}")
             self.critic.load_state_dict(state["critic"]["weights"])
 
     def prepare(self, state: dict[str, Any] | None) -> None:
         """The critic as its loss calls it (wrapped or sharded under torchrun), its optimizer and their checkpoint state."""
         self.module = self.run.trained(self.critic)
-        self.optimized = Optimized("critic", self.critic, self.critic.trainable_parameters(), self.cfg.resolved_critic_lr(), self.cfg, self.run.updates)
+        self.optimized = Optimized("critic", self.critic, self.critic.trainable_parameters(), self.cfg.resolved_critic_lr(), self.cfg.optimizer, self.run.updates)
         if state is not None:
             self.optimized.load_state(state["critic"]["optimizer"], state["critic"]["scheduler"])
 
@@ -147,21 +177,21 @@ class ValueStep:
         # then may the value loss reach the shared backbone (a head critic with --critic-backbone-grad)
         policy_ran = inputs.hidden is not None
         values = self.module(micro.input_ids, micro.attention_mask, hidden=inputs.hidden, backbone_grad=policy_ran)
-        vl = value_loss(values, inputs.values, inputs.returns, micro.loss_mask, inputs.totals, aggregation=cfg.loss_agg, clip=cfg.value_clip)
+        vl = value_loss(values, inputs.values, inputs.returns, micro.loss_mask, inputs.totals, aggregation=cfg.objective.loss_agg, clip=cfg.objective.value_clip)
         n_tokens = float(micro.loss_mask.sum())
         logged = Logged((
             ("value_loss", float(vl.loss.detach()), 0.0),  # shares of the mini-batch loss: counted once in `finish`
             ("value_clip_fraction", float(vl.clip_fraction_sum), n_tokens),
             ("value_error", float(vl.error_sum), n_tokens),
         ))
-        return LossOutput(cfg.vf_coef * vl.loss, logged)
+        return LossOutput(cfg.objective.vf_coef * vl.loss, logged)
 
     def finish(self) -> Logged:
         grad_norm, lr = self.optimized.step()
         return Logged((("critic_grad_norm", grad_norm, 1.0), ("critic_lr", lr, 1.0)), counted=("value_loss",))
 
     def state(self) -> dict[str, Any]:
-        return {"kind": self.cfg.critic, "weights": full_model_state(self.critic), **self.optimized.state()}
+        return {"kind": self.cfg.model.critic, "weights": full_model_state(self.critic), **self.optimized.state()}
 
 
 class PPO:
@@ -174,14 +204,15 @@ class PPO:
     def check(cfg: TrainConfig) -> None:
         if not isinstance(cfg, PPOConfig):
             raise TypeError(f"PPO needs a PPOConfig, got {type(cfg).__name__}")
+        options = cfg.options()
         for name in ("gamma", "lam"):
-            if not 0.0 <= getattr(cfg, name) <= 1.0:
-                raise UsageError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
+            if not 0.0 <= options[name] <= 1.0:
+                raise UsageError(f"{name} must lie in [0, 1], got {options[name]}")
         for name in ("critic_warmup_steps", "value_clip", "vf_coef", "ent_coef"):
-            if getattr(cfg, name) < 0:
-                raise UsageError(f"{name} must be >= 0, got {getattr(cfg, name)}")
-        if cfg.critic_warmup_steps >= cfg.steps:
-            raise UsageError(f"critic_warmup_steps ({cfg.critic_warmup_steps}) must be below steps ({cfg.steps}), or the policy never learns")
+            if options[name] < 0:
+                raise UsageError(f"{name} must be >= 0, got {options[name]}")
+        if cfg.optimizer.critic_warmup_steps >= cfg.run.steps:
+            raise UsageError(f"critic_warmup_steps ({cfg.optimizer.critic_warmup_steps}) must be below steps ({cfg.run.steps}), or the policy never learns")
 
     def __init__(self, run: Run, state: dict[str, Any] | None) -> None:
         cfg = run.cfg
@@ -190,7 +221,7 @@ class PPO:
         self.reference: Reference = make_reference(run)
         self.value_step = ValueStep(run, cfg, state)  # a separate critic copies the *initial* policy
         # a head critic reads the hidden states of the policy's own loss pass
-        self.policy_step = PolicyStep(run, self.reference, ent_coef=cfg.ent_coef, keep_hidden=self.value_step.critic.reads_policy_hidden)
+        self.policy_step = PolicyStep(run, self.reference, ent_coef=cfg.objective.ent_coef, keep_hidden=self.value_step.critic.reads_policy_hidden)
 
     def prepare(self, state: dict[str, Any] | None) -> None:
         self.policy_step.prepare(state)
@@ -211,8 +242,8 @@ class PPO:
             e = episodes[i]
             masks[i] = torch.tensor(e.loss_mask, dtype=torch.float32)
             rewards = torch.tensor(e.token_rewards())
-            advantages[i], returns[i] = token_gae(rewards, values[i], masks[i], cfg.gamma, cfg.lam)
-            to_go[i] = token_gae(rewards, values[i], masks[i], cfg.gamma, 1.0)[1]  # lam = 1: the discounted return-to-go
+            advantages[i], returns[i] = token_gae(rewards, values[i], masks[i], cfg.objective.gamma, cfg.objective.lam)
+            to_go[i] = token_gae(rewards, values[i], masks[i], cfg.objective.gamma, 1.0)[1]  # lam = 1: the discounted return-to-go
         out = TokenAdvantages(advantages, returns, values, trainable, groups=len({e.group for e in episodes}))
         if trainable:
             self._batch_statistics(out, masks, to_go, [len(episodes[i]) for i in trainable])
@@ -232,7 +263,7 @@ class PPO:
         out.return_mean = float((flat_to_go * flat_mask).sum() / tokens)
         # against what actually followed, not the GAE targets (which contain V itself when lam < 1)
         out.explained_variance = explained_variance(flat_to_go, flat_val, flat_mask, self.run.all_reduce)
-        if self.cfg.whiten_advantages:
+        if self.cfg.objective.whiten_advantages:
             whitened = whiten(flat_adv, flat_mask, self.run.all_reduce)
             for i, part in zip(trainable, torch.split(whitened, lengths), strict=True):
                 advantages[i] = part
@@ -240,7 +271,7 @@ class PPO:
     def update(self, batch: RolloutBatch, adv: TokenAdvantages, step: int) -> MetricSums:
         """`epochs` x `minibatches` optimizer steps of the policy and the critic; returns metric sums."""
         episodes = batch.episodes
-        train_policy = step > self.cfg.critic_warmup_steps
+        train_policy = step > self.cfg.optimizer.critic_warmup_steps
         self.run.policy.model.train()
         self.critic.train()
         reference = reference_logprobs(self.run, self.reference, episodes, adv.trainable) if train_policy else None

@@ -1,6 +1,6 @@
 """The run around an algorithm: set-up, resume, the step loop, metrics, checkpoints.
 
-`Trainer.fit()` trains `cfg.steps` steps. Each step is
+`Trainer.fit()` trains `cfg.run.steps` steps. Each step is
 
     batch = rollout(step)                              agents/learn/rollout.py
     advantages = algorithm.advantages(batch)           GRPO: agents/learn/grpo.py, PPO: agents/learn/ppo.py
@@ -26,7 +26,6 @@ torchrun wrappers, then the optimizers and their checkpoint state.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sys
@@ -85,7 +84,7 @@ SUMMED = ("dropped_errors", "overlong", "skipped_groups", "groups", "sampled_tok
 
 
 class Trainer:
-    """Owns a run: `fit()` trains `cfg.steps` steps of `algorithm` (resuming if asked), logging and saving.
+    """Owns a run: `fit()` trains `cfg.run.steps` steps of `algorithm` (resuming if asked), logging and saving.
 
     `Trainer(cfg, algorithm=GRPO)` or `Trainer(cfg, algorithm=PPO)`; `dist` is this process's place in
     a torchrun job (default: a single process), `policy` a policy to train as it is (default: the one
@@ -101,25 +100,25 @@ class Trainer:
         self.log = log if self.dist.is_main else (lambda message: None)
         self._check_config(policy_to_load=policy is None)
         # refused in one line before anything is loaded: a folder that holds another run, a resume with other options
-        planned = planned_folder(cfg.output_dir, self.algorithm_cls.name, cfg.resume, cfg.overwrite)
-        if cfg.resume == "auto" and planned is not None:
+        planned = planned_folder(cfg.run.output_dir, self.algorithm_cls.name, cfg.run.resume, cfg.run.overwrite)
+        if cfg.run.resume == "auto" and planned is not None:
             check_same_config(planned, cfg.redacted_dict())
         self.dist.gather(None)  # every rank has looked at the folder before rank 0 writes to it
         threads = cfg.resolved_threads()
         if threads:
             torch.set_num_threads(threads)
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.run.seed)
+        np.random.seed(cfg.run.seed % 2**32)
         self.policy, device, compute_dtype = self._load_policy(policy)
         self.output_dir = self._open_folder(planned)  # only once the model loaded: a failed start leaves no empty run behind
-        self.cfg = cfg = dataclasses.replace(cfg, output_dir=str(self.output_dir))
+        self.cfg = cfg = cfg.replace(output_dir=str(self.output_dir))
         self.step = 0
         state, path = None, None
-        if cfg.resume:
-            path = find_checkpoint(self.output_dir, cfg.resume)
+        if cfg.run.resume:
+            path = find_checkpoint(self.output_dir, cfg.run.resume)
             state = load_trainer_state(path)
             self.step = int(state["step"])
-        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.resolved_temperature(), cfg.top_p, cfg.max_new_tokens), self.output_dir, self.log)
+        run = Run(cfg, self.dist, self.policy, device, compute_dtype, Sampling(cfg.resolved_temperature(), cfg.rollout.top_p, cfg.rollout.max_new_tokens), self.output_dir, self.log)
         self.run = run
         self.algorithm = algorithm(run, state)  # copies of the initial policy come first
         if path is not None:
@@ -130,19 +129,19 @@ class Trainer:
         if path is not None:
             self.log(f"resumed from {path} at step {self.step}")
         self.engine = build_rollout_engine(
-            cfg.rollout_engine, self.policy, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed, work_dir=self.output_dir / "vllm"
+            cfg.rollout.rollout_engine, self.policy, gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization, seed=cfg.run.seed, work_dir=self.output_dir / "vllm"
         )
-        self.groups_per_rank = cfg.scenarios_per_step // self.dist.world_size
+        self.groups_per_rank = cfg.rollout.scenarios_per_step // self.dist.world_size
         self.transcripts: Path | None = None  # written by the trainer, not the envs: records carry their step and group
-        if cfg.transcripts:
+        if cfg.run.transcripts:
             self.transcripts = self.output_dir / ("transcripts.jsonl" if self.dist.is_main else f"transcripts-rank{self.dist.rank}.jsonl")
-        self.envs = make_envs(cfg, self.groups_per_rank * cfg.group_size, None)
+        self.envs = make_envs(cfg, self.groups_per_rank * cfg.rollout.group_size, None)
         self.scenario_ids = list(self.envs.scenarios.ids)
         self.languages = {s.id: s.language for s in self.envs.scenarios}
         self.intentions = {s.id: s.hidden_intention for s in self.envs.scenarios}
-        if cfg.resume:
+        if cfg.run.resume:
             self._drop_interrupted_records()
-        self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.tensorboard, purge_step=self.step + 1 if cfg.resume else None) if self.dist.is_main else None
+        self.writer = MetricsWriter(self.output_dir, tensorboard=cfg.run.tensorboard, purge_step=self.step + 1 if cfg.run.resume else None) if self.dist.is_main else None
         self.held_out = self._held_out_settings()
         self.canary_line: str | None = None  # this step's canary summary (None: every canary within its band)
         self._flagged: frozenset[str] = frozenset()  # the canaries flagged when the summary was last printed
@@ -154,8 +153,8 @@ class Trainer:
         if limit <= 0:
             return None
         return HeldOutSettings(
-            scenarios=cfg.eval_scenarios, limit=limit, train_scenarios=cfg.scenarios, train_limit=min(limit, len(self.scenario_ids)),
-            max_new_tokens=cfg.max_new_tokens, simulator=cfg.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.seed,
+            scenarios=cfg.run.eval_scenarios, limit=limit, train_scenarios=cfg.env.scenarios, train_limit=min(limit, len(self.scenario_ids)),
+            max_new_tokens=cfg.rollout.max_new_tokens, simulator=cfg.env.simulator, simulator_kwargs=simulator_kwargs(cfg), seed=cfg.run.seed,
         )
 
     def _open_folder(self, planned: Path | None) -> Path:
@@ -165,11 +164,11 @@ class Trainer:
             if planned is None:
                 folder = new_run_folder(default_root(self.algorithm_cls.name))
             else:
-                if self.cfg.overwrite:
+                if self.cfg.run.overwrite:
                     clear_folder(planned)
                 planned.mkdir(parents=True, exist_ok=True)
             assert folder is not None
-            (folder / CONFIG).write_text(json.dumps(dataclasses.replace(self.cfg, output_dir=str(folder)).redacted_dict(), indent=1))
+            (folder / CONFIG).write_text(json.dumps(self.cfg.replace(output_dir=str(folder)).redacted_dict(), indent=1))
         return Path(self.dist.gather(str(folder) if folder is not None else None)[0])  # a collective: the others wait for rank 0
 
     def _drop_interrupted_records(self) -> None:
@@ -185,23 +184,24 @@ class Trainer:
         if policy_to_load:
             check_model_paths(cfg)
         least = self.algorithm_cls.min_group_size
-        if cfg.group_size < least:
-            raise UsageError(f"group_size must be at least {least} (a group is its own baseline), got {cfg.group_size}")
-        if cfg.scenarios_per_step < 1 or cfg.scenarios_per_step % self.dist.world_size:
-            raise UsageError(f"scenarios_per_step ({cfg.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
+        if cfg.rollout.group_size < least:
+            raise UsageError(f"group_size must be at least {least} (a group is its own baseline), got {cfg.rollout.group_size}")
+        if cfg.rollout.scenarios_per_step < 1 or cfg.rollout.scenarios_per_step % self.dist.world_size:
+            raise UsageError(f"scenarios_per_step ({cfg.rollout.scenarios_per_step}) must be a positive multiple of the number of ranks ({self.dist.world_size})")
+        options = cfg.options()
         for name in ("steps", "epochs", "minibatches", "micro_batch_tokens", "max_turns", "max_new_tokens"):
-            if getattr(cfg, name) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-        if cfg.rollout_engine == "vllm" and self.dist.is_distributed and cfg.parallel == "fsdp2":
+            if options[name] < 1:
+                raise UsageError(f"{name} must be >= 1, got {options[name]}")
+        if cfg.rollout.rollout_engine == "vllm" and self.dist.is_distributed and cfg.model.parallel == "fsdp2":
             raise UsageError("--rollout-engine vllm needs whole weights on every rank to sync: use --parallel ddp with it")
-        if cfg.eval_every < 0 or cfg.resolved_eval_limit() < 0:
-            raise UsageError(f"eval_every and eval_limit must be >= 0, got {cfg.eval_every} and {cfg.eval_limit}")
-        if not 0 <= cfg.max_dropped_share < 1:
-            raise UsageError(f"max_dropped_share must be in [0, 1), got {cfg.max_dropped_share}")
+        if cfg.run.eval_every < 0 or cfg.resolved_eval_limit() < 0:
+            raise UsageError(f"eval_every and eval_limit must be >= 0, got {cfg.run.eval_every} and {cfg.run.eval_limit}")
+        if not 0 <= cfg.env.max_dropped_share < 1:
+            raise UsageError(f"max_dropped_share must be in [0, 1), got {cfg.env.max_dropped_share}")
         self.eval_limit = cfg.resolved_eval_limit()
-        if self.eval_limit and self.dist.is_distributed and cfg.parallel == "fsdp2":
+        if self.eval_limit and self.dist.is_distributed and cfg.model.parallel == "fsdp2":
             # the held-out evaluation samples on the main rank alone, which a sharded model cannot do
-            if cfg.eval_limit is not None or cfg.eval_every:
+            if cfg.run.eval_limit is not None or cfg.run.eval_every:
                 raise UsageError("held-out evaluation needs the whole model on one rank: use --parallel ddp, or --eval-limit 0 and evaluate checkpoints with python -m agents.evaluate")
             self.log(
                 "held-out evaluation is skipped: under --parallel fsdp2 no rank holds the whole model to play it; "
@@ -209,7 +209,7 @@ class Trainer:
             )
             self.eval_limit = 0
         if self.eval_limit and self.play_held_out is None:
-            if cfg.eval_limit is not None or cfg.eval_every:
+            if cfg.run.eval_limit is not None or cfg.run.eval_every:
                 raise UsageError("held-out evaluation needs something to play it: pass play_held_out (agents.eval.live_policy.play_policy), or eval_limit=0")
             self.eval_limit = 0  # the default check of the embedded model is the training commands'; a trainer built without one skips it
 
@@ -218,12 +218,12 @@ class Trainer:
         cfg = self.cfg
         if policy is not None:
             return policy, policy.device, policy.autocast_dtype or policy.dtype
-        device = rank_device(cfg.device, self.dist)
-        compute_dtype = resolve_dtype(cfg.dtype, device)
-        mixed = cfg.mixed_precision and not cfg.lora and compute_dtype != torch.float32
+        device = rank_device(cfg.model.device, self.dist)
+        compute_dtype = resolve_dtype(cfg.model.dtype, device)
+        mixed = cfg.model.mixed_precision and not cfg.model.lora and compute_dtype != torch.float32
         weights = torch.float32 if mixed else compute_dtype
         # FSDP2 loads to host memory and shards from there, so no GPU ever holds the whole model
-        sharded = self.dist.is_distributed and cfg.parallel == "fsdp2"
+        sharded = self.dist.is_distributed and cfg.model.parallel == "fsdp2"
         policy = load_policy(
             cfg, log=self.log, device=str(device), dtype=str(weights).removeprefix("torch."), autocast_dtype=compute_dtype if mixed else None,
             weights_device="cpu" if sharded else None,
@@ -234,8 +234,8 @@ class Trainer:
 
     def scenario_plan(self, step: int) -> tuple[list[str], int]:
         """(this rank's scenario ids, index of its first group). All ranks draw the same global plan."""
-        rng = np.random.default_rng(stream_seed(self.cfg.seed, step, Stream.SCENARIOS))
-        count = self.cfg.scenarios_per_step
+        rng = np.random.default_rng(stream_seed(self.cfg.run.seed, step, Stream.SCENARIOS))
+        count = self.cfg.rollout.scenarios_per_step
         picks = rng.choice(len(self.scenario_ids), size=count, replace=count > len(self.scenario_ids))
         first = self.dist.rank * self.groups_per_rank
         return [self.scenario_ids[i] for i in picks[first : first + self.groups_per_rank]], first
@@ -244,10 +244,10 @@ class Trainer:
         ids, first_group = self.scenario_plan(step)
         # sub-env i is reset with seed + i and dialogue d samples from its own stream: offsetting
         # both by the global index makes every dialogue independent of the number of ranks
-        env_seed = stream_seed(self.cfg.seed, step, Stream.ENV_RESET) + first_group * self.cfg.group_size
+        env_seed = stream_seed(self.cfg.run.seed, step, Stream.ENV_RESET) + first_group * self.cfg.rollout.group_size
         return collect_rollouts(
-            self.policy, self.envs, self.run.sampling, group_size=self.cfg.group_size, seed=env_seed, scenario_ids=ids,
-            sample_seed=stream_seed(self.cfg.seed, step, Stream.SAMPLING), max_seq_len=self.cfg.max_seq_len, overlong=self.cfg.overlong,
+            self.policy, self.envs, self.run.sampling, group_size=self.cfg.rollout.group_size, seed=env_seed, scenario_ids=ids,
+            sample_seed=stream_seed(self.cfg.run.seed, step, Stream.SAMPLING), max_seq_len=self.cfg.rollout.max_seq_len, overlong=self.cfg.rollout.overlong,
             group_offset=first_group, engine=self.engine, records=self.transcripts is not None,
         )
 
@@ -259,10 +259,10 @@ class Trainer:
         first = one_line(batch.errors[0]) if batch.errors else "(on another rank)"
         if dialogues and dropped >= dialogues:
             raise SimulatorFailed(f"step {step}: the simulator failed all {int(dialogues)} dialogues, so there is nothing to learn from; the first error: {first}")
-        if dropped > self.cfg.max_dropped_share * dialogues:
+        if dropped > self.cfg.env.max_dropped_share * dialogues:
             self._warn(
                 f"step {step} dropped {int(dropped)} of {int(dialogues)} dialogues ({dropped / dialogues:.0%}) to simulator errors, "
-                f"more than --max-dropped-share {self.cfg.max_dropped_share:.0%}; it learns from the rest. The first error: {first}"
+                f"more than --max-dropped-share {self.cfg.env.max_dropped_share:.0%}; it learns from the rest. The first error: {first}"
             )
 
     def compute_advantages(self, batch: RolloutBatch) -> Any:
@@ -274,7 +274,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One rollout and one update; returns the step's metrics (reduced across ranks)."""
         step = self.step + 1
-        torch.manual_seed(stream_seed(self.cfg.seed, step, Stream.TORCH, self.dist.rank))  # dropout etc.: resumable
+        torch.manual_seed(stream_seed(self.cfg.run.seed, step, Stream.TORCH, self.dist.rank))  # dropout etc.: resumable
         started = time.perf_counter()
         batch = self.rollout(step)
         rollout_seconds = time.perf_counter() - started
@@ -304,15 +304,15 @@ class Trainer:
     # -------------------------------------------------------------------- the run
 
     def fit(self, until: int | None = None) -> list[dict[str, float]]:
-        """Train to step `until` (default `cfg.steps`), then checkpoint and (at the end) plot the curves."""
+        """Train to step `until` (default `cfg.run.steps`), then checkpoint and (at the end) plot the curves."""
         cfg = self.cfg
-        last = min(until or cfg.steps, cfg.steps)
+        last = min(until or cfg.run.steps, cfg.run.steps)
         history = []
         bar = None
-        if cfg.progress and self.dist.is_main:
+        if cfg.run.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=self.algorithm.name, unit="step", dynamic_ncols=True)
+            bar = tqdm(total=cfg.run.steps, initial=self.step, desc=self.algorithm.name, unit="step", dynamic_ncols=True)
         self._bar = bar
         try:
             if self.step == 0 and self.step < last and self.held_out is not None and self.writer is not None:
@@ -328,7 +328,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(ret=f"{metrics['return']:+.3f}", emo=f"{metrics['emotion']:.0f}", kl=f"{metrics.get('kl', 0):.3f}")
-                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < last:
+                if cfg.run.save_every and self.step % cfg.run.save_every == 0 and self.step < last:
                     self.save()
             if history:
                 self.save()
@@ -337,7 +337,7 @@ class Trainer:
                 bar.close()
             self._bar = None
         metrics_path = self.output_dir / "metrics.jsonl"
-        if self.step >= cfg.steps and self.dist.is_main and metrics_path.is_file():
+        if self.step >= cfg.run.steps and self.dist.is_main and metrics_path.is_file():
             png = plot_learning_curve(metrics_path, self.output_dir / "learning_curve.png", title=f"{self.algorithm.name.upper()} on SageDialogue")
             self.log(f"learning curve: {png}")
             for png in self.algorithm.plots(self.output_dir):
@@ -353,7 +353,7 @@ class Trainer:
     def _evaluates_after(self, step: int) -> bool:
         if self.held_out is None or not self.dist.is_main:
             return False
-        return step == self.cfg.steps or (self.cfg.eval_every > 0 and step % self.cfg.eval_every == 0)
+        return step == self.cfg.run.steps or (self.cfg.run.eval_every > 0 and step % self.cfg.run.eval_every == 0)
 
     def evaluate_held_out(self) -> dict[str, float]:
         """The policy as it is now on held-out and training users (greedy, SAGE settings): the `eval/*` metrics."""
@@ -413,7 +413,7 @@ class Trainer:
         if self.held_out is not None and evaluated:
             before = evaluated[0] if evaluated[0]["step"] == 0 else None
             lines.append(held_out_line(before, evaluated[-1], self.held_out))
-        if self.cfg.transcripts:
+        if self.cfg.run.transcripts:
             lines.append(f"read the dialogues (one offline HTML page): python -m agents.view {self.output_dir}")
         return "\n".join(lines)
 
@@ -434,7 +434,7 @@ class Trainer:
         state = self.algorithm.state()
         if not self.dist.is_main:
             return None
-        return save_checkpoint(self.output_dir, self.step, self.policy, state, self.cfg.redacted_dict(), keep=self.cfg.keep_checkpoints, weights=weights)
+        return save_checkpoint(self.output_dir, self.step, self.policy, state, self.cfg.redacted_dict(), keep=self.cfg.run.keep_checkpoints, weights=weights)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -82,7 +82,7 @@ class Run:
     @property
     def updates(self) -> int:
         """Planned optimizer steps of the whole run (the schedules' length)."""
-        return self.cfg.steps * self.cfg.epochs * self.cfg.minibatches
+        return self.cfg.run.steps * self.cfg.optimizer.epochs * self.cfg.optimizer.minibatches
 
     @property
     def all_reduce(self) -> Callable[[list[float]], list[float]] | None:
@@ -91,15 +91,15 @@ class Run:
 
     def trained(self, module: nn.Module) -> nn.Module:
         """`module` as its loss should call it: itself on one process; under torchrun DDP around it, or sharded in place (FSDP2)."""
-        return wrap_module(module, self.cfg.parallel, self.dist, self.device, self.compute_dtype)
+        return wrap_module(module, self.cfg.model.parallel, self.dist, self.device, self.compute_dtype)
 
     def frozen(self, policy: Policy) -> None:
         """Place a frozen copy of the policy (the KL reference) as the policy is placed: under torchrun
         sharded like it (FSDP2) or whole on this rank's device (DDP); left as it is on one process."""
-        shard_frozen(policy.forward_module, self.cfg.parallel, self.dist, self.device, self.compute_dtype)
+        shard_frozen(policy.forward_module, self.cfg.model.parallel, self.dist, self.device, self.compute_dtype)
 
     def micro_batches(self, episodes: list[Episode], indices: list[int]) -> list[MicroBatch]:
-        return make_micro_batches(episodes, indices, self.cfg.micro_batch_tokens, int(self.policy.tokenizer.pad_token_id))
+        return make_micro_batches(episodes, indices, self.cfg.optimizer.micro_batch_tokens, int(self.policy.tokenizer.pad_token_id))
 
     def dummy(self) -> MicroBatch:
         return dummy_batch(int(self.policy.tokenizer.pad_token_id), self.device)
@@ -127,7 +127,7 @@ class Run:
 def make_reference(run: Run) -> Reference:
     """None when beta is 0 (nothing loaded); "adapters" with LoRA; else a frozen copy of the initial policy."""
     policy = run.policy
-    if run.cfg.beta == 0:
+    if run.cfg.objective.beta == 0:
         return None
     if policy.is_lora:
         return "adapters"
@@ -245,7 +245,7 @@ class PolicyStep:
         """The frozen reference placed like the policy, then the optimizer (and its checkpoint state)."""
         if isinstance(self.reference, Policy):
             self.run.frozen(self.reference)
-        self.optimized = Optimized("policy", self.policy.forward_module, self.policy.trainable_parameters(), self.cfg.resolved_lr(), self.cfg, self.run.updates)
+        self.optimized = Optimized("policy", self.policy.forward_module, self.policy.trainable_parameters(), self.cfg.resolved_lr(), self.cfg.optimizer, self.run.updates)
         if state is not None:
             self.optimized.load_state(state["optimizer"], state["scheduler"])
 
@@ -261,12 +261,12 @@ class PolicyStep:
             out = self.policy.token_logprobs(micro.input_ids, micro.attention_mask, mask, self.run.sampling.logprob_temperature, with_entropy=True)
         assert out.entropy is not None
         result = policy_loss(
-            out.logprobs, micro.old_logprobs, inputs.advantages, mask, inputs.totals, aggregation=cfg.loss_agg,
-            clip_low=cfg.clip_low, clip_high=cfg.clip_high, beta=cfg.beta, ref_logprobs=inputs.reference, kl_estimator=cfg.kl_estimator,
+            out.logprobs, micro.old_logprobs, inputs.advantages, mask, inputs.totals, aggregation=cfg.objective.loss_agg,
+            clip_low=cfg.objective.clip_low, clip_high=cfg.objective.clip_high, beta=cfg.objective.beta, ref_logprobs=inputs.reference, kl_estimator=cfg.objective.kl_estimator,
         )
         loss = result.loss
         if self.ent_coef:
-            loss = loss - self.ent_coef * entropy_bonus(out.entropy, mask, inputs.totals, cfg.loss_agg)
+            loss = loss - self.ent_coef * entropy_bonus(out.entropy, mask, inputs.totals, cfg.objective.loss_agg)
         n_tokens = float(mask.sum())
         sums: list[Metric] = [
             ("pg_loss", float(result.pg_loss), 0.0),  # shares of the mini-batch loss: counted once in `finish`
@@ -301,8 +301,8 @@ def train_epochs(run: Run, batch: UpdateBatch, step: int, parts: Sequence[LossPa
     """
     cfg, metrics = run.cfg, MetricSums()
     position = {batch.episodes[i].dialogue: i for i in batch.trainable}
-    seed = stream_seed(cfg.seed, step, Stream.MINIBATCHES)
-    for mb in minibatch_plan(run.dist, position, cfg.scenarios_per_step * cfg.group_size, cfg.epochs, cfg.minibatches, seed):
+    seed = stream_seed(cfg.run.seed, step, Stream.MINIBATCHES)
+    for mb in minibatch_plan(run.dist, position, cfg.rollout.scenarios_per_step * cfg.rollout.group_size, cfg.optimizer.epochs, cfg.optimizer.minibatches, seed):
         if mb.global_size:
             optimizer_step(run, batch, mb, parts, idle, metrics)
         for part in [*parts, *idle]:
@@ -313,7 +313,7 @@ def train_epochs(run: Run, batch: UpdateBatch, step: int, parts: Sequence[LossPa
 def optimizer_step(run: Run, batch: UpdateBatch, mb: MiniBatch, parts: Sequence[LossPart], idle: Sequence[LossPart], metrics: MetricSums) -> None:
     """One mini-batch: the parts' losses summed per micro-batch, gradients accumulated, then each part steps."""
     everyone = [*parts, *idle]
-    totals = global_totals(run.dist, [batch.episodes[i].num_policy_tokens for i in mb.indices], float(run.cfg.max_turns * run.cfg.max_new_tokens))
+    totals = global_totals(run.dist, [batch.episodes[i].num_policy_tokens for i in mb.indices], float(run.cfg.env.max_turns * run.cfg.rollout.max_new_tokens))
     for part in everyone:
         part.optimized.zero_grad()
     for micro, real in accumulating(run.dist, run.micro_batches(batch.episodes, mb.indices), run.dummy, [part.module for part in everyone]):

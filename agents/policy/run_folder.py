@@ -127,12 +127,25 @@ def clear_folder(folder: Path) -> None:
             entry.unlink()
 
 
+def options_by_name(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's options by name, from its grouped configuration (`{"optimizer": {"lr": ...}}`) or a flat
+    one (`{"lr": ...}`, as `config.json` was written before the options were grouped). No option
+    takes a mapping, so a mapping is a group."""
+    options: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            options.update(value)
+        else:
+            options[key] = value
+    return options
+
+
 def check_same_config(folder: Path, config: Mapping[str, Any]) -> None:
     """`--resume auto`: refuse (one line naming the fields) a configuration that differs from the run's recorded one."""
     path = folder / CONFIG
     if not path.is_file():
         return  # a run from before config.json was written: nothing to compare with
-    recorded = json.loads(path.read_text())
+    recorded, config = options_by_name(json.loads(path.read_text())), options_by_name(config)
     differing = sorted(
         name for name in recorded.keys() & config.keys() if name not in RESUME_MAY_CHANGE and recorded[name] != config[name]
     )

@@ -102,7 +102,7 @@ def load_folder(path: str | Path) -> Folder:
             for row in read_jsonl(folder / "metrics.jsonl"):
                 if isinstance(row.get("step"), int):
                     metrics_by_step[row["step"]] = row  # the last line written for a step wins (a resumed step)
-        config = _read_json(folder / "config.json")
+        config = training_options(_read_json(folder / "config.json"))
         return Folder(folder, "training", records, config=config, metrics=[metrics_by_step[s] for s in sorted(metrics_by_step)], note=note)
     return Folder(folder, "evaluation", records, config=_read_json(folder / "manifest.json"), report=_read_json(folder / "report.json"), note=note)
 
@@ -197,6 +197,18 @@ def filter_rows(rows: Iterable[Mapping[str, Any]], **wanted: Any) -> list[Mappin
 
 
 # ---------------------------------------------------------------------------------------------- scenarios
+
+
+def training_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A training run's options by name: its config.json holds them in groups (`{"optimizer": {"lr": ...}}`),
+    or flat in runs from before the groups. No option takes a mapping, so a mapping is a group."""
+    options: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            options.update(value)
+        else:
+            options[key] = value
+    return options
 
 
 def scenario_source(folder: Folder) -> dict[str, Any] | None:

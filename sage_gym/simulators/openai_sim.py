@@ -43,7 +43,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -88,7 +88,7 @@ ENV_BASE_URL, ENV_MODEL, ENV_API_KEY = "SAGE_SIMULATOR_BASE_URL", "SAGE_SIMULATO
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_API_KEY = "EMPTY"  # local servers ignore the key, but the SDK insists on one
 OUTPUT_FORMATS = ("auto",) + RESPONSE_MODES
-__all__ = ["OpenAISimulator", "SimulatorStats", "forget_response_modes", "retry_after_seconds", "FORMAT_REJECTION"]
+__all__ = ["OpenAISimulator", "OpenAISimulatorOptions", "SimulatorStats", "forget_response_modes", "retry_after_seconds", "FORMAT_REJECTION"]
 
 # The response mode that works for each endpoint (display base_url, model), shared by all instances.
 _MODE_MEMORY: dict[tuple[str, str], str] = {}
@@ -156,107 +156,132 @@ class _TurnLog:
     deadline: float | None = None  # time.monotonic() instant by which the turn must be done
 
 
+@dataclass(frozen=True)
+class OpenAISimulatorOptions:
+    """How an `OpenAISimulator` asks and how hard it tries: every constructor keyword but the endpoint's
+    (`model`, `base_url`, `api_key`). Checked when made; `OpenAISimulator(model=..., options=...)`
+    takes one whole, and `OpenAISimulator(model=..., temperature=0.3, ...)` makes one from its keywords."""
+
+    # sampling
+    temperature: float | None = 0.7
+    top_p: float | None = None
+    max_tokens: int | None = 512
+    seed: bool = True  # send each dialogue's seed with its requests
+    # answers
+    output_format: str = "auto"  # auto, or one fixed response mode (RESPONSE_MODES)
+    single_call: bool = False  # one call per user turn instead of two
+    prompts: PromptLibrary | str | Path | None = None  # a template library or its folder; default: the package's
+    # reliability (sage_gym.simulators.client.ChatClient)
+    timeout: float = 60.0
+    step_timeout: float | None = 300.0
+    max_retries: int = 5
+    max_concurrency: int = 32
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    max_retry_after: float = 30.0
+    headers: Mapping[str, str] | None = field(default=None, repr=False)  # may carry credentials: never shown
+    # record and replay (sage_gym.simulators.ledger)
+    ledger: str | Path | Ledger | None = None
+    ledger_mode: str = "record-and-replay"
+
+    def __post_init__(self) -> None:
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        _check_number("timeout", self.timeout, low=0.0, strict=True)
+        if self.step_timeout is not None:
+            _check_number("step_timeout", self.step_timeout, low=0.0, strict=True)
+        _check_number("backoff_initial", self.backoff_initial, low=0.0)
+        _check_number("backoff_max", self.backoff_max, low=0.0)
+        _check_number("max_retry_after", self.max_retry_after, low=0.0)
+        if self.temperature is not None:
+            _check_number("temperature", self.temperature, low=0.0)
+        if self.top_p is not None:
+            _check_number("top_p", self.top_p, low=0.0, high=1.0, strict=True)
+        for name, value, low in (("max_retries", self.max_retries, 0), ("max_concurrency", self.max_concurrency, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        max_tokens = self.max_tokens
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+        # the numbers and flags as the manifest reports them, whatever type they were given in
+        for name in ("timeout", "backoff_initial", "backoff_max", "max_retry_after"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.step_timeout is not None:
+            object.__setattr__(self, "step_timeout", float(self.step_timeout))
+        object.__setattr__(self, "seed", bool(self.seed))
+        object.__setattr__(self, "single_call", bool(self.single_call))
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(OpenAISimulatorOptions))
+
+
+def resolve_endpoint(model: str | None, base_url: str | None, api_key: str | None) -> tuple[str, str, str]:
+    """(model, base_url, api_key) with the environment's fallbacks (see the module docstring); a ValueError
+    when no model is named, or OpenAI's own endpoint has no key."""
+    if api_key == REDACTED:  # from a redacted env.spec: the key comes from the environment instead
+        api_key = None
+    model = model or os.environ.get(ENV_MODEL) or ""
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"OpenAISimulator needs a model name: pass model=... (simulator_kwargs={{'model': ...}}) or set {ENV_MODEL}")
+    base_url = base_url or os.environ.get(ENV_BASE_URL) or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+    api_key = api_key or os.environ.get(ENV_API_KEY) or os.environ.get("OPENAI_API_KEY") or ""
+    if not api_key:
+        if urlsplit(base_url).hostname == urlsplit(OPENAI_BASE_URL).hostname:
+            raise ValueError(f"OpenAISimulator needs an API key for {OPENAI_BASE_URL}: pass api_key=... or set {ENV_API_KEY}")
+        api_key = PLACEHOLDER_API_KEY
+    return model.strip(), base_url.rstrip("/"), api_key
+
+
 class OpenAISimulator:
-    """A simulated user played by an LLM behind an OpenAI-compatible endpoint (see the module docstring)."""
+    """A simulated user played by an LLM behind an OpenAI-compatible endpoint (see the module docstring).
+
+    `OpenAISimulator(model, base_url, api_key, temperature=..., max_retries=..., ...)`: the keywords
+    are the fields of `OpenAISimulatorOptions` (or pass `options=` whole); the settings in use are
+    `self.options`.
+    """
 
     kind = "openai"
 
     def __init__(
-        self,
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        temperature: float | None = 0.7,
-        top_p: float | None = None,
-        max_tokens: int | None = 512,
-        seed: bool = True,
-        timeout: float = 60.0,
-        step_timeout: float | None = 300.0,
-        max_retries: int = 5,
-        max_concurrency: int = 32,
-        output_format: str = "auto",
-        single_call: bool = False,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 10.0,
-        max_retry_after: float = 30.0,
-        prompts: PromptLibrary | str | Path | None = None,
-        headers: Mapping[str, str] | None = None,
-        ledger: str | Path | Ledger | None = None,
-        ledger_mode: str = "record-and-replay",
-    ) -> None:
-        if api_key == REDACTED:  # from a redacted env.spec: the key comes from the environment instead
-            api_key = None
-        model = model or os.environ.get(ENV_MODEL) or ""
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError(
-                f"OpenAISimulator needs a model name: pass model=... (simulator_kwargs={{'model': ...}}) or set {ENV_MODEL}"
-            )
-        base_url = base_url or os.environ.get(ENV_BASE_URL) or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-        api_key = api_key or os.environ.get(ENV_API_KEY) or os.environ.get("OPENAI_API_KEY") or ""
-        if not api_key:
-            if urlsplit(base_url).hostname == urlsplit(OPENAI_BASE_URL).hostname:
-                raise ValueError(f"OpenAISimulator needs an API key for {OPENAI_BASE_URL}: pass api_key=... or set {ENV_API_KEY}")
-            api_key = PLACEHOLDER_API_KEY
-        if output_format not in OUTPUT_FORMATS:
-            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
-        _check_number("timeout", timeout, low=0.0, strict=True)
-        if step_timeout is not None:
-            _check_number("step_timeout", step_timeout, low=0.0, strict=True)
-        _check_number("backoff_initial", backoff_initial, low=0.0)
-        _check_number("backoff_max", backoff_max, low=0.0)
-        _check_number("max_retry_after", max_retry_after, low=0.0)
-        if temperature is not None:
-            _check_number("temperature", temperature, low=0.0)
-        if top_p is not None:
-            _check_number("top_p", top_p, low=0.0, high=1.0, strict=True)
-        for name, value, low in (("max_retries", max_retries, 0), ("max_concurrency", max_concurrency, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
-
-        self.model = model.strip()
-        self.base_url = base_url.rstrip("/")
+        self, model: str | None = None, base_url: str | None = None, api_key: str | None = None, *,
+        options: OpenAISimulatorOptions | None = None, **settings: Any,
+    ) -> None:  # fmt: skip
+        unknown = sorted(settings.keys() - OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"OpenAISimulator got unknown keyword argument(s) {unknown}; see OpenAISimulatorOptions")
+        options = replace(options, **settings) if options is not None else OpenAISimulatorOptions(**settings)
+        self.model, self.base_url, api_key = resolve_endpoint(model, base_url, api_key)
         self.endpoint = display_url(self.base_url)  # what messages and manifests show
-        self.temperature = temperature
-        self.top_p = top_p
-        self.max_tokens = max_tokens
-        self.seed = bool(seed)
-        self.timeout = float(timeout)
-        self.step_timeout = None if step_timeout is None else float(step_timeout)
-        self.max_retries = max_retries
-        self.max_concurrency = max_concurrency
-        self.output_format = output_format
-        self.single_call = bool(single_call)
-        self.backoff_initial = float(backoff_initial)
-        self.backoff_max = float(backoff_max)
-        self.max_retry_after = float(max_retry_after)
+        self.options = options
+        prompts = options.prompts
         self.prompts = prompts if isinstance(prompts, PromptLibrary) else (PromptLibrary(prompts) if prompts else default_prompts())
         self.stats = SimulatorStats()
         # every request and its answer in a SQLite file, to replay (sage_gym.simulators.ledger)
-        self.ledger = ledger if isinstance(ledger, Ledger) or ledger is None else Ledger(ledger, ledger_mode)
+        ledger = options.ledger
+        self.ledger = ledger if isinstance(ledger, Ledger) or ledger is None else Ledger(ledger, options.ledger_mode)
         # the key lives only inside the client (never printed: see __repr__, manifest, ChatClient.redact)
         self.client = ChatClient(
             self.base_url,
             api_key,
-            timeout=self.timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            backoff_initial=self.backoff_initial,
-            backoff_max=self.backoff_max,
-            max_retry_after=self.max_retry_after,
-            headers=headers,
+            timeout=options.timeout,
+            max_retries=options.max_retries,
+            max_concurrency=options.max_concurrency,
+            backoff_initial=options.backoff_initial,
+            backoff_max=options.backoff_max,
+            max_retry_after=options.max_retry_after,
+            headers=options.headers,
             ledger=self.ledger,
         )
 
     def __repr__(self) -> str:
-        return f"OpenAISimulator(model={self.model!r}, base_url={self.endpoint!r}, output_format={self.output_format!r}, single_call={self.single_call})"
+        return f"OpenAISimulator(model={self.model!r}, base_url={self.endpoint!r}, output_format={self.options.output_format!r}, single_call={self.options.single_call})"
 
     # pickling and deepcopy carry the settings (the client drops its loop-bound connections)
     def __getstate__(self) -> dict[str, Any]:
         # the template library is rebuilt from its folder: its compiled-template cache does not pickle
-        return {**self.__dict__, "stats": SimulatorStats(), "prompts": PromptLibrary(self.prompts.folder)}
+        prompts = PromptLibrary(self.prompts.folder)
+        options = replace(self.options, prompts=prompts) if isinstance(self.options.prompts, PromptLibrary) else self.options
+        return {**self.__dict__, "stats": SimulatorStats(), "prompts": prompts, "options": options}
 
     # ------------------------------------------------------------------ Simulator protocol
 
@@ -268,9 +293,9 @@ class OpenAISimulator:
         """The user's reaction; raises SimulatorError (state untouched) when the endpoint cannot give one."""
         rules, turn = state.rules, _TurnLog()
         visible = plain_history(history)
-        turn.deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
+        turn.deadline = None if self.options.step_timeout is None else time.monotonic() + self.options.step_timeout
         try:
-            if self.single_call:
+            if self.options.single_call:
                 update, reply = await self._call(
                     "single_call",
                     lambda mode: single_call_messages(self.prompts, scenario, rules, state.emotion, visible, agent_reply, mode),
@@ -331,16 +356,16 @@ class OpenAISimulator:
             "kind": self.kind,
             "model": self.model,
             "base_url": self.endpoint,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "timeout": self.timeout,
-            "step_timeout": self.step_timeout,
-            "max_retries": self.max_retries,
-            "output_format": self.output_format,
+            "temperature": self.options.temperature,
+            "top_p": self.options.top_p,
+            "max_tokens": self.options.max_tokens,
+            "seed": self.options.seed,
+            "timeout": self.options.timeout,
+            "step_timeout": self.options.step_timeout,
+            "max_retries": self.options.max_retries,
+            "output_format": self.options.output_format,
             "output_format_in_use": self._mode(),
-            "single_call": self.single_call,
+            "single_call": self.options.single_call,
             "prompts_sha256": self.prompts.sha256(),
             "http_client": f"sage_gym ChatClient (h11 {h11.__version__})",
         }
@@ -379,10 +404,10 @@ class OpenAISimulator:
             nonlocal mode
             mode = self._mode()  # another call may have stepped the endpoint down meanwhile
             body: dict[str, Any] = {"model": self.model, "messages": build(mode)}
-            for key, value in (("temperature", self.temperature), ("top_p", self.top_p), ("max_tokens", self.max_tokens)):
+            for key, value in (("temperature", self.options.temperature), ("top_p", self.options.top_p), ("max_tokens", self.options.max_tokens)):
                 if value is not None:
                     body[key] = value
-            if self.seed:
+            if self.options.seed:
                 body["seed"] = seed
             if (fmt := response_format(mode, name)) is not None:
                 body["response_format"] = fmt
@@ -395,7 +420,7 @@ class OpenAISimulator:
                 raise Unreadable(str(err)) from None
 
         def rejected(rejection: FormatRejection) -> bool:
-            if self.output_format != "auto" or mode == RESPONSE_MODES[-1]:
+            if self.options.output_format != "auto" or mode == RESPONSE_MODES[-1]:
                 return False
             self._fall_back(mode, rejection)
             return True
@@ -408,9 +433,9 @@ class OpenAISimulator:
         except ChatError as err:
             message = str(err)
             if isinstance(err, ChatDeadlineError):
-                message += f" (step_timeout={self.step_timeout:g} s)" if self.step_timeout is not None else ""
+                message += f" (step_timeout={self.options.step_timeout:g} s)" if self.options.step_timeout is not None else ""
             elif err.cause == "format":
-                message += f"; output_format={self.output_format!r} is fixed: use output_format='auto' or 'tagged'"
+                message += f"; output_format={self.options.output_format!r} is fixed: use output_format='auto' or 'tagged'"
             # raised outside the except block, so no exception chain travels with the SimulatorError
         else:
             message = ""
@@ -433,8 +458,8 @@ class OpenAISimulator:
         return (self.endpoint, self.model)
 
     def _mode(self) -> str:
-        if self.output_format != "auto":
-            return self.output_format
+        if self.options.output_format != "auto":
+            return self.options.output_format
         with _MODE_LOCK:
             return _MODE_MEMORY.get(self._endpoint_key, RESPONSE_MODES[0])
 
