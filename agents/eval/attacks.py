@@ -13,37 +13,55 @@ the built-in user, and each must end far below the reference empathic agent.
 | `OtherLanguageAppended` | the reference empathic reply with a sentence in the other language appended |
 | `Endorser`, `WarmPushback` | the reference empathic reply plus a sentence that endorses the user's plan, or one that warmly questions it (the probes) |
 
-`HintMatcher` is also a measure of its own: fitted on the hints users drop in the training split
-(exact lines, and nearest neighbour by TF-IDF cosine for lines it has not seen), `matcher_accuracy`
-says how often it names the hidden intention of the eval split's users, against chance (the share
-of the most common intention). A user whose hints are a fixed table is read like a table.
-
-`play` runs dialogues through the public `Simulator` protocol (`make_simulator`, `open`, `react`),
-seeded exactly as `SageDialogueEnv.reset(seed=...)` seeds them, without the environment's
-per-step bookkeeping: a search that plays thousands of dialogues needs the speed, and a test
-checks that it gives the environment's results.
+`HintMatcher` (`agents.eval.hint_matcher`) is also a measure of its own: how often a user's hints
+name their hidden intention. The agents are played with `play` (`agents.eval.fast_play`), which
+gives the environment's dialogues faster. This module is the attacks' public entry and names both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import pairwise
-from typing import Any, NamedTuple
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from gymnasium.utils import seeding
 
-from agents.replies import baselines_zh
+from agents.eval.fast_play import Agent, Played, mean_emotion, play
+from agents.eval.hint_matcher import (
+    HintDialogue,
+    HintMatcher,
+    ListeningProbe,
+    fit_hint_matcher,
+    hint_dialogues,
+    matcher_accuracy,
+    user_word,
+)
 from agents.replies.baselines import make_reference_agent, render_strategy, topic_words, turn_index
-from sage_gym.scenarios import Scenario, ScenarioSet, load_split
-from sage_gym.simulators import Simulator, make_simulator
-from sage_gym.simulators.base import Rules
+from agents.replies.baselines_zh import speaks_chinese
 
-Agent = Callable[[Sequence[Mapping[str, str]]], str]
+__all__ = [
+    "ATTACKS",
+    "INTENTION_STRATEGY",
+    "Agent",
+    "CasualSplice",
+    "CueNonsense",
+    "Endorser",
+    "HintDialogue",
+    "HintLookup",
+    "HintMatcher",
+    "ListeningProbe",
+    "OtherLanguageAppended",
+    "Played",
+    "WarmPushback",
+    "fit_hint_matcher",
+    "hint_dialogues",
+    "matcher_accuracy",
+    "mean_emotion",
+    "play",
+    "user_word",
+]
+
 History = Sequence[Mapping[str, str]]
 
 # The strategy that answers each hidden intention, as the intentions' names say (docs/scenarios.md).
@@ -58,217 +76,6 @@ INTENTION_STRATEGY = {
     "no_blame": "no_blame",
 }
 
-# ----------------------------------------------------------------------------------------------
-# playing dialogues
-
-
-class Played(NamedTuple):
-    """One finished dialogue."""
-
-    scenario_id: str
-    seed: int
-    emotion: int  # the final emotion
-    history: list[dict[str, str]]
-
-
-async def _play_one(
-    simulator: Simulator, scenarios: ScenarioSet, rules: Rules, scenario: Scenario, seed: int, agent: Agent, max_turns: int
-) -> Played:
-    # the environment's reset: a generator from the seed, one scenario drawn from it (even when the
-    # scenario is given), then the simulator opens the dialogue with the same generator
-    rng, _ = seeding.np_random(seed)
-    scenarios.sample(rng)
-    state = await simulator.open(scenario, rng, rules)
-    history = [{"role": "user", "content": scenario.first_message}]
-    for _ in range(max_turns):
-        reply = agent(history)
-        reaction = await simulator.react(scenario, state, tuple(history), reply)
-        state = reaction.state
-        history += [{"role": "assistant", "content": reply}, {"role": "user", "content": reaction.reply}]
-        if reaction.emotion >= rules.success_at or reaction.emotion < rules.failure_below or reaction.leaves:
-            break
-    return Played(scenario.id, seed, state.emotion, history)
-
-
-_LOOP: asyncio.AbstractEventLoop | None = None
-
-
-def play(
-    make_agent: Callable[[int], Agent],
-    episodes: Sequence[tuple[Scenario, int]],
-    simulator: str | Simulator = "builtin",
-    scenarios: ScenarioSet | None = None,
-    *,
-    initial_emotion: int = 40,
-    max_turns: int = 10,
-    change_clip: tuple[int, int] = (-10, 10),
-) -> list[Played]:
-    """Play each (scenario, seed) with a fresh `make_agent(seed)` under SAGE's settings; the same
-    dialogues `SageDialogueEnv(scenarios, simulator).reset(seed=seed, options={"scenario_id": ...})`
-    and its steps would give. `scenarios` is the set the environment would hold (it draws from it
-    while seeding); by default the set of the episodes' scenarios."""
-    global _LOOP
-    sim = make_simulator(simulator) if isinstance(simulator, str) else simulator
-    rules = Rules(initial_emotion=initial_emotion, change_clip=change_clip)
-    pool = scenarios if scenarios is not None else ScenarioSet(list(dict.fromkeys(s for s, _ in episodes)), name="episodes")
-
-    async def all_of_them() -> list[Played]:
-        return list(await asyncio.gather(*(_play_one(sim, pool, rules, s, seed, make_agent(seed), max_turns) for s, seed in episodes)))
-
-    if _LOOP is None or _LOOP.is_closed():
-        _LOOP = asyncio.new_event_loop()
-    return _LOOP.run_until_complete(all_of_them())
-
-
-def mean_emotion(played: Sequence[Played]) -> float:
-    return float(np.mean([p.emotion for p in played]))
-
-
-# ----------------------------------------------------------------------------------------------
-# small helpers shared by the agents
-
-
-def _chinese(history: History) -> bool:
-    return baselines_zh.speaks_chinese(history)
-
-
-def user_word(history: History, rng: np.random.Generator) -> str:
-    """One of the user's own words (English) or a quoted clause of theirs (Chinese)."""
-    options = baselines_zh.topic_phrases(history) if _chinese(history) else topic_words(history)
-    return options[int(rng.integers(len(options)))]
-
-
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?。！？])\s*", text) if s.strip()]
-
-
-def _user_lines(history: History) -> list[str]:
-    return [s for m in history[1:] if m["role"] == "user" for s in _sentences(m["content"])]
-
-
-# ----------------------------------------------------------------------------------------------
-# the hint matcher: the hidden intention as a string lookup
-
-_TOKEN = re.compile(r"[a-z']+|[\u3400-\u9fff]")
-
-
-def _tokens(text: str) -> list[str]:
-    """Words (English) or characters and character bigrams (Chinese)."""
-    units = _TOKEN.findall(text.lower())
-    han = [u for u in units if len(u) == 1 and "\u3400" <= u <= "\u9fff"]
-    return units + [a + b for a, b in pairwise(han)]
-
-
-class HintDialogue(NamedTuple):
-    user: str  # the scenario id
-    intention: str  # its hidden intention
-    lines: list[str]  # what the user said after their first message, sentence by sentence
-
-
-@dataclass
-class HintMatcher:
-    """Names a user's hidden intention from the lines they say, by lines seen in training.
-
-    `fit` keeps the lines that came from at least `min_users` training users and mostly (at least
-    `purity`) from users of one intention: the hints, not a user's own details and not the lines
-    every user says. `predict` lets each line of a dialogue vote: a line seen in training votes its
-    intention; another votes for its nearest training line's when their TF-IDF cosine is at least
-    `min_cosine`. No vote: None."""
-
-    min_users: int = 2
-    purity: float = 0.8
-    min_cosine: float = 0.5
-
-    def fit(self, dialogues: Iterable[HintDialogue]) -> HintMatcher:
-        """`dialogues`: what each training user said (several dialogues of one user count once)."""
-        users: dict[str, set[str]] = defaultdict(set)
-        labels: dict[str, Counter[str]] = defaultdict(Counter)
-        for dialogue in dialogues:
-            for line in set(dialogue.lines):
-                if dialogue.user not in users[line]:
-                    users[line].add(dialogue.user)
-                    labels[line][dialogue.intention] += 1
-        self.table: dict[str, str] = {}
-        for line, counts in labels.items():
-            intention, count = counts.most_common(1)[0]
-            if len(users[line]) >= self.min_users and count >= self.purity * sum(counts.values()):
-                self.table[line] = intention
-        self._lines = sorted(self.table)
-        documents = [Counter(_tokens(line)) for line in self._lines]
-        self._vocabulary = {t: i for i, t in enumerate(sorted({t for d in documents for t in d}))}
-        df = np.zeros(len(self._vocabulary))
-        for d in documents:
-            df[[self._vocabulary[t] for t in d]] += 1
-        self._idf = np.log((1 + len(documents)) / (1 + df)) + 1.0
-        self._matrix = np.array([self._vector(d) for d in documents]).reshape(len(documents), len(self._vocabulary))
-        self._seen: dict[str, str | None] = {}
-        return self
-
-    def _vector(self, counts: Mapping[str, int]) -> np.ndarray:
-        vector = np.zeros(len(self._vocabulary))
-        for t, c in counts.items():
-            if t in self._vocabulary:  # a word no hint has cannot bring a line nearer to one
-                vector[self._vocabulary[t]] = c
-        vector *= self._idf
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm else vector
-
-    def line_intention(self, line: str) -> str | None:
-        """The intention a line gives away: its own in the table, else its nearest table line's."""
-        if line in self.table:
-            return self.table[line]
-        if line not in self._seen:
-            cosines = self._matrix @ self._vector(Counter(_tokens(line))) if self._lines else np.zeros(0)
-            best = int(np.argmax(cosines)) if len(cosines) else -1
-            self._seen[line] = self.table[self._lines[best]] if best >= 0 and cosines[best] >= self.min_cosine else None
-        return self._seen[line]
-
-    def predict(self, lines: Sequence[str]) -> str | None:
-        votes = Counter(i for i in map(self.line_intention, lines) if i is not None)
-        return votes.most_common(1)[0][0] if votes else None
-
-    def predict_history(self, history: History) -> str | None:
-        return self.predict(_user_lines(history))
-
-
-class ListeningProbe:
-    """Asks the user to go on, in their own words, and does nothing else: no strategy meets any
-    intention, so the user keeps dropping hints. The matcher's fitting and test dialogues."""
-
-    name = "listening_probe"
-    EN = ("I'm listening. Tell me more about the {topic}.", "Go on, what happened with the {topic} after that?",
-          "And the {topic}, how did that go?", "Tell me about the {topic}, if you want to.", "What else about the {topic}?")
-    ZH = ("我在听。再说说{topic}吧。", "然后呢？{topic}后来怎么样了？", "{topic}那边，后来怎么样？", "愿意的话，讲讲{topic}。", "关于{topic}，还有什么？")
-
-    def __init__(self, seed: int = 0) -> None:
-        self._rng = np.random.default_rng(seed)
-
-    def __call__(self, history: History) -> str:
-        lines = self.ZH if _chinese(history) else self.EN
-        return lines[turn_index(history) % len(lines)].format(topic=user_word(history, self._rng))
-
-
-def hint_dialogues(split: str | ScenarioSet, simulator: str | Simulator = "builtin", seeds: Sequence[int] = (0, 1)) -> list[HintDialogue]:
-    """What every user of `split` says to `ListeningProbe`, one dialogue per seed."""
-    scenarios = load_split(split) if isinstance(split, str) else split
-    played = play(ListeningProbe, [(s, seed) for s in scenarios for seed in seeds], simulator, scenarios)
-    return [HintDialogue(p.scenario_id, scenarios.get(p.scenario_id).hidden_intention, _user_lines(p.history)) for p in played]
-
-
-def fit_hint_matcher(split: str = "train", simulator: str | Simulator = "builtin", seeds: Sequence[int] = (0, 1)) -> HintMatcher:
-    """A `HintMatcher` fitted on what the users of a training split say."""
-    return HintMatcher().fit(hint_dialogues(split, simulator, seeds))
-
-
-def matcher_accuracy(matcher: HintMatcher, split: str = "eval", simulator: str | Simulator = "builtin", seeds: Sequence[int] = (0,)) -> tuple[float, float]:
-    """(accuracy, chance): how often the matcher names a user's hidden intention from what they say
-    to `ListeningProbe` (no prediction guesses the most common intention), and the share of the most
-    common intention (what always guessing it scores)."""
-    dialogues = hint_dialogues(split, simulator, seeds)
-    counts = Counter(d.intention for d in dialogues)
-    guess = counts.most_common(1)[0][0]
-    correct = [(matcher.predict(d.lines) or guess) == d.intention for d in dialogues]
-    return float(np.mean(correct)), counts[guess] / len(dialogues)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,7 +130,7 @@ class CueNonsense:
         self._matcher = matcher
 
     def __call__(self, history: History) -> str:
-        rng, chinese = self._rng, _chinese(history)
+        rng, chinese = self._rng, speaks_chinese(history)
         words, cues = (NONSENSE_ZH, CUE_NONSENSE_ZH) if chinese else (NONSENSE_EN, CUE_NONSENSE_EN)
         last = "reflection"
         if self._matcher is not None:
@@ -381,7 +188,7 @@ class HintLookup(_Rotating):
         if key is None:
             return self._listening(history)
         plan = ("reflect", "validate") if key == "reflect" else ("reflect", key)
-        return ("" if _chinese(history) else " ").join(self.sentences(plan, history))
+        return ("" if speaks_chinese(history) else " ").join(self.sentences(plan, history))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,7 +215,7 @@ class CasualSplice(_Rotating):
     name = "casual_splice"
 
     def __call__(self, history: History) -> str:
-        rng, chinese = self._rng, _chinese(history)
+        rng, chinese = self._rng, speaks_chinese(history)
         sentences = self.sentences(SPLICE_PLAN[turn_index(history) % len(SPLICE_PLAN)], history)
         pieces = []
         for sentence in sentences:
@@ -449,7 +256,7 @@ class OtherLanguageAppended:
         self._rng = np.random.default_rng(seed)
 
     def __call__(self, history: History) -> str:
-        options = OTHER_LANGUAGE["en" if not _chinese(history) else "zh"]
+        options = OTHER_LANGUAGE["en" if not speaks_chinese(history) else "zh"]
         return self._agent(history) + " " + options[int(self._rng.integers(len(options)))]
 
 

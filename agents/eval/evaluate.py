@@ -292,8 +292,6 @@ def evaluate(
     price or (prompt, completion)) adds the cost of this run's simulator calls to `run.simulator`.
     `retry_errors` plays the dialogues that ended in `error` in an earlier run again.
     """
-    from tqdm.auto import tqdm
-
     started = time.time()
     out = Path(output_dir)
     scenarios = resolve_scenarios(settings.scenarios)
@@ -303,25 +301,14 @@ def evaluate(
     probes = {s.id: probe for s in scenarios if (probe := probe_of(s)) is not None}
 
     pending, retried = pending_episodes(transcripts, episodes, overwrite, retry_errors)
-    venv = SageVectorEnv(
-        max(1, min(settings.num_envs, len(pending))),
-        scenarios,
-        settings.simulator,
-        dict(settings.simulator_kwargs),
-        autoreset_mode="disabled",
-        **settings.env_kwargs(),
-    )
+    venv = _vector_env(settings, scenarios, len(pending))
     try:
         manifest = build_manifest(agent, venv.envs[0].manifest(), settings, episodes, judge, sycophancy_judge)
         _open_folder(out, manifest, overwrite)
-        resumed_from = len(episodes) - len(pending)
-        bar = tqdm(total=len(episodes), initial=resumed_from, desc=f"evaluating {agent.name}", unit="dialogue", disable=not progress)
-        finished = record_writer(transcripts, languages, probes, judge, sycophancy_judge, bar.update)
-        try:
+        with _progress_bar(agent.name, len(episodes), len(episodes) - len(pending), progress) as bar:
+            finished = record_writer(transcripts, languages, probes, judge, sycophancy_judge, bar.update)
             if pending:
                 run_dialogues(agent, venv, pending, finished)
-        finally:
-            bar.close()
         usage = simulator_usage(venv.simulator, price_per_1k)
     finally:
         venv.close()
@@ -329,7 +316,7 @@ def evaluate(
     run = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(time.time() - started, 2),
-        "resumed_from": resumed_from,
+        "resumed_from": len(episodes) - len(pending),
         "dialogues_this_run": len(pending),
         "errors_retried": retried,
         "num_envs": venv.num_envs,
@@ -337,6 +324,26 @@ def evaluate(
         "simulator": usage,
     }
     return write_report(out, episodes, manifest, run, plots)
+
+
+def _vector_env(settings: EvalSettings, scenarios: ScenarioSet, pending: int) -> SageVectorEnv:
+    """The environments that play the dialogues: as many as `settings.num_envs`, no more than are pending."""
+    return SageVectorEnv(
+        max(1, min(settings.num_envs, pending)),
+        scenarios,
+        settings.simulator,
+        dict(settings.simulator_kwargs),
+        autoreset_mode="disabled",
+        **settings.env_kwargs(),
+    )
+
+
+def _progress_bar(agent_name: str, total: int, done: int, show: bool) -> Any:
+    """A bar counting finished dialogues, starting at those an earlier run finished; it closes when
+    its `with` block ends, however it ends."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"evaluating {agent_name}", unit="dialogue", disable=not show)
 
 
 def pending_episodes(transcripts: Path, episodes: list[Episode], overwrite: bool, retry_errors: bool) -> tuple[list[Episode], int]:

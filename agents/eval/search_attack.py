@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.eval.attacks import Played, mean_emotion, play
 from agents.eval.evaluate import episode_seed
+from agents.eval.fast_play import Played, mean_emotion, play
 from agents.replies import baselines_zh
 from agents.replies.baselines import make_reference_agent, topic_words, turn_index
 from sage_gym.scenarios import Scenario, ScenarioSet, load_split

@@ -185,6 +185,140 @@ def _interval(value: float, samples: np.ndarray) -> Interval:
     return Interval(float(value), float(low), float(high))
 
 
+@dataclass
+class _Tally:
+    """The judged replies summed per (profile, model), so that a resample of profiles is a weighted sum."""
+
+    ours_sum: np.ndarray  # (profiles, models): our changes
+    ours_n: np.ndarray
+    score_sum: np.ndarray  # (profiles, models): SAGE's scores of the dialogues
+    score_n: np.ndarray
+    by_turn: np.ndarray  # (models, turns, 4): our sum, our count, recorded sum, recorded count
+    recorded_sum: np.ndarray  # (models,): the recorded changes, judged by us or not
+    recorded_n: np.ndarray
+    reply_profiles: list[int]  # per reply judged by us: its profile, our change, the recorded change
+    our_reply_changes: list[float]
+    recorded_reply_changes: list[int]
+    first: dict[tuple[int, int], tuple[float, int]]  # (profile, model) -> (our, recorded) change of the first reply
+    n_turns: int  # the most replies judged in one dialogue
+
+
+def _tally(dialogues: Sequence[Dialogue], our_changes: Sequence[Sequence[float]], profiles: Sequence[str], models: Sequence[str]) -> _Tally:
+    m_index, p_index = {m: i for i, m in enumerate(models)}, {p: i for i, p in enumerate(profiles)}
+    n_models, n_profiles = len(models), len(profiles)
+    n_turns = max((len(d.turns) for d in dialogues), default=0)
+    t = _Tally(
+        ours_sum=np.zeros((n_profiles, n_models)),
+        ours_n=np.zeros((n_profiles, n_models)),
+        score_sum=np.zeros((n_profiles, n_models)),
+        score_n=np.zeros((n_profiles, n_models)),
+        by_turn=np.zeros((n_models, max(n_turns, 1), 4)),
+        recorded_sum=np.zeros(n_models),
+        recorded_n=np.zeros(n_models),
+        reply_profiles=[],
+        our_reply_changes=[],
+        recorded_reply_changes=[],
+        first={},
+        n_turns=n_turns,
+    )
+    for dialogue, changes in zip(dialogues, our_changes, strict=True):
+        p, m = p_index[dialogue.profile_id], m_index[dialogue.model]
+        t.score_sum[p, m] += dialogue.score
+        t.score_n[p, m] += 1
+        for k, (turn, ours) in enumerate(zip(dialogue.turns, changes, strict=True)):
+            t.by_turn[m, k, 2:] += (turn.change, 1)
+            t.recorded_sum[m] += turn.change
+            t.recorded_n[m] += 1
+            if np.isnan(ours):
+                continue
+            t.ours_sum[p, m] += ours
+            t.ours_n[p, m] += 1
+            t.by_turn[m, k, :2] += (ours, 1)
+            t.reply_profiles.append(p)
+            t.our_reply_changes.append(ours)
+            t.recorded_reply_changes.append(turn.change)
+            if k == 0:
+                t.first[(p, m)] = (ours, turn.change)
+    return t
+
+
+def _first_reply_concordance(tally: _Tally, n_profiles: int, n_models: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per profile, the concordant weight of its pairs of models' first replies and the number of
+    pairs compared (pairs the recording ties are not compared; a tie of ours counts half)."""
+    concordant, compared = np.zeros(n_profiles), np.zeros(n_profiles)
+    for p in range(n_profiles):
+        pairs = [tally.first[(p, m)] for m in range(n_models) if (p, m) in tally.first]
+        for a in range(len(pairs)):
+            for b in range(a + 1, len(pairs)):
+                recorded_diff = pairs[a][1] - pairs[b][1]
+                if recorded_diff == 0:
+                    continue
+                our_diff = pairs[a][0] - pairs[b][0]
+                concordant[p] += 0.5 if our_diff == 0 else float(np.sign(our_diff) == np.sign(recorded_diff))
+                compared[p] += 1
+    return concordant, compared
+
+
+def _profile_figures(
+    tally: _Tally, concordance: tuple[np.ndarray, np.ndarray], weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Kendall's tau, first-reply concordance and the models' mean changes, for rows of profile
+    weights (how often each profile is drawn)."""
+    concordant, compared = concordance
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_ours = (weights @ tally.ours_sum) / (weights @ tally.ours_n)
+        mean_score = (weights @ tally.score_sum) / (weights @ tally.score_n)
+        agreement = (weights @ concordant) / (weights @ compared)
+    return kendall_tau_b(mean_ours, mean_score), agreement, mean_ours
+
+
+def _profile_resamples(n_profiles: int, bootstrap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`bootstrap` resamples of the profiles: the profiles drawn, and how often each one is drawn."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(n_profiles, size=(bootstrap, n_profiles))
+    weights = np.zeros((bootstrap, n_profiles))
+    np.add.at(weights, (np.arange(bootstrap)[:, None], draws), 1.0)
+    return draws, weights
+
+
+def _reply_spearman(tally: _Tally, draws: np.ndarray, n_profiles: int) -> tuple[float, np.ndarray]:
+    """Spearman's rho of our against the recorded change per judged reply, and its value on each
+    resample of the profiles (nan where a resample has fewer than two replies)."""
+    reply_profile = np.asarray(tally.reply_profiles, int)
+    reply_ours, reply_recorded = np.asarray(tally.our_reply_changes, float), np.asarray(tally.recorded_reply_changes, float)
+    rho = spearman(reply_ours, reply_recorded) if reply_ours.size > 1 else float("nan")
+    replies_of = [np.flatnonzero(reply_profile == p) for p in range(n_profiles)]
+    rho_samples = np.full(len(draws), np.nan)
+    for b in range(len(draws)):
+        chosen = np.concatenate([replies_of[p] for p in draws[b]]) if n_profiles else np.array([], int)
+        if chosen.size > 1:
+            rho_samples[b] = spearman(reply_ours[chosen], reply_recorded[chosen])
+    return rho, rho_samples
+
+
+def _model_rows(tally: _Tally, models: Sequence[str], mean_ours: np.ndarray) -> list[ModelRow]:
+    """One row per model, the highest SAGE score first."""
+    rows = []
+    for m, model in enumerate(models):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            turn_ours = tally.by_turn[m, :, 0] / tally.by_turn[m, :, 1]
+            turn_recorded = tally.by_turn[m, :, 2] / tally.by_turn[m, :, 3]
+            rows.append(
+                ModelRow(
+                    model=model,
+                    dialogues=int(tally.score_n[:, m].sum()),
+                    replies=int(tally.ours_n[:, m].sum()),
+                    sage_score=float(tally.score_sum[:, m].sum() / tally.score_n[:, m].sum()),
+                    our_change=float(mean_ours[0, m]),
+                    recorded_change=float(tally.recorded_sum[m] / tally.recorded_n[m]) if tally.recorded_n[m] else float("nan"),
+                    our_by_turn=tuple(float(v) for v in turn_ours[: tally.n_turns]),
+                    recorded_by_turn=tuple(float(v) for v in turn_recorded[: tally.n_turns]),
+                )
+            )
+    rows.sort(key=lambda row: -row.sage_score)
+    return rows
+
+
 def summarize(
     dialogues: Sequence[Dialogue],
     our_changes: Sequence[Sequence[float]],
@@ -202,103 +336,23 @@ def summarize(
         raise ValueError("no dialogues to measure")
     models = sorted({d.model for d in dialogues})
     profiles = sorted({d.profile_id for d in dialogues})
-    m_index, p_index = {m: i for i, m in enumerate(models)}, {p: i for i, p in enumerate(profiles)}
-    n_models, n_profiles = len(models), len(profiles)
-    n_turns = max((len(d.turns) for d in dialogues), default=0)
+    tally = _tally(dialogues, our_changes, profiles, models)
+    concordance = _first_reply_concordance(tally, len(profiles), len(models))
 
-    # per (profile, model): sums and counts, so that a resample of profiles is a weighted sum
-    ours_sum, ours_n = np.zeros((n_profiles, n_models)), np.zeros((n_profiles, n_models))
-    score_sum, score_n = np.zeros((n_profiles, n_models)), np.zeros((n_profiles, n_models))
-    by_turn = np.zeros((n_models, max(n_turns, 1), 4))  # our sum, our count, recorded sum, recorded count
-    recorded_sum, recorded_n = np.zeros(n_models), np.zeros(n_models)
-    reply_profiles: list[int] = []
-    our_reply_changes: list[float] = []
-    recorded_reply_changes: list[int] = []
-    first = {}  # (profile, model) -> (our, recorded) change of the first reply
-    for dialogue, changes in zip(dialogues, our_changes, strict=True):
-        p, m = p_index[dialogue.profile_id], m_index[dialogue.model]
-        score_sum[p, m] += dialogue.score
-        score_n[p, m] += 1
-        for k, (turn, ours) in enumerate(zip(dialogue.turns, changes, strict=True)):
-            by_turn[m, k, 2:] += (turn.change, 1)
-            recorded_sum[m] += turn.change
-            recorded_n[m] += 1
-            if np.isnan(ours):
-                continue
-            ours_sum[p, m] += ours
-            ours_n[p, m] += 1
-            by_turn[m, k, :2] += (ours, 1)
-            reply_profiles.append(p)
-            our_reply_changes.append(ours)
-            recorded_reply_changes.append(turn.change)
-            if k == 0:
-                first[(p, m)] = (ours, turn.change)
+    tau, agreement, mean_ours = _profile_figures(tally, concordance, np.ones((1, len(profiles))))
+    draws, weights = _profile_resamples(len(profiles), bootstrap, seed)
+    tau_samples, agreement_samples, _ = _profile_figures(tally, concordance, weights)
+    rho, rho_samples = _reply_spearman(tally, draws, len(profiles))
 
-    # first-reply concordance: per profile, the concordant weight and the number of compared pairs
-    concordant, compared = np.zeros(n_profiles), np.zeros(n_profiles)
-    for p in range(n_profiles):
-        pairs = [first[(p, m)] for m in range(n_models) if (p, m) in first]
-        for a in range(len(pairs)):
-            for b in range(a + 1, len(pairs)):
-                recorded_diff = pairs[a][1] - pairs[b][1]
-                if recorded_diff == 0:
-                    continue
-                our_diff = pairs[a][0] - pairs[b][0]
-                concordant[p] += 0.5 if our_diff == 0 else float(np.sign(our_diff) == np.sign(recorded_diff))
-                compared[p] += 1
-
-    def figures(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Kendall's tau and concordance for rows of profile weights (how often each profile is drawn)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_ours = (weights @ ours_sum) / (weights @ ours_n)
-            mean_score = (weights @ score_sum) / (weights @ score_n)
-            agreement = (weights @ concordant) / (weights @ compared)
-        return kendall_tau_b(mean_ours, mean_score), agreement, mean_ours
-
-    tau, agreement, mean_ours = figures(np.ones((1, n_profiles)))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(n_profiles, size=(bootstrap, n_profiles))
-    weights = np.zeros((bootstrap, n_profiles))
-    np.add.at(weights, (np.arange(bootstrap)[:, None], draws), 1.0)
-    tau_samples, agreement_samples, _ = figures(weights)
-
-    reply_profile = np.asarray(reply_profiles, int)
-    reply_ours, reply_recorded = np.asarray(our_reply_changes, float), np.asarray(recorded_reply_changes, float)
-    rho = spearman(reply_ours, reply_recorded) if reply_ours.size > 1 else float("nan")
-    replies_of = [np.flatnonzero(reply_profile == p) for p in range(n_profiles)]
-    rho_samples = np.full(bootstrap, np.nan)
-    for b in range(bootstrap):
-        chosen = np.concatenate([replies_of[p] for p in draws[b]]) if n_profiles else np.array([], int)
-        if chosen.size > 1:
-            rho_samples[b] = spearman(reply_ours[chosen], reply_recorded[chosen])
-
-    rows = []
-    for m, model in enumerate(models):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            turn_ours = by_turn[m, :, 0] / by_turn[m, :, 1]
-            turn_recorded = by_turn[m, :, 2] / by_turn[m, :, 3]
-            rows.append(
-                ModelRow(
-                    model=model,
-                    dialogues=int(score_n[:, m].sum()),
-                    replies=int(ours_n[:, m].sum()),
-                    sage_score=float(score_sum[:, m].sum() / score_n[:, m].sum()),
-                    our_change=float(mean_ours[0, m]),
-                    recorded_change=float(recorded_sum[m] / recorded_n[m]) if recorded_n[m] else float("nan"),
-                    our_by_turn=tuple(float(v) for v in turn_ours[:n_turns]),
-                    recorded_by_turn=tuple(float(v) for v in turn_recorded[:n_turns]),
-                )
-            )
-    rows.sort(key=lambda row: -row.sage_score)
     return Measurement(
         judge=dialogues[0].judge,
         simulator=simulator,
         emotion=str(emotion),
-        profiles=n_profiles,
+        profiles=len(profiles),
         dialogues=len(dialogues),
-        replies=int(reply_ours.size),
+        replies=len(tally.our_reply_changes),
         errors=errors,
-        models=tuple(rows),
+        models=tuple(_model_rows(tally, models, mean_ours)),
         kendall_tau=_interval(float(tau[0]), tau_samples),
         first_reply_concordance=_interval(float(agreement[0]), agreement_samples),
         spearman=_interval(rho, rho_samples),
