@@ -129,7 +129,7 @@ def test_cue_phrases_around_nonsense_end_far_below_the_empathic_agent(language):
 
 
 @pytest.mark.calibrated_user
-@LANGUAGES
+@languages("en")
 def test_cue_phrases_around_nonsense_reading_the_hints_end_far_below_the_empathic_agent(language):
     fitted = matcher(language)
     assert_far_below(language, lambda seed: CueNonsense(seed, fitted))
@@ -143,13 +143,13 @@ def test_looking_the_hints_up_ends_far_below_the_empathic_agent(language):
 
 
 @pytest.mark.calibrated_user
-@languages("en", "zh")
+@languages("en")
 def test_casual_case_splices_end_far_below_the_empathic_agent(language):
     assert_far_below(language, CasualSplice)
 
 
 @pytest.mark.calibrated_user
-@LANGUAGES
+@languages("en")
 def test_a_sentence_of_another_language_appended_ends_far_below_the_empathic_agent(language):
     assert_far_below(language, OtherLanguageAppended)
 

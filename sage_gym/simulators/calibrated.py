@@ -4,8 +4,8 @@ The rule-based user (`builtin`, version 0 of the scoring) adds hand-set weights 
 calibrated user (`builtin-v1`, version 1, opt-in for now) predicts the emotion change from the
 reply's *meaning*: `reply_value` (`reply_value.py`), what SAGE's recorded users gave the replies
 nearest to it in a multilingual sentence embedding, and how much more it is about what this user
-just said (the DeepSeek-V3 judge's dialogues; `python -m sage_gym.calibrate fit`). A second fit
-scales it:
+just said (the DeepSeek-V3 judge's dialogues; `python -m sage_gym.calibrate fit`). A second fit,
+across SAGE's models (each model's mean change on its replies' mean value), scales it:
 
     change = weight * reply_value + intercept
 
