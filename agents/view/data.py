@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.eval.stats import hierarchical_bootstrap
+from agents.policy.run_folder import options_by_name
 from agents.replies.strategies import tag_reply
 from sage_gym.redaction import redact
 from sage_gym.transcripts import read_jsonl
@@ -102,7 +103,7 @@ def load_folder(path: str | Path) -> Folder:
             for row in read_jsonl(folder / "metrics.jsonl"):
                 if isinstance(row.get("step"), int):
                     metrics_by_step[row["step"]] = row  # the last line written for a step wins (a resumed step)
-        config = training_options(_read_json(folder / "config.json"))
+        config = options_by_name(_read_json(folder / "config.json"))  # grouped, or flat in runs from before the groups
         return Folder(folder, "training", records, config=config, metrics=[metrics_by_step[s] for s in sorted(metrics_by_step)], note=note)
     return Folder(folder, "evaluation", records, config=_read_json(folder / "manifest.json"), report=_read_json(folder / "report.json"), note=note)
 
@@ -197,18 +198,6 @@ def filter_rows(rows: Iterable[Mapping[str, Any]], **wanted: Any) -> list[Mappin
 
 
 # ---------------------------------------------------------------------------------------------- scenarios
-
-
-def training_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A training run's options by name: its config.json holds them in groups (`{"optimizer": {"lr": ...}}`),
-    or flat in runs from before the groups. No option takes a mapping, so a mapping is a group."""
-    options: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            options.update(value)
-        else:
-            options[key] = value
-    return options
 
 
 def scenario_source(folder: Folder) -> dict[str, Any] | None:
