@@ -79,16 +79,16 @@ def test_the_old_trainer_classes_still_import_with_a_warning() -> None:
     from agents.learn.trainer import Trainer
 
     with pytest.warns(DeprecationWarning, match="Trainer\\(cfg, algorithm=GRPO\\)"):
-        from agents.learn.grpo import GRPOTrainer
+        from agents.learn.trainer import GRPOTrainer
     with pytest.warns(DeprecationWarning, match="Trainer\\(cfg, algorithm=PPO\\)"):
-        from agents.learn.ppo import PPOTrainer
+        from agents.learn.trainer import PPOTrainer
     assert issubclass(GRPOTrainer, Trainer) and issubclass(PPOTrainer, Trainer)
     with pytest.warns(DeprecationWarning):
-        from agents.learn.grpo import GRPOTrainer as again
+        from agents.learn.trainer import GRPOTrainer as again
     assert again is GRPOTrainer
     with warnings.catch_warnings(), pytest.raises(ImportError):
         warnings.simplefilter("error")
-        from agents.learn.grpo import NoSuchTrainer  # noqa: F401
+        from agents.learn.trainer import NoSuchTrainer  # noqa: F401
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ what is GRPO's own. `Trainer(cfg, algorithm=GRPO)` (`agents.learn.trainer`) runs
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +75,3 @@ class GRPO:
     def plots(self, output_dir: Path) -> list[Path]:
         return []
 
-
-def __getattr__(name: str) -> Any:
-    """`GRPOTrainer`, deprecated: `Trainer(cfg, algorithm=GRPO)` of `agents.learn.trainer`."""
-    if name != "GRPOTrainer":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn("GRPOTrainer is deprecated: use agents.learn.trainer.Trainer(cfg, algorithm=GRPO)", DeprecationWarning, stacklevel=2)
-    from agents.learn.trainer import deprecated_trainer
-
-    return deprecated_trainer(GRPO)

@@ -32,7 +32,6 @@ norm, and the mean value and return; `critic_curve.png` plots the first two.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,12 +296,3 @@ class PPO:
     def plots(self, output_dir: Path) -> list[Path]:
         return [plot_critic_curve(output_dir / "metrics.jsonl", output_dir / "critic_curve.png")]
 
-
-def __getattr__(name: str) -> Any:
-    """`PPOTrainer`, deprecated: `Trainer(cfg, algorithm=PPO)` of `agents.learn.trainer`."""
-    if name != "PPOTrainer":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn("PPOTrainer is deprecated: use agents.learn.trainer.Trainer(cfg, algorithm=PPO)", DeprecationWarning, stacklevel=2)
-    from agents.learn.trainer import deprecated_trainer
-
-    return deprecated_trainer(PPO)

@@ -30,6 +30,7 @@ import functools
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,8 +43,10 @@ from agents.learn.checkpoint import find_checkpoint, load_trainer_state, save_ch
 from agents.learn.components import check_model_paths, load_policy, make_envs, simulator_kwargs
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, full_model_state, is_sharded, rank_device
+from agents.learn.grpo import GRPO
 from agents.learn.held_out_users import HeldOutSettings, PlayPolicy, evaluate_policy, held_out_line
 from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve, read_metrics
+from agents.learn.ppo import PPO
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import RolloutBatch, SimulatorFailed, collect_rollouts, one_line
 from agents.learn.seeds import Stream, stream_seed
@@ -458,6 +461,19 @@ def add_rollout_metrics(sums: MetricSums, batch: RolloutBatch) -> None:
     sums.add("sampled_tokens", batch.sampled_tokens, 0.0)
     sums.add("generate_seconds", batch.generate_seconds, 1.0)
     sums.add("env_seconds", batch.env_seconds, 1.0)
+
+
+# the classes this module's Trainer replaced, kept importable from here (with a warning) for old scripts
+_DEPRECATED = {"GRPOTrainer": GRPO, "PPOTrainer": PPO}
+
+
+def __getattr__(name: str) -> Any:
+    """`GRPOTrainer` / `PPOTrainer`, deprecated: `Trainer(cfg, algorithm=GRPO)` / `Trainer(cfg, algorithm=PPO)`."""
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    algorithm = _DEPRECATED[name]
+    warnings.warn(f"{name} is deprecated: use agents.learn.trainer.Trainer(cfg, algorithm={algorithm.__name__})", DeprecationWarning, stacklevel=2)
+    return deprecated_trainer(algorithm)
 
 
 @functools.cache  # one class per algorithm, as before
