@@ -15,7 +15,7 @@ from sage_gym.calibrate import HELD_OUT_JUDGE, load_vendored, summarize
 from sage_gym.calibrate import fit as calibration_fit
 from sage_gym.scenarios import load_split
 from sage_gym.simulators import BuiltinSimulator, make_simulator
-from sage_gym.simulators import calibrated
+from sage_gym.simulators import calibrated, sentence_breaks
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import react_sync
 from sage_gym.simulators.reply_value import shipped_model
@@ -147,3 +147,44 @@ def test_a_sentence_of_the_other_language_is_noticed_and_frontier_replies_are_no
         assert "mixed_language" not in calibration_fit.builtin.calibrated_parts(scenario, opening, reply, 0.0)[1]
     flagged = [e for e in calibration_fit.examples(load_vendored()[::10]) if "mixed_language" in e.flags]
     assert len(flagged) <= 2
+
+
+def test_a_chinese_sentence_broken_where_no_frontier_model_breaks_one_is_spliced():
+    """In Chinese, a sentence that ends inside a word (放不。) or starts inside one (。候) raises
+    `spliced` on the calibrated user, whatever mark ends it, and a reply that stops on a comma
+    `truncated`; whole sentences, and nearly all of the held-out judge's frontier replies, do not."""
+    scenario = load_split("eval-zh")[0]
+    opening = [{"role": "user", "content": scenario.first_message}]
+    whole = "听起来你最近真的很累。能和我说说，晚上最吵的时候一般是几点吗？"
+    for broken in ("你一直放不。也许她们也有自己的压力？", "一定很无助。你一定？候你心里在想什么？"):
+        assert sentence_breaks.broken_boundary(broken) is not None
+        assert "spliced" in calibration_fit.builtin.calibrated_parts(scenario, opening, broken, 0.0)[1]
+    assert sentence_breaks.broken_boundary(whole) is None
+    assert not {"spliced", "truncated"} & calibration_fit.builtin.calibrated_parts(scenario, opening, whole, 0.0)[1]
+    assert "truncated" in calibration_fit.builtin.calibrated_parts(scenario, opening, "听起来你最近真的很累，再当面说清楚，", 0.0)[1]
+    # a frontier reply the word-list checks called spliced (的过… read as a broken pair) is whole here
+    frontier = "我能感受到你对这段感情的过往还有很多放不下的地方。你愿意多说说吗？"
+    assert "spliced" not in calibration_fit.builtin.calibrated_parts(scenario, opening, frontier, 0.0)[1]
+    held_out = [turn.reply for dialogue in load_vendored(judge=HELD_OUT_JUDGE) for turn in dialogue.turns]
+    assert sum(sentence_breaks.broken_boundary(reply) is not None for reply in held_out) / len(held_out) < 0.015
+
+
+def test_the_sentence_counts_read_the_fitting_judge_only(monkeypatch):
+    opened = []
+    real_lzma_open, real_open = lzma.open, builtins.open
+
+    def spy_lzma(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_lzma_open(path, *args, **kwargs)
+
+    def spy_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    sentence_breaks.frontier_counts.cache_clear()
+    monkeypatch.setattr(lzma, "open", spy_lzma)
+    monkeypatch.setattr(builtins, "open", spy_open)
+    counts = sentence_breaks.frontier_counts()
+    monkeypatch.undo()
+    assert opened and not any(HELD_OUT_JUDGE in p for p in opened)
+    assert counts.chars["的"] > 10_000  # millions of characters of frontier Chinese

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from sage_gym.scenarios import Scenario
-from sage_gym.simulators import calibrated, coherence
+from sage_gym.simulators import calibrated, coherence, sentence_breaks
 from sage_gym.simulators.base import Message, Rules
 from sage_gym.simulators.builtin import lexicon_zh
 from sage_gym.simulators.builtin.lexicon import Lexicon, lexicon_for
@@ -325,7 +325,9 @@ def _calibrated_reading(scenario: Scenario, read: _Reading, history: Sequence[Me
 def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_reply: str) -> ReplyFeatures:
     """The analysis the calibrated user reads: no `too_long`, but `rambling` far past it; `echoed`
     for parroting; `mixed_language` for a sentence in the other language (the rule-based user
-    reads the majority language only)."""
+    reads the majority language only); and, in Chinese, `spliced` where a sentence ends or starts
+    where SAGE's frontier replies never do (`sentence_breaks.py`) and `truncated` where the reply
+    stops on a comma or a colon, in place of the rule-based user's word-list checks."""
     feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
     lexicon = lexicon_for(scenario.language)
     extra = set()
@@ -335,7 +337,17 @@ def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_r
         extra.add("echoed")
     if "wrong_language" not in feats.flags and _mixes_languages(agent_reply, scenario.language or "en"):
         extra.add("mixed_language")
-    return dataclasses.replace(feats, flags=feats.flags | extra) if extra else feats
+    flags = feats.flags
+    if scenario.language == "zh":
+        # the word-list checks raise spliced/truncated on 2.4% of SAGE's frontier replies and miss a
+        # sentence cut mid-word; where sentences break is read from the frontier replies instead
+        flags = flags - {"spliced", "truncated"}
+        if sentence_breaks.broken_boundary(agent_reply):
+            extra.add("spliced")
+        last = agent_reply.rstrip()[-1:]
+        if last and last in coherence.language_for("zh").dangling_punctuation:
+            extra.add("truncated")  # a reply that stops on a comma or a colon was cut off
+    return dataclasses.replace(feats, flags=flags | extra)
 
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?。！？…])|\n+")
