@@ -75,9 +75,9 @@ def test_reply_value_reads_both_languages_through_one_embedding():
     assert model.value("", "anything") == 0.0
 
 
-def test_fitting_never_opens_the_held_out_judge(monkeypatch):
-    """The fit reads the DeepSeek-V3 judge only: no GPT-4o file is opened, and its dialogues are refused."""
-    opened = []
+def opened_files(monkeypatch) -> list[str]:
+    """From now until `monkeypatch.undo()`, the path of every file opened (plain or xz), in order."""
+    opened: list[str] = []
     real_lzma_open, real_open = lzma.open, builtins.open
 
     def spy_lzma(path, *args, **kwargs):
@@ -90,6 +90,12 @@ def test_fitting_never_opens_the_held_out_judge(monkeypatch):
 
     monkeypatch.setattr(lzma, "open", spy_lzma)
     monkeypatch.setattr(builtins, "open", spy_open)
+    return opened
+
+
+def test_fitting_never_opens_the_held_out_judge(monkeypatch):
+    """The fit reads the DeepSeek-V3 judge only: no GPT-4o file is opened, and its dialogues are refused."""
+    opened = opened_files(monkeypatch)
     dialogues = [d for d in load_vendored() if d.model in ("gpt-4.1", "qwen2.5-72b")][:24]
     items = calibration_fit.examples(dialogues)
     weights = calibration_fit.fit_weights(items, np.zeros(len(items)), "test")
@@ -170,20 +176,8 @@ def test_a_chinese_sentence_broken_where_no_frontier_model_breaks_one_is_spliced
 
 
 def test_the_sentence_counts_read_the_fitting_judge_only(monkeypatch):
-    opened = []
-    real_lzma_open, real_open = lzma.open, builtins.open
-
-    def spy_lzma(path, *args, **kwargs):
-        opened.append(str(path))
-        return real_lzma_open(path, *args, **kwargs)
-
-    def spy_open(path, *args, **kwargs):
-        opened.append(str(path))
-        return real_open(path, *args, **kwargs)
-
     sentence_breaks.frontier_counts.cache_clear()
-    monkeypatch.setattr(lzma, "open", spy_lzma)
-    monkeypatch.setattr(builtins, "open", spy_open)
+    opened = opened_files(monkeypatch)
     counts = sentence_breaks.frontier_counts()
     monkeypatch.undo()
     assert opened and not any(HELD_OUT_JUDGE in p for p in opened)

@@ -394,13 +394,19 @@ def is_spliced(text: str, language: str = "en") -> bool:
     return bool(_splice_marks(_parse(text, language), lang) or _unbalanced_marks(text, lang))
 
 
+def ends_dangling(text: str, language: str = "en") -> bool:
+    """True when `text` stops on a mark that leaves a sentence hanging (a comma, a colon, a dash)."""
+    last = text.rstrip()[-1:]
+    return bool(last) and last in language_for(language).dangling_punctuation
+
+
 def is_truncated(text: str, language: str = "en") -> bool:
     """True when `text` trails off mid-sentence (see the module's table)."""
     lang = language_for(language)
     stripped = text.rstrip().rstrip("\"'”’)]*_ ")
     if not stripped:
         return False
-    if stripped[-1] in lang.dangling_punctuation:
+    if ends_dangling(stripped, language):
         return True
     if stripped[-1] in lang.end_punctuation or not stripped[-1].isalnum():  # finished, or closed by a symbol or emoji
         return False

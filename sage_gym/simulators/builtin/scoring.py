@@ -344,8 +344,7 @@ def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_r
         flags = flags - {"spliced", "truncated"}
         if sentence_breaks.broken_boundary(agent_reply):
             extra.add("spliced")
-        last = agent_reply.rstrip()[-1:]
-        if last and last in coherence.language_for("zh").dangling_punctuation:
+        if coherence.ends_dangling(agent_reply, "zh"):
             extra.add("truncated")  # a reply that stops on a comma or a colon was cut off
     return dataclasses.replace(feats, flags=flags | extra)
 
