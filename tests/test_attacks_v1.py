@@ -143,7 +143,7 @@ def test_looking_the_hints_up_ends_far_below_the_empathic_agent(language):
 
 
 @pytest.mark.calibrated_user
-@languages("en", "zh")
+@languages("en")
 def test_casual_case_splices_end_far_below_the_empathic_agent(language):
     assert_far_below(language, CasualSplice)
 

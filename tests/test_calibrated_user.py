@@ -18,13 +18,13 @@ from sage_gym.simulators import BuiltinSimulator, make_simulator
 from sage_gym.simulators import calibrated, sentence_breaks
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import react_sync
-from sage_gym.simulators.reply_value import shipped_model
+from sage_gym.simulators.reply_value import Bank, ReplyValueModel, shipped_model
 
 
 def test_versions_are_selectable_and_manifests_differ():
     latest, legacy = make_simulator("builtin-v1"), make_simulator("builtin")
     assert (latest.version, legacy.version) == (1, 0)
-    assert latest.manifest()["version"] == 2 and "calibration" in latest.manifest()
+    assert latest.manifest()["version"] == 3 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
     assert legacy.manifest() == {"kind": "builtin", "model": "sage_gym.builtin", "version": 1, "noise_std": 0.2}
     with pytest.raises(ValueError, match="version"):
         BuiltinSimulator(version=7)
@@ -71,8 +71,44 @@ def test_reply_value_reads_both_languages_through_one_embedding():
                "随便吧，过段时间就好了，别想了。"),
     }
     for said, caring, brushing_off in cases.values():
-        assert model.value(caring, said) > model.value(brushing_off, said)
-    assert model.value("", "anything") == 0.0
+        history = [{"role": "user", "content": said}]
+        assert model.value(caring, history) > model.value(brushing_off, history)
+    assert model.value("", [{"role": "user", "content": "anything"}]) == 0.0
+
+
+def test_a_later_reply_is_valued_from_later_replies_only():
+    """An invitation to tell the story earns what first replies like it earned on the first turn,
+    and what later replies like it earned after: a later reply never takes a first reply's value."""
+    first, later = np.array([[0.9, 0.1], [0.9, 0.3]], dtype=np.float32)
+    vectors = np.stack([first / np.linalg.norm(first), later / np.linalg.norm(later)])
+    said = np.array([[0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
+    bank = Bank(vectors, said, changes=np.array([8.0, -4.0]), before=np.array([40.0, 40.0]), models=np.array(["a", "b"]), turns=np.array([0, 3]))
+    model = ReplyValueModel(k=1, momentum_weight=0.0, topical_weight=0.0, mean_value=0.0, source="test")
+    reply = np.array([[1.0, 0.0]], dtype=np.float32)
+    assert model.values_of(reply, said[:1], np.array([0]), bank)[0] == 8.0  # the nearest of all: the first reply
+    assert model.values_of(reply, said[:1], np.array([2]), bank)[0] == -4.0  # the nearest later reply
+
+
+def test_a_reply_about_nothing_the_user_said_costs_on_the_calibrated_user():
+    """`ignored` (no word of the user's taken up) is a guard of the calibrated user, as the user's
+    own words already said ("That's not really what I was talking about"); SAGE's users gave such
+    replies -1.2 a reply against +0.3 on average. A Chinese reply that repeats a phrase of common
+    characters (小点声) takes up the user's words, which the rule-based user's bigram check misses."""
+    english = load_split("eval")[0]
+    opening = [{"role": "user", "content": english.first_message}]
+    _, flags = calibration_fit.builtin.calibrated_parts(english, opening, "It rained all afternoon, and the streets are still wet.", 0.0)
+    assert "ignored" in flags
+
+    def change(flags: frozenset[str]) -> float:
+        rules = calibration_fit.builtin
+        return calibrated.expected_change({"reply_value": 0.5}, flags, calibrated.shipped_weights(), rules.FLAG_PENALTY, rules.EXTRA_FLAG_PENALTY)
+
+    assert change(flags) < change(frozenset()) - 3
+    chinese = load_split("eval-zh")[0]
+    said = [{"role": "user", "content": "我就说了一句能不能小点声，第二天她们就建了个小群。"}]
+    quoting = "你只是说了一句能不能小点声，难怪这件事一直在你心里。"
+    assert "ignored" not in calibration_fit.builtin.calibrated_parts(chinese, said, quoting, 0.0)[1]
+    assert "ignored" in calibration_fit.builtin.analyse_reply(chinese, said, quoting).flags  # the rule-based user's reading, unchanged
 
 
 def opened_files(monkeypatch) -> list[str]:
@@ -112,8 +148,7 @@ def test_fit_orders_a_better_model_above_a_worse_one_on_the_fitting_data():
     dialogues = [d for d in load_vendored() if d.model in ("gpt-4.1", "qwen2.5-72b")][:60]
     items = calibration_fit.examples(dialogues)
     fitted = calibration_fit.fit(items)
-    said = [next(m["content"] for m in reversed(e.turn.history) if m["role"] == "user") for e in items]
-    changes = iter(calibration_fit.predicted_change(e, fitted.reply_value.value(e.turn.reply, s), fitted.weights) for e, s in zip(items, said, strict=True))
+    changes = iter(calibration_fit.predicted_change(e, fitted.reply_value.value(e.turn.reply, e.turn.history), fitted.weights) for e in items)
     per_dialogue = [[next(changes) for _ in d.turns] for d in dialogues]
     m = summarize(dialogues, per_dialogue, bootstrap=10)
     rows = {r.model: r for r in m.models}

@@ -96,7 +96,7 @@ def cmd_fit(argv: list[str]) -> int:
         prog="python -m sage_gym.calibrate fit",
         description="Fit the calibrated built-in user (builtin-v1) on the vendored DeepSeek-V3 judge's dialogues and write its files.",
     )
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "simulators" / "data"), help="where to write reply_value_zh.json.gz and builtin_v1.json (default: the package's)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "simulators" / "data"), help="where to write reply_value.json.gz and builtin_v1.json (default: the package's)")
     parser.add_argument("--lomo", action="store_true", help="first print the leave-one-model-out figures (refits without each model in turn)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)

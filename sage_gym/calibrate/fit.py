@@ -79,12 +79,12 @@ def _values(model: ReplyValueModel, queries: Bank, bank: Bank) -> np.ndarray:
     out = np.zeros(len(queries.changes))
     for start in range(0, len(out), VALUE_CHUNK):
         part = slice(start, start + VALUE_CHUNK)
-        out[part] = model.values_of(queries.vectors[part], queries.said[part], bank, [str(m) for m in queries.models[part]])
+        out[part] = model.values_of(queries.vectors[part], queries.said[part], queries.turns[part], bank, [str(m) for m in queries.models[part]])
     return out
 
 
 def _rows(bank: Bank, keep: np.ndarray) -> Bank:
-    return Bank(bank.vectors[keep], bank.said[keep], bank.changes[keep], bank.before[keep], bank.models[keep])
+    return Bank(bank.vectors[keep], bank.said[keep], bank.changes[keep], bank.before[keep], bank.models[keep], bank.turns[keep])
 
 
 class _ValueFits:

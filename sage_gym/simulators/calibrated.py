@@ -12,8 +12,8 @@ across SAGE's models (each model's mean change on its replies' mean value), scal
 The rule-based analysis' own parts (strategy sums per hidden intention, questions, taking up the
 user's words, length bins, repetition flags) were fitted beside it and ranked SAGE's models worse
 when held out (docs/calibration.md), so they no longer score. Flags that SAGE's frontier models
-never raise (keyword stuffing, spliced or truncated text, a reply in the other language, a
-brush-off, parroting the user, rambling) cannot be learned from SAGE's dialogues; they keep rule
+(almost) never raise (keyword stuffing, spliced or truncated text, a reply in the other language, a
+brush-off, parroting the user, rambling, taking up nothing the user said) cannot be learned from SAGE's dialogues; they keep rule
 costs (`GUARD_FLAGS`): any of them mutes the reply's positive parts and costs its rule cost.
 Risk-marked users (`risk.py`) are never won by endorsing the harm.
 
@@ -38,7 +38,10 @@ PARTS = ("reply_value",)
 SIGNS = {"reply_value": 1}
 # Flags that no frontier model in SAGE's data earns (or too rarely to fit), so their cost cannot be
 # fitted: the rules' costs (in score units; x POINTS_PER_SCORE_UNIT in emotion points) stay.
-GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language", "mixed_language", "rambling", "echoed")
+# `ignored` (no word of the user's taken up) is rare there too (2.3% of the fitting judge's replies,
+# which its users gave -1.2 a reply against +0.3 on average); unpriced, the user said "That's not
+# really what I was talking about" while its emotion rose, and a search attack won with such replies.
+GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language", "mixed_language", "rambling", "echoed", "ignored")
 # A reply longer than this many English words (Chinese: characters / 1.8) rambles: longer than 99% of
 # SAGE's frontier models' replies (their 99th percentile is 1,628 Chinese characters, about 900 words),
 # so the fit cannot say what it is worth.

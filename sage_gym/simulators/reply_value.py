@@ -12,7 +12,11 @@ A new reply's value is
     mean(change of its K nearest bank replies) + topical_weight * (its cosine with the user's last
     message - the mean of those neighbours' cosines with theirs) - mean_value
 
-in emotion points per reply, centred on the bank's average reply. It can be no higher than what
+in emotion points per reply, centred on the bank's average reply. A reply after the first is
+valued from bank replies after the first only: an invitation to tell the story ("can you tell me
+what happened?") is what SAGE's users liked as a first reply, not once the story is told, and a
+vague line that reads like one earned those first replies' changes at any turn (docs/attacks.md).
+A first reply is valued from the whole bank. It can be no higher than what
 frontier replies near it earned from SAGE's users, so text that no frontier model would write earns
 what the replies it happens to land near earned, not what a direction in the embedding promises (a
 ridge on the embedding was exploited within 700 evaluations of a search: docs/attacks.md). The
@@ -49,6 +53,7 @@ import numpy as np
 MODEL_FILE = "reply_value.json.gz"
 NEUTRAL_EMOTION = 40
 MOMENTUM_SCALE = 20.0  # the emotion covariate is (emotion - 40) / 20
+BANK_FORMAT = "v2"  # the cached bank's fields (v2: with each reply's turn)
 IDENTICAL = 0.9999  # a bank reply this close is the reply itself: never its own neighbour
 
 
@@ -61,6 +66,7 @@ class Bank:
     changes: np.ndarray  # (n,) recorded emotion changes
     before: np.ndarray  # (n,) the user's emotion when the reply came
     models: np.ndarray  # (n,) the frontier model that wrote each reply
+    turns: np.ndarray  # (n,) how many replies came before each in its dialogue (0: a first reply)
 
     @cached_property  # read on every reply valued: computed once per bank
     def topical(self) -> np.ndarray:
@@ -73,6 +79,11 @@ def said_before(history: Sequence[Mapping[str, str]]) -> str:
     return next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
 
 
+def replies_before(history: Sequence[Mapping[str, str]]) -> int:
+    """How many agent replies a history already holds (0 before the first reply)."""
+    return sum(1 for m in history if m["role"] == "assistant")
+
+
 def build_bank(turns: Sequence[tuple[str, Any]]) -> Bank:
     """The bank of judged replies: (model, `sage_gym.calibrate.data.Turn`) pairs."""
     from sage_gym import embedding  # the [embed] extra: needed by the calibrated user only
@@ -83,6 +94,7 @@ def build_bank(turns: Sequence[tuple[str, Any]]) -> Bank:
         changes=np.array([t.change for _, t in turns], dtype=np.float64),
         before=np.array([t.emotion_before for _, t in turns], dtype=np.float64),
         models=np.array([m for m, _ in turns]),
+        turns=np.array([t.index - 1 for _, t in turns], dtype=np.int64),
     )
 
 
@@ -90,7 +102,7 @@ def _bank_cache_path(source: Path) -> Path:
     from sage_gym import embedding
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    return embedding.table_path().parent / f"sage_bank_{digest}.npz"
+    return embedding.table_path().parent / f"sage_bank_{BANK_FORMAT}_{digest}.npz"
 
 
 @lru_cache(maxsize=1)
@@ -101,11 +113,11 @@ def shipped_bank() -> Bank:
     path = _bank_cache_path(vendored_path(FITTING_JUDGE))
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
-            return Bank(z["vectors"], z["said"], z["changes"], z["before"], z["models"])
+            return Bank(z["vectors"], z["said"], z["changes"], z["before"], z["models"], z["turns"])
     bank = build_bank([(d.model, t) for d in load_vendored() for t in d.turns])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, vectors=bank.vectors, said=bank.said, changes=bank.changes, before=bank.before, models=bank.models)
+        np.savez(tmp, vectors=bank.vectors, said=bank.said, changes=bank.changes, before=bank.before, models=bank.models, turns=bank.turns)
     os.replace(tmp.name, path)  # atomic: processes that build at once never read half a file
     return bank
 
@@ -124,12 +136,16 @@ class ReplyValueModel:
         """The bank's recorded changes taken back to the neutral emotion."""
         return bank.changes - self.momentum_weight * (bank.before - NEUTRAL_EMOTION) / MOMENTUM_SCALE
 
-    def values_of(self, vectors: np.ndarray, said: np.ndarray, bank: Bank, exclude_models: Sequence[str | None] | None = None) -> np.ndarray:
-        """Values of many replies given as unit vectors (and what their users said), from `bank`;
-        `exclude_models[i]` keeps that model's replies out of reply i's neighbours."""
+    def values_of(
+        self, vectors: np.ndarray, said: np.ndarray, turns: np.ndarray, bank: Bank, exclude_models: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """Values of many replies given as unit vectors (with what their users said and how many
+        replies came before each), from `bank`; `exclude_models[i]` keeps that model's replies out
+        of reply i's neighbours."""
         neutral, bank_topical = self.neutral_changes(bank), bank.topical
         sims = vectors.astype(np.float32) @ bank.vectors.T
         sims[sims >= IDENTICAL] = -np.inf
+        sims[np.ix_(np.asarray(turns) > 0, bank.turns == 0)] = -np.inf  # a later reply: later replies' judgments only
         if exclude_models is not None:
             for i, model in enumerate(exclude_models):
                 if model is not None:
@@ -138,15 +154,16 @@ class ReplyValueModel:
         topical = np.einsum("ij,ij->i", vectors, said)
         return neutral[nearest].mean(axis=1) + self.topical_weight * (topical - bank_topical[nearest].mean(axis=1)) - self.mean_value
 
-    def value(self, reply: str, said: str) -> float:
-        """The reply's value at neutral emotion, relative to an average frontier reply (0 for an
-        empty reply: the guard flags judge those)."""
+    def value(self, reply: str, history: Sequence[Mapping[str, str]]) -> float:
+        """The reply's value at neutral emotion after `history` (the dialogue so far, {"role",
+        "content"} messages), relative to an average frontier reply (0 for an empty reply: the
+        guard flags judge those)."""
         from sage_gym import embedding
 
         if not reply.strip():
             return 0.0
-        vectors = embedding.encode([reply, said])
-        return float(self.values_of(vectors[:1], vectors[1:], shipped_bank())[0])
+        vectors = embedding.encode([reply, said_before(history)])
+        return float(self.values_of(vectors[:1], vectors[1:], np.array([replies_before(history)]), shipped_bank())[0])
 
     def to_json(self) -> dict[str, Any]:
         return {

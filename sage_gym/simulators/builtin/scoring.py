@@ -20,7 +20,7 @@ from sage_gym.simulators import calibrated, coherence, sentence_breaks
 from sage_gym.simulators.base import Message, Rules
 from sage_gym.simulators.builtin import lexicon_zh
 from sage_gym.simulators.builtin.lexicon import Lexicon, lexicon_for
-from sage_gym.simulators.reply_value import said_before, shipped_model as shipped_reply_value
+from sage_gym.simulators.reply_value import shipped_model as shipped_reply_value
 from sage_gym.simulators.risk import RiskJudgement, judge_risk
 
 # ----------------------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def _rule_score(scenario: Scenario, feats: ReplyFeatures, temper: Temperament, t
 
 def _reply_value(history: Sequence[Message], agent_reply: str) -> float:
     """What SAGE's users made of the reply's meaning (`reply_value`), in either language."""
-    return shipped_reply_value().value(agent_reply, said_before(history))
+    return shipped_reply_value().value(agent_reply, history)
 
 
 def calibrated_parts(scenario: Scenario, history: Sequence[Message], agent_reply: str, reply_value: float) -> tuple[dict[str, float], frozenset[str]]:
@@ -327,7 +327,8 @@ def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_r
     for parroting; `mixed_language` for a sentence in the other language (the rule-based user
     reads the majority language only); and, in Chinese, `spliced` where a sentence ends or starts
     where SAGE's frontier replies never do (`sentence_breaks.py`) and `truncated` where the reply
-    stops on a comma or a colon, in place of the rule-based user's word-list checks."""
+    stops on a comma or a colon, in place of the rule-based user's word-list checks, and no
+    `ignored` where the reply repeats a phrase of the user's."""
     feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
     lexicon = lexicon_for(scenario.language)
     extra = set()
@@ -346,7 +347,15 @@ def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_r
             extra.add("spliced")
         if coherence.ends_dangling(agent_reply, "zh"):
             extra.add("truncated")  # a reply that stops on a comma or a colon was cut off
+        if "ignored" in flags and _quotes_user_zh(history, agent_reply):
+            flags = flags - {"ignored"}  # it takes up the user's words, in characters the bigram check skips
     return dataclasses.replace(feats, flags=flags | extra)
+
+
+def _quotes_user_zh(history: Sequence[Message], agent_reply: str) -> bool:
+    """The Chinese reply repeats a three-character phrase of the user's (`lexicon_zh.phrases`)."""
+    said = frozenset().union(*(lexicon_zh.phrases(m["content"]) for m in history if m["role"] == "user"))
+    return not lexicon_zh.phrases(agent_reply).isdisjoint(said)
 
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?。！？…])|\n+")

@@ -27,6 +27,7 @@ from sage_gym.simulators.builtin.scoring import (
     judge,
     user_turns,
 )
+from sage_gym.simulators.reply_value import shipped_model as shipped_reply_value
 
 
 @dataclass(frozen=True)
@@ -105,16 +106,19 @@ class BuiltinSimulator:
         return react_sync(scenario, state, history, agent_reply, self.version)
 
     def manifest(self) -> dict[str, Any]:
-        # the manifest's version counts scoring changes: 1 is the rule-based user, 2 the calibrated one
+        # the manifest's version counts scoring changes: 1 is the rule-based user, 2 and up the
+        # calibrated one (3: later replies valued among later ones, `ignored` a guard); the fitted
+        # constants are in it too, so that an evaluation never resumes across a refit
         if self.version == 0:
             return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
-        fitted = calibrated.shipped_weights()
-        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 2, "noise_std": fitted.noise_std, "calibration": fitted.source}
+        fitted, value = calibrated.shipped_weights(), shipped_reply_value()
+        constants = {**fitted.to_json(), "value": {k: v for k, v in value.to_json().items() if k != "source"}}
+        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 3, "noise_std": fitted.noise_std, "calibration": fitted.source, "fitted": constants}
 
 
 def clear_caches() -> None:
     """Empty the per-text caches of the analysis (they only save time: results never depend on them)."""
-    for cached in (_text_features, lexicon_en.content, _shingles, lexicon_zh.content):
+    for cached in (_text_features, lexicon_en.content, _shingles, lexicon_zh.content, lexicon_zh.phrases):
         cached.cache_clear()
     coherence.clear_caches()
     if "sage_gym.embedding" in sys.modules:  # the calibrated user's sentence vectors (imported on first use)
