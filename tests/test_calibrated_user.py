@@ -111,6 +111,21 @@ def test_a_reply_about_nothing_the_user_said_costs_on_the_calibrated_user():
     assert "ignored" in calibration_fit.builtin.analyse_reply(chinese, said, quoting).flags  # the rule-based user's reading, unchanged
 
 
+def test_the_calibrated_user_objects_only_to_what_it_prices():
+    """A sentence said twice in one reply (`repetitive`, in 30% of SAGE's frontier replies) is not
+    priced by the calibrated user, so it does not say "You just said that twice" while its emotion
+    rises; the rule-based user, which prices it, says so. Both list the flag in their analysis."""
+    scenario = load_split("eval")[0]
+    opening = [{"role": "user", "content": scenario.first_message}]
+    reply = "That insurance letter sounds awful. That insurance letter sounds awful. What did the adjuster say about the alarm log?"
+    lines = ("You just said that twice.", "Are you even listening to yourself?")
+    state = UserState(emotion=40, rules=Rules(), turn=0, seed=3)
+    rule_based, calibrated_user = (react_sync(scenario, state, opening, reply, version) for version in (0, 1))
+    assert "repetitive" in rule_based.analysis["flags"] and "repetitive" in calibrated_user.analysis["flags"]
+    assert rule_based.change < 0 and any(line in rule_based.reply for line in lines)
+    assert calibrated_user.change > 0 and not any(line in calibrated_user.reply for line in lines)
+
+
 def opened_files(monkeypatch) -> list[str]:
     """From now until `monkeypatch.undo()`, the path of every file opened (plain or xz), in order."""
     opened: list[str] = []

@@ -70,6 +70,18 @@ def test_config_values_are_checked() -> None:
         parse_config(["--template", "shout"])
 
 
+def test_training_can_pick_the_calibrated_built_in_user() -> None:
+    """`--simulator builtin-v1` trains against the calibrated user: no endpoint arguments reach it."""
+    from agents.learn.components import make_envs
+
+    cfg = parse_config(["--simulator", "builtin-v1", "--scenario-limit", "2"])
+    envs = make_envs(cfg, 2, None)
+    try:
+        assert [env.simulator.version for env in envs.envs] == [1, 1]
+    finally:
+        envs.close()
+
+
 def test_learning_rate_schedule() -> None:
     assert [lr_factor(u, 2, 10, "constant", 0.1) for u in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
     assert lr_factor(2, 2, 10, "cosine", 0.1) == pytest.approx(1.0)

@@ -57,7 +57,7 @@ def check_model_paths(cfg: TrainConfig) -> None:
 
 
 def simulator_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    if cfg.env.simulator == "builtin":
+    if cfg.env.simulator != "openai":  # the built-in users take no arguments
         return {}
     kwargs: dict[str, Any] = {"model": cfg.env.simulator_model, "base_url": cfg.env.simulator_base_url, "temperature": cfg.env.simulator_temperature}
     if cfg.env.simulator_kwargs:

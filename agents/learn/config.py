@@ -70,7 +70,7 @@ class ModelConfig:
 class EnvConfig:
     """The environment the policy plays: the simulated user, the scenarios and the dialogue's rules."""
 
-    simulator: str = option("builtin", "simulated user: builtin (deterministic, offline) or openai (any OpenAI-compatible endpoint)", choices=("builtin", "openai"))
+    simulator: str = option("builtin", "simulated user: builtin (deterministic, offline), builtin-v1 (the built-in user calibrated on SAGE's judgments, opt-in) or openai (any OpenAI-compatible endpoint)", choices=("builtin", "builtin-v1", "openai"))
     simulator_base_url: str | None = option(None, "simulator endpoint, e.g. http://localhost:8000/v1 (env SAGE_SIMULATOR_BASE_URL); the key comes from SAGE_SIMULATOR_API_KEY or OPENAI_API_KEY")
     simulator_model: str | None = option(None, "simulator model name (env SAGE_SIMULATOR_MODEL)")
     simulator_temperature: float | None = option(0.7, "simulator sampling temperature")

@@ -41,7 +41,7 @@ SIGNS = {"reply_value": 1}
 # `ignored` (no word of the user's taken up) is rare there too (2.3% of the fitting judge's replies,
 # which its users gave -1.2 a reply against +0.3 on average); unpriced, the user said "That's not
 # really what I was talking about" while its emotion rose, and a search attack won with such replies.
-GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language", "mixed_language", "rambling", "echoed", "ignored")
+GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language", "mixed_language", "rambling", "echoed", "ignored", "repeated")
 # A reply longer than this many English words (Chinese: characters / 1.8) rambles: longer than 99% of
 # SAGE's frontier models' replies (their 99th percentile is 1,628 Chinese characters, about 900 words),
 # so the fit cannot say what it is worth.
@@ -49,12 +49,16 @@ RAMBLING_WORDS = 900
 ECHO_RUN = 8  # English words said back verbatim from the user's messages ...
 ECHO_SHARE = 0.3  # ... covering this share of the reply (frontier models quote a phrase, they do not parrot)
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
-OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 1.2, "mixed_language": 1.0}  # score units, as the rules' costs (the rules have no such flags)
-# Flags that mute the reply's positive value: it is not taken as meant. Repeating an earlier reply
-# is not among them, nor priced: SAGE's users mind it (fitted beside the value, -1.8 points), but
-# DeepSeek-V3 (SAGE 37.5) repeats itself in a fifth of its replies and the price ranked SAGE's models
-# worse (leave-one-model-out tau 0.467 against 0.689, measured with the ridge value); a repeated reply already loses what it no
-# longer says about the user's new message (docs/builtin_simulator.md section 10).
+# score units, as the rules' costs: the rules have no such flags, or (`repeated`) price it above what
+# SAGE's users charged for it (1.2 units, 6 points, against about 2)
+OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 1.2, "mixed_language": 1.0, "repeated": 0.4}
+# `repeated` (a reply that is mostly an earlier one again) is in 6.8% of the fitting judge's replies,
+# a fifth of DeepSeek-V3's (SAGE 37.5), which its users gave -2.3 a reply against +0.8 for the other
+# replies at the same turns; priced as a guard at 2 points it ranks SAGE's models better held out by
+# model (tau 0.867 against 0.778; 0.822 at the rules' 6 points), the reverse of what it did beside a
+# ridge value (0.467 against 0.689). Repetition inside one reply (`repetitive`, 30% of frontier
+# replies) and reused phrases stay unpriced (docs/builtin_simulator.md section 10).
+# Flags that mute the reply's positive value: it is not taken as meant.
 MUTING_FLAGS = frozenset(GUARD_FLAGS)
 POINTS_PER_SCORE_UNIT = 5.0  # the rule-based ladder: +0.5 -> +5, +1.5 -> +10
 POSITIVE_MUTE = 0.25

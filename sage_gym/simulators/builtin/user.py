@@ -4,6 +4,7 @@ as a pure function, in process and behind the local server) and `BuiltinSimulato
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ class Assessment:
 
 
 
+def spoken(features: ReplyFeatures, version: int) -> ReplyFeatures:
+    """What the user objects to in its thoughts and its reply: every flag for the rule-based user;
+    for the calibrated user only the flags it prices (its guards), so that it never says "You just
+    said that twice" while its emotion rises (the analysis still lists every flag)."""
+    if version == 0:
+        return features
+    return dataclasses.replace(features, flags=features.flags & calibrated.MUTING_FLAGS)
+
+
 def assess(
     scenario: Scenario, rules: Rules, emotion: int, turn: int, seed: int, history: Sequence[Message], agent_reply: str, version: int = DEFAULT_VERSION
 ) -> Assessment:
@@ -50,7 +60,7 @@ def assess(
     judged = judge(scenario, rules, turn, seed, history, agent_reply, version)
     feats, change = judged.features, judged.change
     lexicon = lexicon_for(scenario.language)
-    thoughts = _thoughts(scenario, feats, feats.flags, judged.goal, change)
+    thoughts = _thoughts(scenario, feats, spoken(feats, version).flags, judged.goal, change)
     return Assessment(change, judged.score, feats, judged.goal, thoughts, _feeling(change, lexicon), _meaning(feats, lexicon))
 
 
@@ -61,7 +71,7 @@ def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message],
     emotion = clamp_emotion(state.emotion + judged.change)
     bucket = emotion_bucket(emotion)
     ending = ending_for(state.rules, scenario, emotion)
-    reply = compose_reply(scenario, bucket, ending, turn, state.seed, history, agent_reply, judged.features, judged.change)
+    reply = compose_reply(scenario, bucket, ending, turn, state.seed, history, agent_reply, spoken(judged.features, version), judged.change)
     analysis: dict[str, Any] = {
         "meaning": judged.meaning,
         "goal": judged.goal,
