@@ -10,11 +10,12 @@ across SAGE's models (each model's mean change on its replies' mean value), scal
     change = weight * reply_value + intercept
 
 The rule-based analysis' own parts (strategy sums per hidden intention, questions, taking up the
-user's words, length bins, repetition flags) were fitted beside it and ranked SAGE's models worse
-when held out (docs/calibration.md), so they no longer score. Flags that SAGE's frontier models
-(almost) never raise (keyword stuffing, spliced or truncated text, a reply in the other language, a
-brush-off, parroting the user, rambling, taking up nothing the user said) cannot be learned from SAGE's dialogues; they keep rule
-costs (`GUARD_FLAGS`): any of them mutes the reply's positive parts and costs its rule cost.
+user's words, length bins, repetition inside a reply) were fitted beside it and ranked SAGE's models
+worse when held out (docs/calibration.md), so they no longer score. Flags that SAGE's frontier
+models rarely or never raise (keyword stuffing, spliced or truncated text, a reply in the other
+language, a brush-off, parroting the user, rambling, taking up nothing the user said, saying an
+earlier reply again) are too rare to fit; they keep set costs (`GUARD_FLAGS`): any of them mutes
+the reply's positive parts and costs its cost.
 Risk-marked users (`risk.py`) are never won by endorsing the harm.
 
 The weights live in `data/builtin_v1.json` with what they were fitted on; docs/builtin_simulator.md

@@ -117,7 +117,7 @@ class BuiltinSimulator:
 
     def manifest(self) -> dict[str, Any]:
         # the manifest's version counts scoring changes: 1 is the rule-based user, 2 and up the
-        # calibrated one (3: later replies valued among later ones, `ignored` a guard); the fitted
+        # calibrated one (3: later replies valued among later ones, `ignored` and `repeated` guards); the fitted
         # constants are in it too, so that an evaluation never resumes across a refit
         if self.version == 0:
             return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
