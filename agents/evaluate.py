@@ -197,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     if args.ledger_mode and not args.ledger:
         raise UsageError("--ledger-mode needs --ledger PATH")
     if args.ledger:
-        if any(spec.kind == "builtin" for spec in specs):
-            raise UsageError("--ledger records LLM simulator calls, and the builtin simulator makes none; use it with --simulator openai:...")
+        if any(spec.kind != "openai" for spec in specs):
+            raise UsageError("--ledger records LLM simulator calls, and the built-in simulators make none; use it with --simulator openai:...")
         ledger = {"ledger": args.ledger, "ledger_mode": args.ledger_mode or "record-and-replay"}
         specs = [replace(spec, kwargs={**spec.kwargs, **ledger}) for spec in specs]
     settings = EvalSettings(

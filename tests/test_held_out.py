@@ -17,9 +17,17 @@ def test_simulator_specs():
     assert spec == SimulatorSpec("openai-qwen", "openai", {"base_url": "http://h:1/v1", "model": "qwen", "temperature": 0.2})
     assert parse_simulator_spec('big=openai:{"model": "m", "max_retries": 1}') == SimulatorSpec("big", "openai", {"model": "m", "max_retries": 1})
     assert parse_simulator_spec("openai", {"model": "x"}).kwargs == {"model": "x"}
-    for bad in ("gpt", "openai:model", "builtin:seed=1"):
+    assert parse_simulator_spec("builtin-v1") == SimulatorSpec("builtin-v1", "builtin-v1", {})  # the calibrated user
+    assert parse_simulator_spec("calibrated=builtin-v1").label == "calibrated"
+    for bad in ("gpt", "openai:model", "builtin:seed=1", "builtin-v1:seed=1"):
         with pytest.raises(ValueError):
             parse_simulator_spec(bad)
+
+
+def test_the_calibrated_user_evaluates_from_the_command_line(tmp_path):
+    """`--simulator builtin-v1` scores an agent under the calibrated user (its manifest says so)."""
+    report = main(["--agent", "empathic", "--limit", "1", "--max-turns", "2", "--no-progress", "--no-plots", "--simulator", "builtin-v1", "--output", str(tmp_path)])
+    assert report["manifest"]["environment"]["simulator"]["version"] == 3
 
 
 def test_specs_from_a_file(tmp_path):

@@ -32,8 +32,9 @@ from typing import Any
 from agents.eval.agent_api import EvalAgent
 from agents.eval.evaluate import EvalSettings, evaluate
 from agents.eval.stats import kendall_tau, paired_bootstrap
+from sage_gym.simulators import SIMULATOR_NAMES
 
-SIMULATOR_KINDS = ("builtin", "openai")
+SIMULATOR_KINDS = SIMULATOR_NAMES  # "builtin", "builtin-v1" (the calibrated user), "openai"
 HELD_OUT_JSON, HELD_OUT_MD = "held_out.json", "held_out.md"
 
 
@@ -71,8 +72,8 @@ def parse_simulator_spec(text: str, default_kwargs: Mapping[str, Any] | None = N
             kwargs[key.strip()] = _value(value.strip())
     else:
         kwargs = dict(default_kwargs or {})
-    if kind == "builtin" and kwargs:
-        raise ValueError(f"the builtin simulator takes no options, got {sorted(kwargs)}")
+    if kind != "openai" and kwargs:
+        raise ValueError(f"the {kind} simulator takes no options, got {sorted(kwargs)}")
     return SimulatorSpec(label or _default_label(kind, kwargs), kind, kwargs)
 
 
