@@ -286,7 +286,7 @@ def _reply_fields(turn: TurnRequest, seed: int) -> dict[str, Any]:
     told = ending if ending in ("success", "failure") else ""  # "left" is the user's own choice, not the client's
     if turn.ending != told:
         raise BadRequest(f"the reply prompt's ending is {turn.ending!r}, but at emotion {emotion} it should be {told!r}", "messages")
-    reply = compose_reply(turn.scenario, bucket, ending, index, seed, turn.history, turn.agent_reply, judged.features, judged.change)
+    reply = compose_reply(turn.scenario, bucket, ending, index, seed, turn.history, turn.agent_reply, judged.spoken, judged.change)
     return {"leaves": bool(ending), "reply": reply}
 
 

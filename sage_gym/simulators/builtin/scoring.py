@@ -20,7 +20,7 @@ from sage_gym.simulators import calibrated, coherence, sentence_breaks
 from sage_gym.simulators.base import Message, Rules
 from sage_gym.simulators.builtin import lexicon_zh
 from sage_gym.simulators.builtin.lexicon import Lexicon, lexicon_for
-from sage_gym.simulators.reply_value import shipped_model as shipped_reply_value
+from sage_gym.simulators.reply_value import replies_before, shipped_model as shipped_reply_value
 from sage_gym.simulators.risk import RiskJudgement, judge_risk
 
 # ----------------------------------------------------------------------------------------------
@@ -397,9 +397,8 @@ def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> b
 
 
 
-def user_turns(history: Sequence[Message]) -> int:
-    """The turn index of the next reaction: the number of agent replies already in the history."""
-    return sum(1 for m in history if m["role"] == "assistant")
+# the turn index of the next reaction: the number of agent replies already in the history
+user_turns = replies_before
 
 
 @dataclass(frozen=True)

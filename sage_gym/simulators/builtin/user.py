@@ -36,6 +36,7 @@ class Assessment:
     change: int
     score: float
     features: ReplyFeatures
+    spoken: ReplyFeatures  # the features as the user speaks of them (`spoken`): what `compose_reply` takes
     goal: str  # "met", "partly" or "not met"
     thoughts: str
     feeling: str
@@ -60,8 +61,9 @@ def assess(
     judged = judge(scenario, rules, turn, seed, history, agent_reply, version)
     feats, change = judged.features, judged.change
     lexicon = lexicon_for(scenario.language)
-    thoughts = _thoughts(scenario, feats, spoken(feats, version).flags, judged.goal, change)
-    return Assessment(change, judged.score, feats, judged.goal, thoughts, _feeling(change, lexicon), _meaning(feats, lexicon))
+    said = spoken(feats, version)
+    thoughts = _thoughts(scenario, feats, said.flags, judged.goal, change)
+    return Assessment(change, judged.score, feats, said, judged.goal, thoughts, _feeling(change, lexicon), _meaning(feats, lexicon))
 
 
 def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message], agent_reply: str, version: int = DEFAULT_VERSION) -> Reaction:
@@ -71,7 +73,7 @@ def react_sync(scenario: Scenario, state: UserState, history: Sequence[Message],
     emotion = clamp_emotion(state.emotion + judged.change)
     bucket = emotion_bucket(emotion)
     ending = ending_for(state.rules, scenario, emotion)
-    reply = compose_reply(scenario, bucket, ending, turn, state.seed, history, agent_reply, spoken(judged.features, version), judged.change)
+    reply = compose_reply(scenario, bucket, ending, turn, state.seed, history, agent_reply, judged.spoken, judged.change)
     analysis: dict[str, Any] = {
         "meaning": judged.meaning,
         "goal": judged.goal,
