@@ -155,6 +155,7 @@ def test_evaluation_writes_every_output_with_a_complete_manifest(tmp_path, scena
     assert report["strategies"]["rule"]["styles"]["empathic"] > 0.9  # the empathic agent's mix shows it
     summary = (tmp_path / "summary.md").read_text()
     assert "empathic" in summary and f"{report['results']['score']['mean']:.1f}" in summary
+    assert f"version {env['simulator']['version']}" in summary  # which built-in user judged (v0 or v1)
 
 
 class Interrupting:

@@ -190,7 +190,7 @@ def summary_markdown(report: Mapping[str, Any], folder: str | Path | None = None
         f"# Evaluation of `{agent['name']}` ({agent['kind']})",
         "",
         f"- scenarios: `{evaluation['scenarios']}` ({env['scenarios']['count']} in the set, {evaluation['episodes']} dialogues, sha256 {env['scenarios']['sha256'][:12]})",
-        f"- simulator: {simulator.get('kind')} `{simulator.get('model')}`",
+        f"- simulator: {simulator.get('kind')} `{simulator.get('model')}`" + (f", version {simulator['version']}" if "version" in simulator else ""),
         f"- rules: initial emotion {rules['initial_emotion']}, {rules['max_turns']} agent turns, change clipped to {rules['change_clip']}",
         f"- seed {evaluation['seed']}; {confidence}% bootstrap intervals from {evaluation['bootstrap_samples']} resamples",
         f"- sage-gym {manifest['package']['version']}; prompts sha256 {env['prompts_sha256'][:12]}",
