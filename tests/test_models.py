@@ -194,6 +194,14 @@ def test_a_trained_smollm2_saves_and_loads_back_into_the_hf_evaluation_agent(smo
     assert agent.adapter == (None if merged else str(tmp_path / "policy"))
     assert agent.model_name == (str(tmp_path / "policy") if merged else SMOLLM2)  # the adapter names the model, not a cache folder
     assert torch.allclose(_prompt_logits(agent.policy, "I lost my job today."), trained_logits, atol=1e-4)
+    if not merged:  # an adapter trained from a named model replies with that model's settings, as its base does
+        from agents.eval.agent_api import make_agent
+
+        preset = MODELS[SMOLLM2].eval_preset
+        replies_like_base = make_agent("hf", model=str(tmp_path)).manifest()  # reached from the checkpoint's parent folder
+        assert (replies_like_base["template"], replies_like_base["max_new_tokens"], replies_like_base["temperature"]) == (
+            preset["template"], preset["max_new_tokens"], preset["temperature"]
+        )
     agent.begin(0, seed=0)
     expected = policy.sample([policy.chat.prompt_ids("I lost my job today.")], Sampling(temperature=0, max_new_tokens=6))[0]
     assert agent.act([0], [{"history": [{"role": "user", "content": "I lost my job today."}]}]) == [policy.chat.decode_reply(expected.token_ids)]

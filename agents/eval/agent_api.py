@@ -233,6 +233,14 @@ def policy_folder(path: Path) -> Path:
     return path
 
 
+def adapter_base(model: str | None) -> str | None:
+    """The base model a LoRA adapter (a folder, checkpoint or run) names, else None."""
+    if not model or not is_local_path(model) or not Path(model).expanduser().exists():
+        return None
+    config = policy_folder(Path(model).expanduser()) / "adapter_config.json"
+    return json.loads(config.read_text()).get("base_model_name_or_path") if config.is_file() else None
+
+
 def model_name_of(model: str, folder: Path) -> str:
     """A name that tells evaluated models apart (it names the default output folder): a
     checkpoint's run and step (`grpo-20250101-120000-step-000050`), else the model's last part
@@ -365,8 +373,9 @@ def make_agent(kind: str, **options: Any) -> EvalAgent:
             raise ValueError(f"the independent agent {kind!r} takes no options, got {sorted(options)}")
         return independent.IndependentAgent(kind)
     if kind == "hf":
-        named = named_model(options.get("model"))
-        # a named model brings the reply settings it was measured at; options given override them
+        # a named model brings the reply settings it was measured at, and so does an adapter trained
+        # from one (trained and untrained reply alike); options given override them
+        named = named_model(options.get("model")) or named_model(options.get("base_model") or adapter_base(options.get("model")))
         return HFAgent(**{**(named.eval_preset if named else {}), **options})
     if kind == "openai":
         return OpenAIChatAgent(**options)
