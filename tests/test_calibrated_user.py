@@ -24,7 +24,7 @@ from sage_gym.simulators.reply_value import Bank, ReplyValueModel, shipped_model
 def test_versions_are_selectable_and_manifests_differ():
     latest, legacy = make_simulator("builtin-v1"), make_simulator("builtin")
     assert (latest.version, legacy.version) == (1, 0)
-    assert latest.manifest()["version"] == 3 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
+    assert latest.manifest()["version"] == 4 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
     assert legacy.manifest() == {"kind": "builtin", "model": "sage_gym.builtin", "version": 1, "noise_std": 0.2}
     with pytest.raises(ValueError, match="version"):
         BuiltinSimulator(version=7)
@@ -109,6 +109,23 @@ def test_a_reply_about_nothing_the_user_said_costs_on_the_calibrated_user():
     quoting = "你只是说了一句能不能小点声，难怪这件事一直在你心里。"
     assert "ignored" not in calibration_fit.builtin.calibrated_parts(chinese, said, quoting, 0.0)[1]
     assert "ignored" in calibration_fit.builtin.analyse_reply(chinese, said, quoting).flags  # the rule-based user's reading, unchanged
+
+
+def test_the_users_sentences_cut_up_and_rejoined_are_echoed_and_cost():
+    """SmolLM2 trained against the rule-based user learned to say the user's sentences back, cut up
+    and rejoined; no run of 8 of its words was the user's, so the calibrated user paid for it. Now
+    most of its word pairs being the user's is `echoed`; a reflection in the listener's own words
+    is not, and none of SAGE's frontier replies is."""
+    scenario = load_split("eval")[0]
+    said = [{"role": "user", "content": "Let's not make a thing of it. Rhys started at the council in April. That's when it all began."}]
+    parrot = "Rhys started at the council in April, and then it all began."
+    reflection = "So it started once Rhys took the council job in the spring. What changed for you then?"
+    parts = calibration_fit.builtin.calibrated_parts
+    assert "echoed" in parts(scenario, said, parrot, 0.0)[1]
+    assert "echoed" not in parts(scenario, said, reflection, 0.0)[1]
+    state = UserState(emotion=40, rules=Rules(), turn=1, seed=3)
+    assert react_sync(scenario, state, said, parrot, 1).change < react_sync(scenario, state, said, reflection, 1).change
+    assert not [e for e in calibration_fit.examples(load_vendored()[::5]) if "echoed" in e.flags]
 
 
 def test_the_calibrated_user_objects_only_to_what_it_prices():

@@ -49,6 +49,12 @@ GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language
 RAMBLING_WORDS = 900
 ECHO_RUN = 8  # English words said back verbatim from the user's messages ...
 ECHO_SHARE = 0.3  # ... covering this share of the reply (frontier models quote a phrase, they do not parrot)
+# ... or this share of the reply's word pairs (Chinese: runs of 4 characters) found in the user's
+# messages: the user's sentences said back cut up and rejoined. SmolLM2 trained against the
+# rule-based user learned it ("Rhys started at the council in April, and then it all began."; 64% of
+# its last replies); none of SAGE's 12,957 frontier replies reaches it (their largest share is
+# 0.32), and 1 in 234 replies of the independent listener (English and Chinese) does
+ECHO_GRAM, ECHO_COPIED = 2, 0.5
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
 # score units, as the rules' costs: the rules have no such flags, or (`repeated`) price it above what
 # SAGE's users charged for it (1.2 units, 6 points, against about 2)

@@ -378,23 +378,31 @@ def _mixes_languages(agent_reply: str, language: str) -> bool:
 def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> bool:
     """Most of the reply says back the user's own words: at least `calibrated.ECHO_SHARE` of its
     words (Chinese: characters) lie in runs of `calibrated.ECHO_RUN` English words (or as many
-    Chinese characters as that many words take) copied from the user's messages. Parroting, not
-    listening; frontier models quote a phrase now and then, which this leaves alone."""
-    n = round(calibrated.ECHO_RUN * lexicon.length_scale)
+    Chinese characters as that many words take) copied from the user's messages, or at least
+    `calibrated.ECHO_COPIED` of its runs of `calibrated.ECHO_GRAM` words are the user's (the user's
+    sentences cut up and rejoined). Parroting, not listening; frontier models quote a phrase now
+    and then, which this leaves alone."""
     reply_units = lexicon.units(agent_reply.lower())
-    if len(reply_units) < n:
+    user_units = [lexicon.units(m["content"].lower()) for m in history if m["role"] == "user"]
+    n = round(calibrated.ECHO_RUN * lexicon.length_scale)
+    if len(reply_units) >= n:
+        said = set().union(*(_runs(units, n) for units in user_units))
+        copied = [False] * len(reply_units)
+        for i in range(len(reply_units) - n + 1):
+            if tuple(reply_units[i : i + n]) in said:
+                copied[i : i + n] = [True] * n
+        if sum(copied) >= calibrated.ECHO_SHARE * len(reply_units):
+            return True
+    n = round(calibrated.ECHO_GRAM * lexicon.length_scale)
+    runs = [tuple(reply_units[i : i + n]) for i in range(len(reply_units) - n + 1)]
+    if len(runs) < 3:  # "I see." says nothing back
         return False
-    said: set[tuple[str, ...]] = set()
-    for message in history:
-        if message["role"] == "user":
-            units = lexicon.units(message["content"].lower())
-            said.update(tuple(units[i : i + n]) for i in range(len(units) - n + 1))
-    copied = [False] * len(reply_units)
-    for i in range(len(reply_units) - n + 1):
-        if tuple(reply_units[i : i + n]) in said:
-            copied[i : i + n] = [True] * n
-    return sum(copied) >= calibrated.ECHO_SHARE * len(reply_units)
+    said = set().union(*(_runs(units, n) for units in user_units))
+    return sum(run in said for run in runs) >= calibrated.ECHO_COPIED * len(runs)
 
+
+def _runs(units: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(units[i : i + n]) for i in range(len(units) - n + 1)}
 
 
 # the turn index of the next reaction: the number of agent replies already in the history
