@@ -35,7 +35,7 @@ from __future__ import annotations
 import sys
 
 from agents.cli import run_main
-from agents.eval.live_policy import play_policy
+from agents.eval.live_policy import paired_gain, play_policy
 from agents.learn.config import TrainConfig, parse_config
 from agents.learn.grpo import GRPO
 from agents.learn.launch import first_and_last, launch, mean_of
@@ -43,7 +43,7 @@ from agents.learn.launch import first_and_last, launch, mean_of
 
 def main(argv: list[str] | None = None) -> int:
     cfg: TrainConfig = parse_config(argv, TrainConfig, prog="python -m agents.train_grpo", description=__doc__)
-    history, dist = launch(cfg, GRPO, prog="python -m agents.train_grpo", play_held_out=play_policy)  # the evaluator plays the held-out check
+    history, dist = launch(cfg, GRPO, prog="python -m agents.train_grpo", play_held_out=play_policy, compare_held_out=paired_gain)  # the evaluator plays and judges the held-out check
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(f"mean episode return: first {len(first)} steps {mean_of(first, 'return'):+.3f}, last {len(last)} steps {mean_of(last, 'return'):+.3f}")

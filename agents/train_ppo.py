@@ -34,7 +34,7 @@ from __future__ import annotations
 import sys
 
 from agents.cli import run_main
-from agents.eval.live_policy import play_policy
+from agents.eval.live_policy import paired_gain, play_policy
 from agents.learn.config import parse_config
 from agents.learn.launch import first_and_last, launch, mean_of
 from agents.learn.ppo import PPO, PPOConfig
@@ -42,7 +42,7 @@ from agents.learn.ppo import PPO, PPOConfig
 
 def main(argv: list[str] | None = None) -> int:
     cfg: PPOConfig = parse_config(argv, PPOConfig, prog="python -m agents.train_ppo", description=__doc__)
-    history, dist = launch(cfg, PPO, prog="python -m agents.train_ppo", play_held_out=play_policy)  # the evaluator plays the held-out check
+    history, dist = launch(cfg, PPO, prog="python -m agents.train_ppo", play_held_out=play_policy, compare_held_out=paired_gain)  # the evaluator plays and judges the held-out check
     if history and dist.is_main:
         first, last = first_and_last(history)
         print(

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from agents.cli import UsageError
-from agents.eval.live_policy import play_policy
+from agents.eval.live_policy import paired_gain, play_policy
+from agents.eval.trust import compare
 from agents.learn.config import TrainConfig
 from agents.learn.grpo import GRPO
+from agents.learn.held_out_users import HeldOutSettings, held_out_line
 from agents.learn.metrics import MetricSums, read_metrics
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
 from agents.learn.rollout import Episode
@@ -36,8 +38,10 @@ def small_config(tmp_path, **overrides) -> TrainConfig:
     return TrainConfig.from_options(**values)
 
 
-def train(cfg: TrainConfig, tokenizer, until: int | None = None) -> Trainer:
-    trainer = Trainer(cfg, algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None, play_held_out=play_policy)
+def train(cfg: TrainConfig, tokenizer, until: int | None = None, compare_held_out=None) -> Trainer:
+    trainer = Trainer(
+        cfg, algorithm=GRPO, policy=tiny_policy(tokenizer), log=lambda message: None, play_held_out=play_policy, compare_held_out=compare_held_out
+    )
     try:
         trainer.fit(until)
     finally:
@@ -115,6 +119,36 @@ def test_every_step_logs_reply_quality_strategies_canaries_and_held_out_scores(t
     assert (out / "learning_curve.png").stat().st_size > 0
     tags = {path.name for path in (out / "tensorboard").iterdir()}
     assert tags  # the event file holds the same scalars (names checked through metrics.jsonl)
+
+
+def test_every_later_check_is_paired_with_the_untrained_policys_as_evaluate_compare_pairs_them(tokenizer, tmp_path) -> None:
+    cfg = small_config(tmp_path, steps=2, eval_every=1, eval_limit=3, max_turns=1, lr=3e-2)
+    trainer = train(cfg, tokenizer, compare_held_out=paired_gain)
+    out = Path(cfg.run.output_dir)
+    rows = read_metrics(out / "metrics.jsonl")
+    assert "eval/gain" not in rows[0]  # the untrained policy is what the others are paired with
+    untrained = json.loads((out / "held_out" / "step-0" / "eval" / "report.json").read_text())
+    for row in rows[1:]:
+        report = json.loads((out / "held_out" / f"step-{row['step']}" / "eval" / "report.json").read_text())
+        (expected,) = compare([report, untrained])  # what `evaluate --compare` says of the two folders
+        assert row["eval/gain"] == pytest.approx(expected["difference"])
+        assert (row["eval/gain_low"], row["eval/gain_high"]) == pytest.approx(tuple(expected["ci"]))
+        assert row["eval/gain"] == pytest.approx(row["eval/score"] - rows[0]["eval/score"], abs=1e-3)  # every user played by both
+    assert json.loads((out / "held_out.json").read_text())["final"]["eval/gain"] == pytest.approx(rows[-1]["eval/gain"])
+    assert "trained - untrained on the unseen users, paired by user" in trainer.closing_summary(rows)
+
+
+def test_the_closing_summary_says_whether_the_paired_gain_is_beyond_the_noise() -> None:
+    settings = HeldOutSettings(scenarios="eval", limit=96, train_scenarios="train", train_limit=96, max_new_tokens=8)
+    before = {"eval/score": 5.0, "eval/train_score": 6.0, "eval/gap": 1.0}
+    after = {"eval/score": 6.5, "eval/train_score": 8.0, "eval/gap": 1.5}
+    beyond = held_out_line(before, {**after, "eval/gain": 1.5, "eval/gain_low": 0.7, "eval/gain_high": 2.3}, settings)
+    assert beyond.endswith("paired by user: +1.5 [+0.7, +2.3] (better beyond the noise)")
+    worse = held_out_line(before, {**after, "eval/gain": -1.5, "eval/gain_low": -2.3, "eval/gain_high": -0.7}, settings)
+    assert worse.endswith("(worse beyond the noise)")
+    tie = held_out_line(before, {**after, "eval/gain": 0.4, "eval/gain_low": -0.3, "eval/gain_high": 1.1}, settings)
+    assert tie.endswith("(a tie: within the noise)")
+    assert "paired" not in held_out_line(before, after, settings)  # no untrained report to pair with
 
 
 def test_a_trainer_given_nothing_to_play_the_held_out_check_refuses_one_asked_for(tokenizer, tmp_path) -> None:

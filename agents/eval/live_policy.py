@@ -3,6 +3,9 @@
 `play_policy` is what the training commands hand the trainer (`agents.learn.held_out_users.PlayPolicy`):
 the policy as it is now, greedy, played by the evaluator of `python -m agents.evaluate` on one
 slice of scenarios, written as an ordinary evaluation folder. No weights are saved or reloaded.
+`paired_gain` (`agents.learn.held_out_users.CompareReports`) is `evaluate --compare` on two of
+those folders: the trained minus the untrained policy's score, paired by user, and whether it is
+beyond the noise.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.eval.evaluate import EvalSettings, evaluate
+from agents.eval.trust import ManifestMismatch, compare
 from agents.policy.hf_engine import Sampling
 from agents.policy.model import Policy
 from agents.replies.endpoint import AgentError
@@ -67,3 +71,15 @@ def play_policy(
     settings = EvalSettings(scenarios=scenarios, simulator=simulator, simulator_kwargs=simulator_kwargs, limit=limit, seed=seed, num_envs=limit)
     agent = PolicyAgent(policy, max_new_tokens, step)  # `Policy.sample` runs in eval mode (no dropout)
     return evaluate(agent, folder, settings, overwrite=True, progress=False, plots=False)
+
+
+def paired_gain(trained: Mapping[str, Any], untrained: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """trained - untrained over the users both played, with `evaluate --compare`'s paired bootstrap
+    interval: {"difference", "ci", "scenarios", "beyond_noise"}; None when the two reports were made
+    under different simulators, rules or scenarios (a run resumed with other code), which no
+    difference can be read from."""
+    try:
+        (pair,) = compare([trained, untrained])
+    except ManifestMismatch:
+        return None
+    return {key: pair[key] for key in ("difference", "ci", "scenarios", "beyond_noise")}

@@ -10,7 +10,10 @@ turns, changes clipped to [-10, 10]; greedy decoding) on two slices of the same 
 - the first as many scenarios of the training set: `eval/train_score`;
 
 and logs `eval/gap` = `eval/train_score` - `eval/score`: how much of what was learned does not
-carry to unseen users. Both slices are scored the same way, so the gap measures the users, not
+carry to unseen users. From the second check on, `eval/gain` is the policy's unseen-user score
+minus the untrained policy's (step 0), paired by user, with its bootstrap interval
+(`eval/gain_low`, `eval/gain_high`): the closing summary says whether the run beat its starting
+point beyond the noise. Both slices are scored the same way, so the gap measures the users, not
 the settings (the training return is played at training temperature and `--max-turns`).
 
 It runs before the first step (the untrained policy: step 0 in metrics.jsonl), every
@@ -24,6 +27,7 @@ module decides what is played and what of the reports is logged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +63,25 @@ class PlayPolicy(Protocol):
     ) -> Mapping[str, Any]: ...
 
 
-def evaluate_policy(policy: Policy, settings: HeldOutSettings, step: int, output_dir: str | Path, play: PlayPolicy) -> dict[str, float]:
-    """Evaluate `policy` as it is now on both slices with `play`; returns the `eval/*` metrics of `step`.
+class CompareReports(Protocol):
+    """The paired difference of two evaluation reports, `trained` - `untrained`, over the users
+    both played: {"difference", "ci", "scenarios", "beyond_noise"}, or None when they cannot be
+    compared (`agents.eval.live_policy.paired_gain`)."""
+
+    def __call__(self, trained: Mapping[str, Any], untrained: Mapping[str, Any]) -> Mapping[str, Any] | None: ...
+
+
+def evaluate_policy(
+    policy: Policy, settings: HeldOutSettings, step: int, output_dir: str | Path, play: PlayPolicy, compare: CompareReports | None = None,
+) -> dict[str, float]:
+    """Evaluate `policy` as it is now on both slices with `play`; returns the `eval/*` metrics of `step`,
+    with `eval/gain*` against the untrained policy's report (step 0) when `compare` is given.
 
     Each slice is an ordinary evaluation folder under `<output_dir>/held_out/step-N/`, written
     afresh (a resumed run that evaluates the same step again replaces it).
     """
-    folder = Path(output_dir) / HELD_OUT_DIR / f"step-{step}"
+    root = Path(output_dir) / HELD_OUT_DIR
+    folder = root / f"step-{step}"
     scores: dict[str, Mapping[str, Any]] = {}
     for name, scenarios, limit in (("eval", settings.scenarios, settings.limit), ("train", settings.train_scenarios, settings.train_limit)):
         scores[name] = report = play(
@@ -76,7 +92,14 @@ def evaluate_policy(policy: Policy, settings: HeldOutSettings, step: int, output
             raise SimulatorFailed(
                 f"held-out check at step {step}: the simulator failed all {len(report['errors'])} dialogues; the first error: {one_line(report['errors'][0]['error'])}"
             )
-    return held_out_metrics(scores["eval"], scores["train"])
+    metrics = held_out_metrics(scores["eval"], scores["train"])
+    untrained = root / "step-0" / "eval" / "report.json"  # on disk, so that a resumed run still has it
+    if compare is not None and step > 0 and untrained.is_file():
+        gain = compare(scores["eval"], json.loads(untrained.read_text()))
+        if gain is not None:
+            metrics["eval/gain"] = float(gain["difference"])
+            metrics["eval/gain_low"], metrics["eval/gain_high"] = (float(x) for x in gain["ci"])
+    return metrics
 
 
 def held_out_metrics(held_out: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, float]:
@@ -107,8 +130,13 @@ def held_out_line(before: Mapping[str, Any] | None, after: Mapping[str, Any], se
         now = f"{after[key]:.1f}"
         return f"{before[key]:.1f} -> {now}" if before and before.get(key) is not None else now
 
-    return (
+    line = (
         f"held-out check (greedy, SAGE settings: emotion 40, 10 turns): "
         f"{settings.limit} unseen users ({settings.scenarios}) untrained -> trained {pair('eval/score')}; "
         f"{settings.train_limit} training users {pair('eval/train_score')}; gap (training - unseen) {pair('eval/gap')}"
     )
+    if after.get("eval/gain") is not None:
+        low, high = after["eval/gain_low"], after["eval/gain_high"]
+        verdict = ("better" if after["eval/gain"] > 0 else "worse") + " beyond the noise" if low > 0 or high < 0 else "a tie: within the noise"
+        line += f"\ntrained - untrained on the unseen users, paired by user: {after['eval/gain']:+.1f} [{low:+.1f}, {high:+.1f}] ({verdict})"
+    return line

@@ -7,15 +7,17 @@ from pathlib import Path
 from agents.learn.components import check_model_paths
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, init_distributed, shutdown_distributed
-from agents.learn.held_out_users import PlayPolicy
+from agents.learn.held_out_users import CompareReports, PlayPolicy
 from agents.learn.trainer import Algorithm, Trainer
 
 
 def launch(
-    cfg: TrainConfig, algorithm: type[Algorithm], prog: str = "python -m agents.train_grpo", play_held_out: PlayPolicy | None = None,
+    cfg: TrainConfig, algorithm: type[Algorithm], prog: str = "python -m agents.train_grpo",
+    play_held_out: PlayPolicy | None = None, compare_held_out: CompareReports | None = None,
 ) -> tuple[list[dict[str, float]], Distributed]:
     """Join the torchrun job if there is one, train, and leave it; returns (history, this rank's place).
-    `play_held_out` plays the held-out check (the commands pass the evaluator's `play_policy`).
+    `play_held_out` plays the held-out check and `compare_held_out` pairs it with the untrained
+    policy's (the commands pass the evaluator's `play_policy` and `paired_gain`).
 
     At the end the main rank prints where the run is and the commands that evaluate and continue it."""
     check_model_paths(cfg)  # before transformers is imported: a missing path is one line at once
@@ -24,7 +26,7 @@ def launch(
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
     dist = init_distributed(cfg.model.device)
     try:
-        trainer = Trainer(cfg, algorithm, dist=dist, play_held_out=play_held_out)
+        trainer = Trainer(cfg, algorithm, dist=dist, play_held_out=play_held_out, compare_held_out=compare_held_out)
         try:
             history = trainer.fit()
         finally:

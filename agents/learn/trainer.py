@@ -44,7 +44,7 @@ from agents.learn.components import check_model_paths, load_policy, make_envs, s
 from agents.learn.config import TrainConfig
 from agents.learn.distributed import Distributed, full_model_state, is_sharded, rank_device
 from agents.learn.grpo import GRPO
-from agents.learn.held_out_users import HeldOutSettings, PlayPolicy, evaluate_policy, held_out_line
+from agents.learn.held_out_users import CompareReports, HeldOutSettings, PlayPolicy, evaluate_policy, held_out_line
 from agents.learn.metrics import MetricSums, MetricsWriter, plot_learning_curve, read_metrics
 from agents.learn.ppo import PPO
 from agents.learn.reply_metrics import add_reply_metrics, strategy_table
@@ -91,14 +91,15 @@ class Trainer:
 
     `Trainer(cfg, algorithm=GRPO)` or `Trainer(cfg, algorithm=PPO)`; `dist` is this process's place in
     a torchrun job (default: a single process), `policy` a policy to train as it is (default: the one
-    `cfg` names, loaded here), `play_held_out` what plays the held-out check (none: no check).
+    `cfg` names, loaded here), `play_held_out` what plays the held-out check (none: no check),
+    `compare_held_out` what pairs a check with the untrained policy's (none: no `eval/gain`).
     """
 
     def __init__(
         self, cfg: TrainConfig, algorithm: type[Algorithm], dist: Distributed | None = None, policy: Policy | None = None,
-        log: Callable[[str], None] = print, play_held_out: PlayPolicy | None = None,
+        log: Callable[[str], None] = print, play_held_out: PlayPolicy | None = None, compare_held_out: CompareReports | None = None,
     ) -> None:
-        self.cfg, self.algorithm_cls, self.play_held_out = cfg, algorithm, play_held_out
+        self.cfg, self.algorithm_cls, self.play_held_out, self.compare_held_out = cfg, algorithm, play_held_out, compare_held_out
         self.dist = dist or Distributed()
         self.log = log if self.dist.is_main else (lambda message: None)
         self._check_config(policy_to_load=policy is None)
@@ -363,7 +364,7 @@ class Trainer:
         assert self.held_out is not None
         started = time.perf_counter()
         assert self.play_held_out is not None  # no held-out settings without it (`_check_config`)
-        values = evaluate_policy(self.policy, self.held_out, self.step, self.output_dir, self.play_held_out)
+        values = evaluate_policy(self.policy, self.held_out, self.step, self.output_dir, self.play_held_out, self.compare_held_out)
         values["eval/seconds"] = time.perf_counter() - started
         self._say(
             f"step {self.step} held-out check: unseen users {values['eval/score']:.1f}, training users {values['eval/train_score']:.1f}, "
