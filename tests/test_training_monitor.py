@@ -159,7 +159,7 @@ def test_a_trainer_given_nothing_to_play_the_held_out_check_refuses_one_asked_fo
 
 def test_no_held_out_evaluation_unless_asked_for_a_named_model(tokenizer, tmp_path) -> None:
     cfg = small_config(tmp_path, steps=1)
-    assert cfg.resolved_eval_limit() == 0 and TrainConfig().resolved_eval_limit() == 16
+    assert cfg.resolved_eval_limit() == 0 and TrainConfig().resolved_eval_limit() == 96  # the embedded model: the whole eval split
     assert TrainConfig.from_options(model="m", eval_every=5).resolved_eval_limit() == 16
     train(cfg, tokenizer)
     assert [r["step"] for r in read_metrics(Path(cfg.run.output_dir) / "metrics.jsonl")] == [1]

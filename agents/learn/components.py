@@ -72,7 +72,7 @@ def make_envs(cfg: TrainConfig, num_envs: int, transcript_path: Path | None) -> 
     """`num_envs` dialogues that each play to the end (autoreset disabled: a GRPO group is never reset mid-batch)."""
     return SageVectorEnv(
         num_envs,
-        scenarios=limited_scenarios(cfg.env.scenarios, cfg.resolved_scenario_limit()),
+        scenarios=limited_scenarios(cfg.env.scenarios, cfg.env.scenario_limit),
         simulator=cfg.env.simulator,
         simulator_kwargs=simulator_kwargs(cfg),
         autoreset_mode="disabled",

@@ -91,7 +91,7 @@ class TinyModelSpec:
     sft_batch: int = 16
     sft_lr: float = 6e-3
     split: str = "train"
-    scenario_limit: int = 16  # the first N scenarios of the split: the default run trains on these
+    scenario_limit: int = 16  # the warm start's users: the first N scenarios of the split (the default run trains on all of them)
 
 
 # ----------------------------------------------------------------------------------------------
