@@ -17,7 +17,8 @@ the newest run; an --output-dir that holds a run already is refused unless --res
 
 At the end it prints what the policy learned: return, emotion, repetition and salad rates of the
 first and last steps, the share of each strategy by the user's hidden intention, and the held-out
-score of the trained policy next to the untrained one's (docs/training.md).
+score of the trained policy next to the untrained one's, with their paired difference on the
+unseen users and whether it is beyond the noise (docs/training.md).
 
 Examples:
 
