@@ -137,6 +137,9 @@ def held_out_line(before: Mapping[str, Any] | None, after: Mapping[str, Any], se
     )
     if after.get("eval/gain") is not None:
         low, high = after["eval/gain_low"], after["eval/gain_high"]
-        verdict = ("better" if after["eval/gain"] > 0 else "worse") + " beyond the noise" if low > 0 or high < 0 else "a tie: within the noise"
+        if low > 0 or high < 0:
+            verdict = ("better" if low > 0 else "worse") + " beyond the noise"
+        else:
+            verdict = "a tie: within the noise"
         line += f"\ntrained - untrained on the unseen users, paired by user: {after['eval/gain']:+.1f} [{low:+.1f}, {high:+.1f}] ({verdict})"
     return line
