@@ -24,7 +24,7 @@ from sage_gym.simulators.reply_value import Bank, ReplyValueModel, shipped_model
 def test_versions_are_selectable_and_manifests_differ():
     latest, legacy = make_simulator("builtin-v1"), make_simulator("builtin")
     assert (latest.version, legacy.version) == (1, 0)
-    assert latest.manifest()["version"] == 4 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
+    assert latest.manifest()["version"] == 5 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
     assert legacy.manifest() == {"kind": "builtin", "model": "sage_gym.builtin", "version": 1, "noise_std": 0.2}
     with pytest.raises(ValueError, match="version"):
         BuiltinSimulator(version=7)

@@ -57,8 +57,12 @@ ECHO_SHARE = 0.3  # ... covering this share of the reply (frontier models quote 
 ECHO_GRAM, ECHO_COPIED = 2, 0.5
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
 # score units, as the rules' costs: the rules have no such flags, or (`repeated`) price it above what
-# SAGE's users charged for it (1.2 units, 6 points, against about 2)
-OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 1.2, "mixed_language": 1.0, "repeated": 0.4}
+# SAGE's users charged for it (1.2 units, 6 points, against about 2).
+# `echoed` is a message the user has heard before (the rules' `repeated`, 1.2) with nothing of the
+# agent's own in it (`formulaic`, 1.0): 2.2. At 1.2, SmolLM2 trained for 60 minutes learned it anyway
+# (42% of its last replies): the user's own words are relevant by construction, so even muted an echo
+# lost about 2.5 points a reply, while the untrained model's drifting replies lost 10.
+OWN_GUARD_COSTS = {"rambling": 1.5, "echoed": 2.2, "mixed_language": 1.0, "repeated": 0.4}
 # `repeated` (a reply that is mostly an earlier one again) is in 6.8% of the fitting judge's replies,
 # a fifth of DeepSeek-V3's (SAGE 37.5), which its users gave -2.3 a reply against +0.8 for the other
 # replies at the same turns; priced as a guard at 2 points it ranks SAGE's models better held out by
