@@ -46,6 +46,20 @@ def test_the_search_is_reproducible_and_fills_the_users_words(language):
     assert FragmentPolicy(first.genome, pool, language)(history)
 
 
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_the_pool_holds_the_users_own_sentences_whole_and_trimmed(language):
+    pool = fragment_pool(language)
+    latest, last, opening = pool.index("{latest:0}"), pool.index("{latest:-1}"), pool.index("{opening:1}")
+    if language == "en":
+        history = [{"role": "user", "content": "My boss yelled again. I can't sleep."}, {"role": "assistant", "content": "Oh."}, {"role": "user", "content": "He never listens to anyone. Never."}]
+        assert render_turn((False, ((latest, 0, 0, "."), (opening, 0, 0, "?"))), pool, language, history) == "He never listens to anyone. I can't sleep?"
+        assert render_turn((True, ((latest, 1, 2, ","), (last, 0, 0, "."))), pool, language, history) == "never listens, never."
+    else:
+        history = [{"role": "user", "content": "老板又骂我了。我睡不着。"}, {"role": "assistant", "content": "哦。"}, {"role": "user", "content": "他从来不听别人说话！从来不。"}]
+        assert render_turn((False, ((latest, 0, 0, "."), (opening, 0, 0, "?"))), pool, language, history) == "他从来不听别人说话。我睡不着？"
+        assert render_turn((False, ((latest, 1, 2, ","), (last, 0, 0, "."))), pool, language, history) == "从来不听别人，从来不。"
+
+
 def test_lower_case_turns_and_marks_render_as_written():
     pool = fragment_pool("en")
     history = [{"role": "user", "content": "The stairwell again."}]

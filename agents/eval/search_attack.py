@@ -9,6 +9,9 @@ caught before a learner finds out:
   sentence and clause breaks, plus clauses of neutral sentences about nothing in particular
   (`NEUTRAL`). Where a reference reply quoted the user, the fragment keeps a slot that is filled
   with the current user's own word (English) or clause (Chinese), as learners copy users' words.
+  And the user's own sentences (`USER_SENTENCES`: the first, second and last of their latest
+  message, the first two of their opening one), which trimming cuts into pieces: SmolLM2 trained
+  against the calibrated user learned to say them back, and a pool without them could not.
 - **A policy** is, for each of the 10 turns, 1 to 4 pieces: a fragment, how many words (Chinese:
   characters) to drop from its start and end, and the mark that follows it ("." "?" "," or none);
   and whether the turn is written in lower case.
@@ -45,6 +48,10 @@ MAX_TRIM = 3  # words (Chinese: characters) a piece may drop at either end
 MARKS = (".", "?", ",", "")
 SLOT = "{topic}"
 SPLITS = {"en": "eval", "zh": "eval-zh"}
+# Slots for the user's own sentences: "{latest:i}" is sentence i of the user's latest message,
+# "{opening:i}" of their first one (an index past the end takes the last sentence).
+USER_SENTENCES = ("{latest:0}", "{latest:1}", "{latest:-1}", "{opening:0}", "{opening:1}")
+_USER_SENTENCE = re.compile(r"\{(latest|opening):(-?\d+)\}")
 # placeholders the reference agents quote as "the user's word", replaced by SLOT in the fragments
 PLACEHOLDER = {"en": "zqxplaceholder", "zh": "甲乙丙丁戊己"}
 REFERENCE_AGENTS = ("empathic", "solution", "random", "sycophant")
@@ -91,6 +98,8 @@ NEUTRAL = {
 
 _EN_BREAK = re.compile(r"(?<=[.!?;:,])\s+")
 _ZH_BREAK = re.compile(r"(?<=[。！？；：，])")
+_EN_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+_ZH_SENTENCE_BREAK = re.compile(r"(?<=[。！？])")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,8 +137,9 @@ def fragment_pool(language: str) -> tuple[str, ...]:
         fragments.update(c.replace(quoted, SLOT) for c in _clauses(text, language))
     for text in NEUTRAL[language]:
         fragments.update(_clauses(text, language))
+    fragments.update(USER_SENTENCES)
     # the sycophant has no Chinese lines: it answers a Chinese user in English, which is no fragment of Chinese
-    in_language = (lambda f: baselines_zh.is_chinese(f.replace(SLOT, ""))) if language == "zh" else (lambda f: not baselines_zh.is_chinese(f))
+    in_language = (lambda f: f in USER_SENTENCES or baselines_zh.is_chinese(f.replace(SLOT, ""))) if language == "zh" else (lambda f: not baselines_zh.is_chinese(f))
     return tuple(sorted(f for f in fragments if PLACEHOLDER[language] not in f and in_language(f)))
 
 
@@ -152,14 +162,24 @@ def _user_word(history: Sequence[Mapping[str, str]], language: str) -> str:
     return baselines_zh.topic_phrases(history)[0] if language == "zh" else topic_words(history)[0]
 
 
+def _user_sentence(history: Sequence[Mapping[str, str]], language: str, which: str, index: int) -> str:
+    """Sentence `index` of the user's latest (or opening) message, without its closing mark."""
+    said = [m["content"] for m in history if m["role"] == "user"]
+    text = (said[-1] if which == "latest" else said[0]) if said else ""
+    sentences = [t.strip() for t in (_ZH_SENTENCE_BREAK if language == "zh" else _EN_SENTENCE_BREAK).split(text) if t.strip()] or [""]
+    return sentences[index if -len(sentences) <= index < len(sentences) else -1].rstrip(".!?。！？")
+
+
 def render_turn(turn: Turn, pool: Sequence[str], language: str, history: Sequence[Mapping[str, str]]) -> str:
     """One turn's reply: its pieces trimmed, punctuated and joined, the slot filled with the
-    user's word, capitalised like sentences unless the turn is in lower case."""
+    user's word and the user's sentences put in (before trimming: a trimmed one is a piece of it),
+    capitalised like sentences unless the turn is in lower case."""
     lower, pieces = turn
     word = _user_word(history, language)
     out = []
     for index, head, tail, mark in pieces:
-        units = _units(pool[index], language)
+        fragment = _USER_SENTENCE.sub(lambda m: _user_sentence(history, language, m.group(1), int(m.group(2))), pool[index])
+        units = _units(fragment, language)
         units = units[head : len(units) - tail] or units[:1]
         if language == "zh":
             out.append("".join(units).replace(SLOT, word) + _ZH_MARKS[mark])
