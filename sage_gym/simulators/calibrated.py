@@ -53,8 +53,8 @@ ECHO_SHARE = 0.3  # ... covering this share of the reply (frontier models quote 
 # messages: the user's sentences said back cut up and rejoined. SmolLM2 trained against the
 # rule-based user learned it ("Rhys started at the council in April, and then it all began."; 64% of
 # its last replies); none of SAGE's 12,957 frontier replies reaches it (their largest share is
-# 0.32), and 1 in 234 replies of the independent listener (English and Chinese) does on the set first
-# measured, 14% of its English replies over whole dialogues (it quotes clauses of the user's)
+# 0.32); of the independent listener's replies, 1 in 234 on the set first measured, and 14% of its
+# English replies over whole dialogues, where it quotes clauses of the user's
 ECHO_GRAM, ECHO_COPIED = 2, 0.5
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
 # score units, as the rules' costs: the rules have no such flags, or (`repeated`) price it above what
