@@ -24,7 +24,7 @@ from sage_gym.simulators.reply_value import Bank, ReplyValueModel, shipped_model
 def test_versions_are_selectable_and_manifests_differ():
     latest, legacy = make_simulator("builtin-v1"), make_simulator("builtin")
     assert (latest.version, legacy.version) == (1, 0)
-    assert latest.manifest()["version"] == 5 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
+    assert latest.manifest()["version"] == 6 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
     assert legacy.manifest() == {"kind": "builtin", "model": "sage_gym.builtin", "version": 1, "noise_std": 0.2}
     with pytest.raises(ValueError, match="version"):
         BuiltinSimulator(version=7)
@@ -126,6 +126,26 @@ def test_the_users_sentences_cut_up_and_rejoined_are_echoed_and_cost():
     state = UserState(emotion=40, rules=Rules(), turn=1, seed=3)
     assert react_sync(scenario, state, said, parrot, 1).change < react_sync(scenario, state, said, reflection, 1).change
     assert not [e for e in calibration_fit.examples(load_vendored()[::5]) if "echoed" in e.flags]
+
+
+def test_a_long_clause_quoted_inside_a_reply_of_its_own_is_listening_not_an_echo():
+    """The independent listener quotes a clause of the user's whole and says something of its own
+    around it; until version 6 a run of 8 of the user's words covering 30% of a reply was `echoed`,
+    which cost it 8 points over whole dialogues. The same clause with little of the agent's own
+    around it is still an echo, in both languages."""
+    parts = calibration_fit.builtin.calibrated_parts
+    english = load_split("eval")[0]
+    said = [{"role": "user", "content": "So I filed the police report at seven in the morning, before the shop even opened."}]
+    listening = "That's quite something: you filed the police report at seven in the morning. I wonder if you're feeling weighed down. Which part of it keeps coming back to you?"
+    parroting = "You filed the police report at seven in the morning, before the shop even opened. Okay."
+    assert "echoed" not in parts(english, said, listening, 0.0)[1]
+    assert "echoed" in parts(english, said, parroting, 0.0)[1]
+    chinese = load_split("eval-zh")[0]
+    said = [{"role": "user", "content": "我就说了一句能不能小点声，第二天她们就建了个小群，把我一个人排除在外。"}]
+    listening = "第二天她们就建了个小群，这种被排除在外的感觉一定很难受。你当时心里最放不下的是哪一部分？"
+    parroting = "第二天她们就建了个小群，把我一个人排除在外。嗯。"
+    assert "echoed" not in parts(chinese, said, listening, 0.0)[1]
+    assert "echoed" in parts(chinese, said, parroting, 0.0)[1]
 
 
 def test_the_calibrated_user_objects_only_to_what_it_prices():

@@ -47,14 +47,14 @@ GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language
 # SAGE's frontier models' replies (their 99th percentile is 1,628 Chinese characters, about 900 words),
 # so the fit cannot say what it is worth.
 RAMBLING_WORDS = 900
-ECHO_RUN = 8  # English words said back verbatim from the user's messages ...
-ECHO_SHARE = 0.3  # ... covering this share of the reply (frontier models quote a phrase, they do not parrot)
-# ... or this share of the reply's word pairs (Chinese: runs of 4 characters) found in the user's
-# messages: the user's sentences said back cut up and rejoined. SmolLM2 trained against the
-# rule-based user learned it ("Rhys started at the council in April, and then it all began."; 64% of
-# its last replies); none of SAGE's 12,957 frontier replies reaches it (their largest share is
-# 0.32); of the independent listener's replies, 1 in 234 on the set first measured, and 14% of its
-# English replies over whole dialogues, where it quotes clauses of the user's
+# `echoed`: at least this share of the reply's word pairs (Chinese: runs of 4 characters) found in
+# the user's messages: the user's sentences said back, whole or cut up and rejoined. SmolLM2 trained
+# against the rule-based user learned it ("Rhys started at the council in April, and then it all
+# began."; 64% of its last replies); none of SAGE's 12,957 frontier replies reaches it (their largest
+# share is 0.32). A long clause quoted inside a reply of the agent's own is reflective listening, not
+# an echo: the independent listener quotes one in 12% of its English replies (at most 0.47 of their
+# pairs), and priced as an echo they cost it 8 points over whole dialogues (docs/builtin_simulator.md
+# section 10); the echoes SmolLM2 learned have a median share of 0.85.
 ECHO_GRAM, ECHO_COPIED = 2, 0.5
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
 # score units, as the rules' costs: the rules have no such flags, or (`repeated`) price it above what

@@ -376,28 +376,16 @@ def _mixes_languages(agent_reply: str, language: str) -> bool:
 
 
 def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> bool:
-    """Most of the reply says back the user's own words: at least `calibrated.ECHO_SHARE` of its
-    words (Chinese: characters) lie in runs of `calibrated.ECHO_RUN` English words (or as many
-    Chinese characters as that many words take) copied from the user's messages, or at least
-    `calibrated.ECHO_COPIED` of its runs of `calibrated.ECHO_GRAM` words are the user's (the user's
-    sentences cut up and rejoined). Parroting, not listening; frontier models quote a phrase now
-    and then, which this leaves alone."""
+    """Most of the reply says back the user's own words: at least `calibrated.ECHO_COPIED` of its
+    runs of `calibrated.ECHO_GRAM` words (Chinese: as many characters as that many words take) are
+    the user's, whole sentences or cut up and rejoined. Parroting, not listening; a clause quoted
+    inside a reply of the agent's own, as frontier models and listeners do, is left alone."""
     reply_units = lexicon.units(agent_reply.lower())
-    user_units = [lexicon.units(m["content"].lower()) for m in history if m["role"] == "user"]
-    n = round(calibrated.ECHO_RUN * lexicon.length_scale)
-    if len(reply_units) >= n:
-        said = set().union(*(_runs(units, n) for units in user_units))
-        copied = [False] * len(reply_units)
-        for i in range(len(reply_units) - n + 1):
-            if tuple(reply_units[i : i + n]) in said:
-                copied[i : i + n] = [True] * n
-        if sum(copied) >= calibrated.ECHO_SHARE * len(reply_units):
-            return True
     n = round(calibrated.ECHO_GRAM * lexicon.length_scale)
     runs = [tuple(reply_units[i : i + n]) for i in range(len(reply_units) - n + 1)]
     if len(runs) < 3:  # "I see." says nothing back
         return False
-    said = set().union(*(_runs(units, n) for units in user_units))
+    said = set().union(*(_runs(lexicon.units(m["content"].lower()), n) for m in history if m["role"] == "user"))
     return sum(run in said for run in runs) >= calibrated.ECHO_COPIED * len(runs)
 
 
