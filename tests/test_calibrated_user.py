@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 import sage_gym  # noqa: F401  (registers the environments)
-from sage_gym.calibrate import HELD_OUT_JUDGE, load_vendored, summarize
-from sage_gym.calibrate import fit as calibration_fit
+from agents.eval.independent import make_independent_agent
+from sage_gym.calibrate import HELD_OUT_JUDGE, fit as calibration_fit, load_vendored, summarize
 from sage_gym.scenarios import load_split
-from sage_gym.simulators import BuiltinSimulator, make_simulator
-from sage_gym.simulators import calibrated, sentence_breaks
+from sage_gym.simulators import BuiltinSimulator, calibrated, coherence, make_simulator, sentence_breaks
 from sage_gym.simulators.base import Rules, UserState
 from sage_gym.simulators.builtin import react_sync
 from sage_gym.simulators.reply_value import Bank, ReplyValueModel, shipped_model
@@ -24,7 +23,7 @@ from sage_gym.simulators.reply_value import Bank, ReplyValueModel, shipped_model
 def test_versions_are_selectable_and_manifests_differ():
     latest, legacy = make_simulator("builtin-v1"), make_simulator("builtin")
     assert (latest.version, legacy.version) == (1, 0)
-    assert latest.manifest()["version"] == 6 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
+    assert latest.manifest()["version"] == 7 and "calibration" in latest.manifest() and latest.manifest()["fitted"]["parts"] == calibrated.shipped_weights().parts
     assert legacy.manifest() == {"kind": "builtin", "model": "sage_gym.builtin", "version": 1, "noise_std": 0.2}
     with pytest.raises(ValueError, match="version"):
         BuiltinSimulator(version=7)
@@ -148,6 +147,26 @@ def test_a_long_clause_quoted_inside_a_reply_of_its_own_is_listening_not_an_echo
     assert "echoed" in parts(chinese, said, parroting, 0.0)[1]
 
 
+def test_the_users_sentence_spoken_in_its_first_person_is_an_echo_and_quoted_it_is_not():
+    """Version 6 freed the quoted clause, and a search attack then said the user's sentences as its
+    own inside its text ("I keep going round in circles ..."): a run of 8 of the user's words in
+    the user's first person covering 30% of a reply is `echoed` again. In quotation marks it is a
+    quote (the independent Chinese listener: “我做的就是……”，你这句话让我想了一会儿)."""
+    parts = calibration_fit.builtin.calibrated_parts
+    english = load_split("eval")[0]
+    said = [{"role": "user", "content": "I keep going round in circles about who's really in the wrong here. Everyone acts like it's simple."}]
+    spoken = "Setting aside one small. I keep going round in circles about who's really in the wrong here. And it sounds like you're carrying a lot?"
+    reflected = "So you keep going round in circles about who's really in the wrong here, and that's not a small thing. What's been the hardest part?"
+    assert "echoed" in parts(english, said, spoken, 0.0)[1]
+    assert "echoed" not in parts(english, said, reflected, 0.0)[1]
+    chinese = load_split("eval-zh")[0]
+    said = [{"role": "user", "content": "说真的，我干嘛要说这些。我做的就是谁在那个位置都会做的事。"}]
+    quoted = "“我做的就是谁在那个位置都会做的事”，你这句话让我想了一会儿。也许你现在挺压抑的。身边有人知道这件事吗？"
+    spoken = "我做的就是谁在那个位置都会做的事。也许你现在挺压抑的。身边有人知道这件事吗？"
+    assert "echoed" not in parts(chinese, said, quoted, 0.0)[1]
+    assert "echoed" in parts(chinese, said, spoken, 0.0)[1]
+
+
 def test_the_calibrated_user_objects_only_to_what_it_prices():
     """A sentence said twice in one reply (`repetitive`, in 30% of SAGE's frontier replies) is not
     priced by the calibrated user, so it does not say "You just said that twice" while its emotion
@@ -260,6 +279,34 @@ def test_a_chinese_sentence_broken_where_no_frontier_model_breaks_one_is_spliced
     assert "spliced" not in calibration_fit.builtin.calibrated_parts(scenario, opening, frontier, 0.0)[1]
     held_out = [turn.reply for dialogue in load_vendored(judge=HELD_OUT_JUDGE) for turn in dialogue.turns]
     assert sum(sentence_breaks.broken_boundary(reply) is not None for reply in held_out) / len(held_out) < 0.015
+
+
+def test_an_english_fragment_cut_short_and_punctuated_is_truncated():
+    """A search attack won against version 6 with trimmed fragments closed by a full stop, in lower
+    case ("hearing about the.") or not; an English reply whose last sentence ends on a determiner
+    or a conjunction is `truncated` on the calibrated user, whatever mark closes it, and costs. The
+    agents written without reading the rules never end a reply that way; the rule-based user's
+    reading is unchanged (its figures are published)."""
+    scenario = load_split("eval")[0]
+    said = [{"role": "user", "content": "The adjuster says the alarm wasn't armed. I armed it. I arm it every night since 2015."}]
+    whole = "You armed it every night, and now they say you didn't. That sounds maddening. What did the adjuster go on?"
+    parts = calibration_fit.builtin.calibrated_parts
+    assert "truncated" not in parts(scenario, said, whole, 0.0)[1]
+    for cut in ("it rained all afternoon. don't worry. i completely agree with you about the adjuster. hearing about the.",
+                "You armed it every night. That sounds maddening, and.",
+                "So the alarm keeps coming back. I completely agree with you about the?"):
+        assert "truncated" in parts(scenario, said, cut, 0.0)[1], cut
+        assert "truncated" not in calibration_fit.builtin.analyse_reply(scenario, said, cut).flags
+    state = UserState(emotion=40, rules=Rules(), turn=1, seed=3)
+    kept = "You armed it every night. That sounds maddening. What did the adjuster go on?"
+    assert react_sync(scenario, state, said, kept.replace(" What did the adjuster go on?", " What did the."), 1).change < react_sync(scenario, state, said, kept, 1).change
+    for name in ("listener", "long_careful", "warmth"):
+        agent = make_independent_agent(name, seed=0)
+        history = list(said)
+        for _ in range(4):
+            reply = agent(history)
+            assert not coherence.ends_on_unfinished_word(reply, "en"), reply
+            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": "I don't know. It's all a mess."}]
 
 
 def test_the_sentence_counts_read_the_fitting_judge_only(monkeypatch):

@@ -47,15 +47,23 @@ GUARD_FLAGS = ("formulaic", "too_short", "spliced", "truncated", "wrong_language
 # SAGE's frontier models' replies (their 99th percentile is 1,628 Chinese characters, about 900 words),
 # so the fit cannot say what it is worth.
 RAMBLING_WORDS = 900
-# `echoed`: at least this share of the reply's word pairs (Chinese: runs of 4 characters) found in
-# the user's messages: the user's sentences said back, whole or cut up and rejoined. SmolLM2 trained
-# against the rule-based user learned it ("Rhys started at the council in April, and then it all
-# began."; 64% of its last replies); none of SAGE's 12,957 frontier replies reaches it (their largest
-# share is 0.32). A long clause quoted inside a reply of the agent's own is reflective listening, not
-# an echo: the independent listener quotes one in 12% of its English replies (at most 0.47 of their
-# pairs), and priced as an echo they cost it 8 points over whole dialogues (docs/builtin_simulator.md
-# section 10); the echoes SmolLM2 learned have a median share of 0.85.
+# `echoed`, two ways. (1) At least this share of the reply's word pairs (Chinese: runs of 4
+# characters) found in the user's messages: the user's sentences said back, whole or cut up and
+# rejoined. SmolLM2 trained against the rule-based user learned it ("Rhys started at the council in
+# April, and then it all began."; 64% of its last replies); none of SAGE's 12,957 frontier replies
+# reaches it (their largest share is 0.32).
 ECHO_GRAM, ECHO_COPIED = 2, 0.5
+# (2) At least this share of the reply in runs of this many English words (Chinese: as many
+# characters as that many words take) said back verbatim from the user's messages *in the user's
+# own first person* ("I keep going round in circles about who's really in the wrong here"): the
+# agent speaking as the user. A clause quoted inside a reply of the agent's own in the agent's
+# voice ("you filed the police report at seven in the morning") is reflective listening: until
+# version 6 any such run counted, which flagged 14% of the independent listener's English replies
+# and cost it 18.5 points over whole dialogues (docs/builtin_simulator.md section 10); a search
+# attack then said the user's sentences back inside its own text. None of the listener's replies
+# has such a run at this share; 42 of run C's last 240 replies do.
+ECHO_RUN, ECHO_SHARE = 8, 0.3
+FIRST_PERSON = {"en": frozenset("i me my mine myself i'm i've i'd i'll".split()), "zh": frozenset("我")}
 FOREIGN_SENTENCE = 4  # Latin words in a Chinese sentence, or Han characters in a row in an English one
 # score units, as the rules' costs: the rules have no such flags, or (`repeated`) price it above what
 # SAGE's users charged for it (1.2 units, 6 points, against about 2).

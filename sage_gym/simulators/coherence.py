@@ -418,6 +418,15 @@ def is_truncated(text: str, language: str = "en") -> bool:
     return len(parsed.words) > 1 and parsed.capital_starts or not _classes_of(words[-1], language).isdisjoint(lang.continuation)
 
 
+def ends_on_unfinished_word(text: str, language: str = "en") -> bool:
+    """True when the last sentence of `text` ends on a word no sentence ends on (`Language.no_final`:
+    in English a determiner or a conjunction), even where an end mark closes it ("... hearing about
+    the."): a fragment cut short and punctuated, which `is_truncated` takes as finished."""
+    lang = language_for(language)
+    last = next((words for words in reversed(_parse(text, language).words) if words), ())
+    return bool(last) and not _classes_of(last[-1], lang.code).isdisjoint(lang.no_final)
+
+
 @lru_cache(maxsize=8192)
 def _phrases(text: str, language: str) -> tuple[frozenset[tuple[str, ...]], tuple[tuple[str, ...], ...]]:
     """A text's word 4-grams, and its sentences of at least 4 words, for the reuse check (Chinese:

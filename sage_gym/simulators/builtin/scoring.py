@@ -328,7 +328,8 @@ def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_r
     reads the majority language only); and, in Chinese, `spliced` where a sentence ends or starts
     where SAGE's frontier replies never do (`sentence_breaks.py`) and `truncated` where the reply
     stops on a comma or a colon, in place of the rule-based user's word-list checks, and no
-    `ignored` where the reply repeats a phrase of the user's."""
+    `ignored` where the reply repeats a phrase of the user's; in English, `truncated` also where
+    the last sentence ends on a determiner or a conjunction, end mark or not."""
     feats = analyse_reply(scenario, history, agent_reply, long_replies=False)
     lexicon = lexicon_for(scenario.language)
     extra = set()
@@ -349,6 +350,10 @@ def _calibrated_features(scenario: Scenario, history: Sequence[Message], agent_r
             extra.add("truncated")  # a reply that stops on a comma or a colon was cut off
         if "ignored" in flags and _quotes_user_zh(history, agent_reply):
             flags = flags - {"ignored"}  # it takes up the user's words, in characters the bigram check skips
+    elif (language := _language(scenario)) and coherence.ends_on_unfinished_word(agent_reply, language):
+        # "... hearing about the.": cut short and punctuated, which the rules' end-mark check takes as
+        # finished; a search attack won with such fragments, lower case or not
+        extra.add("truncated")
     return dataclasses.replace(feats, flags=flags | extra)
 
 
@@ -376,17 +381,36 @@ def _mixes_languages(agent_reply: str, language: str) -> bool:
 
 
 def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> bool:
-    """Most of the reply says back the user's own words: at least `calibrated.ECHO_COPIED` of its
-    runs of `calibrated.ECHO_GRAM` words (Chinese: as many characters as that many words take) are
-    the user's, whole sentences or cut up and rejoined. Parroting, not listening; a clause quoted
-    inside a reply of the agent's own, as frontier models and listeners do, is left alone."""
+    """The reply says back the user's own words: at least `calibrated.ECHO_COPIED` of its runs of
+    `calibrated.ECHO_GRAM` words (Chinese: as many characters as that many words take) are the
+    user's, whole sentences or cut up and rejoined; or at least `calibrated.ECHO_SHARE` of it lies
+    in runs of `calibrated.ECHO_RUN` of the user's words that speak in the user's first person.
+    Parroting, not listening: a clause quoted in the agent's own voice inside a reply of its own,
+    as frontier models and listeners do, is left alone."""
     reply_units = lexicon.units(agent_reply.lower())
+    user_units = [lexicon.units(m["content"].lower()) for m in history if m["role"] == "user"]
+    n = round(calibrated.ECHO_RUN * lexicon.length_scale)
+    first_person = calibrated.FIRST_PERSON.get(lexicon.code, frozenset())
+    if len(reply_units) >= n and first_person:
+        said = set().union(*(_runs(units, n) for units in user_units))
+        # the user's words in quotation marks are quoted, not spoken: “我做的就是……”，你这句话让我想了一会儿
+        unquoted = lexicon.units(_QUOTED.sub("\n", agent_reply).lower())
+        copied = [False] * len(unquoted)
+        for i in range(len(unquoted) - n + 1):
+            run = tuple(unquoted[i : i + n])
+            if run in said and not first_person.isdisjoint(run):
+                copied[i : i + n] = [True] * n
+        if sum(copied) >= calibrated.ECHO_SHARE * len(reply_units):
+            return True
     n = round(calibrated.ECHO_GRAM * lexicon.length_scale)
     runs = [tuple(reply_units[i : i + n]) for i in range(len(reply_units) - n + 1)]
     if len(runs) < 3:  # "I see." says nothing back
         return False
-    said = set().union(*(_runs(lexicon.units(m["content"].lower()), n) for m in history if m["role"] == "user"))
+    said = set().union(*(_runs(units, n) for units in user_units))
     return sum(run in said for run in runs) >= calibrated.ECHO_COPIED * len(runs)
+
+
+_QUOTED = re.compile(r'“[^”]*”|「[^」]*」|『[^』]*』|"[^"]*"')
 
 
 def _runs(units: Sequence[str], n: int) -> set[tuple[str, ...]]:

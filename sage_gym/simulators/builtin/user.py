@@ -121,13 +121,15 @@ class BuiltinSimulator:
         # the manifest's version counts scoring changes: 1 is the rule-based user, 2 and up the
         # calibrated one (3: later replies valued among later ones, `ignored` and `repeated` guards;
         # 4: `echoed` also for the user's sentences cut up and rejoined; 5: `echoed` costs 2.2; 6: a long
-        # clause quoted inside a reply of the agent's own is no longer `echoed`); the fitted
+        # clause quoted inside a reply of the agent's own is no longer `echoed`; 7: it is again where
+        # it speaks in the user's first person outside quotation marks, and an English reply whose
+        # last sentence ends on a determiner or a conjunction is `truncated`); the fitted
         # constants are in it too, so that an evaluation never resumes across a refit
         if self.version == 0:
             return {"kind": self.kind, "model": "sage_gym.builtin", "version": 1, "noise_std": NOISE_STD}
         fitted, value = calibrated.shipped_weights(), shipped_reply_value()
         constants = {**fitted.to_json(), "value": {k: v for k, v in value.to_json().items() if k != "source"}}
-        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 6, "noise_std": fitted.noise_std, "calibration": fitted.source, "fitted": constants}
+        return {"kind": self.kind, "model": "sage_gym.builtin", "version": 7, "noise_std": fitted.noise_std, "calibration": fitted.source, "fitted": constants}
 
 
 def clear_caches() -> None:
