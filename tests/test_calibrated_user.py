@@ -127,44 +127,46 @@ def test_the_users_sentences_cut_up_and_rejoined_are_echoed_and_cost():
     assert not [e for e in calibration_fit.examples(load_vendored()[::5]) if "echoed" in e.flags]
 
 
-def test_a_long_clause_quoted_inside_a_reply_of_its_own_is_listening_not_an_echo():
-    """The independent listener quotes a clause of the user's whole and says something of its own
-    around it; until version 6 a run of 8 of the user's words covering 30% of a reply was `echoed`,
-    which cost it 8 points over whole dialogues. The same clause with little of the agent's own
-    around it is still an echo, in both languages."""
-    parts = calibration_fit.builtin.calibrated_parts
-    english = load_split("eval")[0]
-    said = [{"role": "user", "content": "So I filed the police report at seven in the morning, before the shop even opened."}]
-    listening = "That's quite something: you filed the police report at seven in the morning. I wonder if you're feeling weighed down. Which part of it keeps coming back to you?"
-    parroting = "You filed the police report at seven in the morning, before the shop even opened. Okay."
-    assert "echoed" not in parts(english, said, listening, 0.0)[1]
-    assert "echoed" in parts(english, said, parroting, 0.0)[1]
-    chinese = load_split("eval-zh")[0]
-    said = [{"role": "user", "content": "我就说了一句能不能小点声，第二天她们就建了个小群，把我一个人排除在外。"}]
-    listening = "第二天她们就建了个小群，这种被排除在外的感觉一定很难受。你当时心里最放不下的是哪一部分？"
-    parroting = "第二天她们就建了个小群，把我一个人排除在外。嗯。"
-    assert "echoed" not in parts(chinese, said, listening, 0.0)[1]
-    assert "echoed" in parts(chinese, said, parroting, 0.0)[1]
+# (split, what the user said, a reply that says it back, a reply that listens): the echo's two rules
+ECHO_CASES = {
+    # a long clause quoted inside a reply of the agent's own, in its own voice, is listening (until
+    # version 6 a run of 8 of the user's words covering 30% of a reply was `echoed`, which cost the
+    # independent listener 18 points over whole dialogues); with little of its own around it, an echo
+    "clause in the agent's voice": (
+        "eval",
+        "So I filed the police report at seven in the morning, before the shop even opened.",
+        "You filed the police report at seven in the morning, before the shop even opened. Okay.",
+        "That's quite something: you filed the police report at seven in the morning. I wonder if you're feeling weighed down. Which part of it keeps coming back to you?",
+    ),
+    "clause in the agent's voice, zh": (
+        "eval-zh",
+        "我就说了一句能不能小点声，第二天她们就建了个小群，把我一个人排除在外。",
+        "第二天她们就建了个小群，把我一个人排除在外。嗯。",
+        "第二天她们就建了个小群，这种被排除在外的感觉一定很难受。你当时心里最放不下的是哪一部分？",
+    ),
+    # version 6 freed the quoted clause, and a search attack then said the user's sentences as its
+    # own inside its text: a run in the user's first person is `echoed` again, in quotation marks not
+    "sentence in the user's first person": (
+        "eval",
+        "I keep going round in circles about who's really in the wrong here. Everyone acts like it's simple.",
+        "Setting aside one small. I keep going round in circles about who's really in the wrong here. And it sounds like you're carrying a lot?",
+        "So you keep going round in circles about who's really in the wrong here, and that's not a small thing. What's been the hardest part?",
+    ),
+    "sentence in the user's first person, zh": (
+        "eval-zh",
+        "说真的，我干嘛要说这些。我做的就是谁在那个位置都会做的事。",
+        "我做的就是谁在那个位置都会做的事。也许你现在挺压抑的。身边有人知道这件事吗？",
+        "“我做的就是谁在那个位置都会做的事”，你这句话让我想了一会儿。也许你现在挺压抑的。身边有人知道这件事吗？",
+    ),
+}
 
 
-def test_the_users_sentence_spoken_in_its_first_person_is_an_echo_and_quoted_it_is_not():
-    """Version 6 freed the quoted clause, and a search attack then said the user's sentences as its
-    own inside its text ("I keep going round in circles ..."): a run of 8 of the user's words in
-    the user's first person covering 30% of a reply is `echoed` again. In quotation marks it is a
-    quote (the independent Chinese listener: “我做的就是……”，你这句话让我想了一会儿)."""
-    parts = calibration_fit.builtin.calibrated_parts
-    english = load_split("eval")[0]
-    said = [{"role": "user", "content": "I keep going round in circles about who's really in the wrong here. Everyone acts like it's simple."}]
-    spoken = "Setting aside one small. I keep going round in circles about who's really in the wrong here. And it sounds like you're carrying a lot?"
-    reflected = "So you keep going round in circles about who's really in the wrong here, and that's not a small thing. What's been the hardest part?"
-    assert "echoed" in parts(english, said, spoken, 0.0)[1]
-    assert "echoed" not in parts(english, said, reflected, 0.0)[1]
-    chinese = load_split("eval-zh")[0]
-    said = [{"role": "user", "content": "说真的，我干嘛要说这些。我做的就是谁在那个位置都会做的事。"}]
-    quoted = "“我做的就是谁在那个位置都会做的事”，你这句话让我想了一会儿。也许你现在挺压抑的。身边有人知道这件事吗？"
-    spoken = "我做的就是谁在那个位置都会做的事。也许你现在挺压抑的。身边有人知道这件事吗？"
-    assert "echoed" not in parts(chinese, said, quoted, 0.0)[1]
-    assert "echoed" in parts(chinese, said, spoken, 0.0)[1]
+@pytest.mark.parametrize("split, said, echo, listening", list(ECHO_CASES.values()), ids=list(ECHO_CASES))
+def test_the_users_words_said_back_are_an_echo_and_quoting_them_while_listening_is_not(split, said, echo, listening):
+    scenario = load_split(split)[0]
+    history = [{"role": "user", "content": said}]
+    assert "echoed" in calibration_fit.builtin.calibrated_parts(scenario, history, echo, 0.0)[1]
+    assert "echoed" not in calibration_fit.builtin.calibrated_parts(scenario, history, listening, 0.0)[1]
 
 
 def test_the_calibrated_user_objects_only_to_what_it_prices():
