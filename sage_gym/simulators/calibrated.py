@@ -59,7 +59,7 @@ ECHO_GRAM, ECHO_COPIED = 2, 0.5
 # agent speaking as the user. A clause quoted inside a reply of the agent's own in the agent's
 # voice ("you filed the police report at seven in the morning") is reflective listening: until
 # version 6 any such run counted, which flagged 14% of the independent listener's English replies
-# and cost it 18.5 points over whole dialogues (docs/builtin_simulator.md section 10); a search
+# and cost it 18 points over whole dialogues (docs/builtin_simulator.md section 10); a search
 # attack then said the user's sentences back inside its own text. None of the listener's replies
 # has such a run at this share; 42 of run C's last 240 replies do.
 ECHO_RUN, ECHO_SHARE = 8, 0.3
