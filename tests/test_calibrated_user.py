@@ -300,8 +300,8 @@ def test_an_english_fragment_cut_short_and_punctuated_is_truncated():
         assert "truncated" in parts(scenario, said, cut, 0.0)[1], cut
         assert "truncated" not in calibration_fit.builtin.analyse_reply(scenario, said, cut).flags
     state = UserState(emotion=40, rules=Rules(), turn=1, seed=3)
-    kept = "You armed it every night. That sounds maddening. What did the adjuster go on?"
-    assert react_sync(scenario, state, said, kept.replace(" What did the adjuster go on?", " What did the."), 1).change < react_sync(scenario, state, said, kept, 1).change
+    kept, cut = "You armed it every night. That sounds maddening. What did the adjuster go on?", "You armed it every night. That sounds maddening. What did the."
+    assert react_sync(scenario, state, said, cut, 1).change < react_sync(scenario, state, said, kept, 1).change
     for name in ("listener", "long_careful", "warmth"):
         agent = make_independent_agent(name, seed=0)
         history = list(said)

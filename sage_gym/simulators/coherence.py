@@ -364,6 +364,11 @@ def _unbalanced_marks(text: str, lang: Language) -> list[str]:
     return marks
 
 
+def _ends_unfinished(words: Sequence[str], lang: Language) -> bool:
+    """The sentence's last word is one no sentence ends on (`Language.no_final`)."""
+    return bool(words) and not _classes_of(words[-1], lang.code).isdisjoint(lang.no_final)
+
+
 def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
     """Where the text reads as sentences broken off and joined (empty for whole sentences)."""
     marks = []
@@ -383,7 +388,7 @@ def _splice_marks(parsed: _Parsed, lang: Language) -> list[str]:
             # "... weighing on you. wrong with the insurance": a writer who capitalises lost this sentence's start
             marks.append(f"{parsed.words[index - 1][-1] if parsed.words[index - 1] else ''}. {sentence[0][0] if sentence and sentence[0] else ''}")
         sentence_words = parsed.words[index]
-        if sentence_words and index < last and not _classes_of(sentence_words[-1], lang.code).isdisjoint(lang.no_final):
+        if index < last and _ends_unfinished(sentence_words, lang):
             marks.append(f"{sentence_words[-1]}.")
     return marks
 
@@ -422,9 +427,8 @@ def ends_on_unfinished_word(text: str, language: str = "en") -> bool:
     """True when the last sentence of `text` ends on a word no sentence ends on (`Language.no_final`:
     in English a determiner or a conjunction), even where an end mark closes it ("... hearing about
     the."): a fragment cut short and punctuated, which `is_truncated` takes as finished."""
-    lang = language_for(language)
     last = next((words for words in reversed(_parse(text, language).words) if words), ())
-    return bool(last) and not _classes_of(last[-1], lang.code).isdisjoint(lang.no_final)
+    return _ends_unfinished(last, language_for(language))
 
 
 @lru_cache(maxsize=8192)

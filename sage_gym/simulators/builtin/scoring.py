@@ -380,6 +380,9 @@ def _mixes_languages(agent_reply: str, language: str) -> bool:
     return False
 
 
+_QUOTED = re.compile(r'“[^”]*”|「[^」]*」|『[^』]*』|"[^"]*"')  # the user's words quoted, not spoken
+
+
 def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> bool:
     """The reply says back the user's own words: at least `calibrated.ECHO_COPIED` of its runs of
     `calibrated.ECHO_GRAM` words (Chinese: as many characters as that many words take) are the
@@ -408,9 +411,6 @@ def _echoes(history: Sequence[Message], agent_reply: str, lexicon: Lexicon) -> b
         return False
     said = set().union(*(_runs(units, n) for units in user_units))
     return sum(run in said for run in runs) >= calibrated.ECHO_COPIED * len(runs)
-
-
-_QUOTED = re.compile(r'“[^”]*”|「[^」]*」|『[^』]*』|"[^"]*"')
 
 
 def _runs(units: Sequence[str], n: int) -> set[tuple[str, ...]]:
